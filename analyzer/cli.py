@@ -1,0 +1,179 @@
+"""The ``memsnap`` command line.  Thin: parse options, call the library, format in one place.
+
+Analyzer modules (and with them duckdb) are imported inside the analyzer
+commands only, so ``memsnap record`` on a production host never loads duckdb.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from enum import Enum
+from typing import List, Optional
+
+import typer
+
+from recorder.errors import MemsnapError
+
+app = typer.Typer(
+    name="memsnap",
+    help="Record process memory on Linux (smaps, pagemap, kpagecount/flags) into a Parquet store, "
+         "then analyse it with DuckDB: set sizes (VSS/RSS/PSS/USS/swap), snapshots, SQL.\n\n"
+         "Typical use: `memsnap record` on a host (as root for PFNs), copy the store, "
+         "`memsnap sizes` on a workstation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+DEFAULT_STORE = "./memsnap-store"
+
+
+@app.callback()
+def _root():
+    """memsnap: record process memory into Parquet, analyse it with DuckDB."""
+
+
+def _default_store() -> str:
+    return os.environ.get("MEMSNAP_STORE") or DEFAULT_STORE
+
+
+def fail(e: BaseException, code: int = 1):
+    """The one place errors are shown: ``Error: <what> — <how to fix>``, no traceback."""
+    msg = str(e)
+    hint = getattr(e, "hint", "")
+    typer.echo(f"Error: {msg}" + (f" — {hint}" if hint else ""), err=True)
+    raise typer.Exit(code)
+
+
+def _err(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+class Fmt(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+# ---------------------------------------------------------------------------------------------- record
+
+@app.command(epilog="Examples:\n\n  memsnap record                          # one snapshot of every process\n\n"
+                    "  memsnap record --interval 60 --count 0  # every minute until stopped\n\n"
+                    "  memsnap record --match 'gunicorn|celery' --sources smaps_rollup,smaps\n\n"
+                    "  memsnap record --smaps-max-rss-mb 4096 --budget-ms 200 --nice 19 --ionice idle")
+def record(
+    store: str = typer.Option(None, "--store", "-S", help="Store directory. Default: $MEMSNAP_STORE, else ./memsnap-store."),
+    interval: float = typer.Option(0, "--interval", "-i", min=0, help="Seconds between snapshots (with --count)."),
+    count: int = typer.Option(1, "--count", "-n", min=0, help="Number of snapshots; 0 = until SIGINT/SIGTERM."),
+    pid: List[int] = typer.Option([], "--pid", "-p", help="Record only this PID (repeatable)."),
+    match: Optional[str] = typer.Option(None, "--match", "-m", help="Record only processes whose command line matches this regex."),
+    sources: str = typer.Option(",".join(("maps", "smaps", "smaps_rollup", "pagemap", "kpage")), "--sources",
+                                help="Comma-separated: maps, smaps, smaps_rollup, pagemap, kpage. kpage "
+                                     "(kpagecount/kpageflags/kpagecgroup) needs pagemap. "
+                                     "Cheapest useful: smaps_rollup."),
+    host: Optional[str] = typer.Option(None, "--host", help="Host name for the store partition. Default: hostname."),
+    smaps_max_rss_mb: Optional[int] = typer.Option(
+        None, "--smaps-max-rss-mb", min=0,
+        help="Impact limit: for processes with more RSS than this, read maps instead of full smaps "
+             "(smaps blocks the target's mmap/munmap ~12 ms per GiB). smaps_rollup and pagemap are still read."),
+    budget_ms: Optional[float] = typer.Option(
+        None, "--budget-ms", min=1,
+        help="Impact limit: per-process time budget; sources not started in time are skipped and the process "
+             "is marked partial."),
+    nice: int = typer.Option(10, "--nice", min=0, max=19, help="CPU niceness increment for the recorder."),
+    ionice: str = typer.Option("idle", "--ionice", help="I/O priority class: idle, best-effort or none."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print the snapshot id."),
+    procfs: str = typer.Option("/proc", "--procfs", hidden=True, help="procfs root (tests)."),
+):
+    """Capture snapshots of process memory into the store.
+
+    Each snapshot records, per process, identity (pid, start time, user, cgroup, command line), status and
+    smaps_rollup, every smaps mapping, and the pagemap entries of present and swapped pages; per physical
+    frame seen, kpagecount/kpageflags/kpagecgroup; per snapshot, meminfo and kernel settings.
+
+    Run as root for real PFNs. Without CAP_SYS_ADMIN the snapshot is still useful (smaps, pagemap flags)
+    but says pfn_available=false. A snapshot is visible only once complete: SIGKILL never leaves half of
+    one behind, and SIGINT/SIGTERM discard the one in progress and exit cleanly.
+    """
+    from recorder.capture import Options, Recorder, set_low_priority
+
+    opts = Options(store=store or _default_store(), host=host, pids=tuple(pid), match=match,
+                   sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
+                   smaps_max_rss_kb=smaps_max_rss_mb * 1024 if smaps_max_rss_mb is not None else None,
+                   process_budget_ms=budget_ms, procfs=procfs)
+    if ionice not in ("idle", "best-effort", "none"):
+        fail(MemsnapError(f"--ionice {ionice!r} is not a class", hint="use idle, best-effort or none"))
+    stop = {"sig": None}
+
+    def on_signal(signum, frame):
+        stop["sig"] = signum
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for w in set_low_priority(nice, ionice):
+            _err(f"warning: {w}")
+        n = 0
+        while count == 0 or n < count:
+            if n:
+                deadline = time.monotonic() + interval
+                while time.monotonic() < deadline and stop["sig"] is None:
+                    time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            if stop["sig"] is not None:
+                break
+            try:
+                res = _capture_with_progress(opts, lambda: stop["sig"] is not None, quiet)
+            except MemsnapError as e:
+                if type(e).__name__ == "Interrupted":
+                    _err("interrupted: the snapshot in progress was discarded")
+                    break
+                fail(e)
+            n += 1
+            for w in res.warnings:
+                _err(f"warning: {w}")
+            if quiet:
+                typer.echo(res.snapshot_id)
+            else:
+                c = res.counts
+                typer.echo(
+                    f"{res.snapshot_id}  host={res.host}  processes: {c['ok']} recorded, {c['partial']} partial, "
+                    f"{c['vanished']} vanished, {c['denied']} denied, {c['zombie']} zombie, "
+                    f"{c['kernel_thread']} kernel threads; {res.pages} pages, {res.frames} frames; "
+                    f"{res.bytes_written / 1e6:.2f} MB written in {res.seconds:.2f}s -> {res.store}")
+            sys.stdout.flush()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _capture_with_progress(opts, should_stop, quiet):
+    from recorder.capture import Recorder
+
+    if quiet or not sys.stderr.isatty():
+        return Recorder(opts, should_stop=should_stop).capture()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("recording"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True, console=_stderr_console()) as prog:
+        task = prog.add_task("record", total=None)
+        return Recorder(opts, progress=lambda d, t: prog.update(task, completed=d, total=t),
+                        should_stop=should_stop).capture()
+
+
+def _stderr_console():
+    from rich.console import Console
+    return Console(stderr=True)
+
+
+def main():
+    try:
+        app()
+    except MemsnapError as e:  # pragma: no cover - commands call fail() themselves
+        typer.echo(f"Error: {e}" + (f" — {e.hint}" if e.hint else ""), err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

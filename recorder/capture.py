@@ -1,0 +1,552 @@
+"""Capturing one snapshot of the machine: /proc -> Arrow -> store.
+
+Nothing here prints: progress goes to a callback, warnings into the result.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+import re
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+import pyarrow as pa
+
+from schema import SCHEMA_VERSION, arrow_schema
+
+from . import __version__
+from .errors import AccessDenied, Interrupted, MemsnapError, ProcessGone
+from .procfs import (PF_KTHREAD, ProcFS, classify_oserror, merge_ranges, parse_cgroup, parse_cmdline,
+                     parse_maps, parse_meminfo, parse_smaps, parse_smaps_rollup, parse_stat, parse_status,
+                     parse_sysfs_choice)
+from .store import SnapshotWriter, recover, safe_host
+
+ALL_SOURCES = ("maps", "smaps", "smaps_rollup", "pagemap", "kpage")
+DEFAULT_SOURCES = ALL_SOURCES
+
+# pagemap bits, https://docs.kernel.org/admin-guide/mm/pagemap.html
+PM_PRESENT = np.uint64(1 << 63)
+PM_SWAP = np.uint64(1 << 62)
+PFN_MASK = np.uint64((1 << 55) - 1)
+CAP_SYS_ADMIN = 21
+
+PAGEMAP_CHUNK_PAGES = 1 << 20   # 8 MiB per pread
+FLUSH_PAGE_ROWS = 1 << 20       # bounded recorder memory: flush page rows in row groups of this size
+FLUSH_MAPPING_ROWS = 50_000
+KPAGE_GAP = 512                 # PFNs closer than this are read in one pread (512 * 8 B = 4 KiB)
+
+
+@dataclass
+class Options:
+    store: str = "./memsnap-store"
+    host: str | None = None
+    pids: tuple[int, ...] = ()
+    match: str | None = None
+    sources: tuple[str, ...] = DEFAULT_SOURCES
+    #: above this VmRSS (kB), read maps instead of the full smaps (smaps_rollup and pagemap still read)
+    smaps_max_rss_kb: int | None = None
+    #: per-process time budget (ms); sources not started before it ran out are skipped
+    process_budget_ms: float | None = None
+    procfs: str = "/proc"
+
+    def validate(self) -> None:
+        bad = [s for s in self.sources if s not in ALL_SOURCES]
+        if bad:
+            raise MemsnapError(f"unknown source(s) {', '.join(bad)}", hint=f"choose from {', '.join(ALL_SOURCES)}")
+        if "kpage" in self.sources and "pagemap" not in self.sources:
+            raise MemsnapError("source kpage needs pagemap", hint="add pagemap to --sources, or drop kpage")
+        if self.match is not None:
+            try:
+                re.compile(self.match)
+            except re.error as e:
+                raise MemsnapError(f"--match {self.match!r} is not a valid regular expression: {e}",
+                                   hint="quote the pattern; it is a Python regex matched against the command line")
+
+
+@dataclass
+class Result:
+    snapshot_id: str
+    store: str
+    host: str
+    counts: dict = field(default_factory=dict)
+    pages: int = 0
+    frames: int = 0
+    bytes_written: int = 0
+    seconds: float = 0.0
+    pfn_available: bool | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def const_string_array(s: str, n: int) -> pa.Array:
+    """n copies of s as a StringArray, built from buffers (no Python list)."""
+    b = s.encode()
+    offsets = np.arange(n + 1, dtype=np.int32) * len(b)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(b * n))
+
+
+def _read_opt(fs: ProcFS, *parts) -> str | None:
+    try:
+        return fs.read(*parts).decode().strip()
+    except (OSError, MemsnapError):
+        return None
+
+
+def _has_cap(fs: ProcFS, cap: int) -> bool:
+    try:
+        for line in fs.read("self", "status").decode().splitlines():
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> cap & 1)
+    except (OSError, MemsnapError):
+        pass
+    return False
+
+
+def _mapcount_mode() -> str | None:
+    import gzip
+    try:
+        with gzip.open("/proc/config.gz", "rt") as f:
+            for line in f:
+                if line.startswith("CONFIG_NO_PAGE_MAPCOUNT=y"):
+                    return "folio"
+                if line.startswith("CONFIG_PAGE_MAPCOUNT=y"):
+                    return "per_page"
+    except OSError:
+        pass
+    return None
+
+
+def _int_or_none(s):
+    try:
+        return int(s)
+    except (TypeError, ValueError):
+        return None
+
+
+_users: dict[int, str] = {}
+
+
+def user_name(uid: int | None) -> str | None:
+    if uid is None:
+        return None
+    if uid not in _users:
+        try:
+            _users[uid] = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            _users[uid] = str(uid)
+    return _users[uid]
+
+
+def system_info(fs: ProcFS) -> dict:
+    u = os.uname()
+    stat = _read_opt(fs, "stat") or ""
+    btime = next((int(ln.split()[1]) for ln in stat.splitlines() if ln.startswith("btime ")), None)
+    uptime = _read_opt(fs, "uptime")
+    mm = "/sys/kernel/mm"
+
+    def sysfs(p):
+        try:
+            with open(os.path.join(mm, p)) as f:
+                return f.read().strip()
+        except OSError:
+            return None
+
+    thp = {k: sysfs(f"transparent_hugepage/{k}") for k in ("enabled", "defrag", "shmem_enabled")}
+    return {
+        "boot_id": _read_opt(fs, "sys", "kernel", "random", "boot_id") or "unknown",
+        "hostname": socket.gethostname(),
+        "kernel_release": u.release,
+        "machine": u.machine,
+        "page_size_bytes": os.sysconf("SC_PAGE_SIZE"),
+        "clock_ticks_hz": os.sysconf("SC_CLK_TCK"),
+        "boot_time": datetime.fromtimestamp(btime, timezone.utc) if btime else None,
+        "uptime_s": float(uptime.split()[0]) if uptime else None,
+        "mapcount_mode": _mapcount_mode(),
+        "thp_enabled": parse_sysfs_choice(thp["enabled"]) if thp["enabled"] else None,
+        "thp_defrag": parse_sysfs_choice(thp["defrag"]) if thp["defrag"] else None,
+        "thp_shmem_enabled": parse_sysfs_choice(thp["shmem_enabled"]) if thp["shmem_enabled"] else None,
+        "ksm_run": _int_or_none(sysfs("ksm/run")),
+        "ksm_pages_sharing": _int_or_none(sysfs("ksm/pages_sharing")),
+        "ksm_pages_shared": _int_or_none(sysfs("ksm/pages_shared")),
+    }
+
+
+def new_snapshot_id(start: datetime, host: str, boot_id: str) -> str:
+    h = hashlib.sha1(f"{host}\0{boot_id}".encode()).hexdigest()[:8]
+    return f"{start:%Y%m%dT%H%M%S%f}Z-{h}-{os.getpid()}"
+
+
+class _ProcessCapture:
+    """Reads one process.  Raises nothing for races/permissions: they end up in ``row``."""
+
+    def __init__(self, fs: ProcFS, pid: int, opts: Options, page_size: int):
+        self.fs, self.pid, self.opts, self.page_size = fs, pid, opts, page_size
+        self.row: dict = {"pid": pid}
+        self.mappings: list[dict] = []
+        self.vpn: np.ndarray | None = None
+        self.entry: np.ndarray | None = None
+        self.sources: list[str] = []
+
+    def identity(self) -> None:
+        """stat/status/cmdline/...; ProcessGone propagates (the process is gone before we started)."""
+        fs, pid, row = self.fs, self.pid, self.row
+        st = parse_stat(fs.read(pid, "stat"), fs.path(pid, "stat"))
+        status = parse_status(fs.read(pid, "status"), fs.path(pid, "status"))
+        row.update({k: st[k] for k in ("starttime_ticks", "ppid", "state", "threads", "comm")})
+        row.update({k: v for k, v in status.items() if k.endswith("_kb") or k in ("uid", "euid", "gid", "threads")})
+        row["user"] = user_name(row.get("uid"))
+        row["kernel_thread"] = bool(st["flags"] & PF_KTHREAD) or status.get("kthread", False)
+        for key, parts, fn in (("cmdline", ("cmdline",), lambda b: parse_cmdline(b) or None),
+                               ("cgroup", ("cgroup",), lambda b: parse_cgroup(b, fs.path(pid, "cgroup")))):
+            try:
+                row[key] = fn(fs.read(pid, *parts))
+            except AccessDenied:
+                row[key] = None
+        for key, parts in (("exe", ("exe",)), ("pid_ns", ("ns", "pid"))):
+            try:
+                v = fs.readlink(pid, *parts)
+                row[key] = int(v[v.index("[") + 1:-1]) if key == "pid_ns" else v
+            except (AccessDenied, ProcessGone, ValueError):
+                row[key] = None  # exe of kernel threads / zombies is ENOENT: not data
+
+    def memory(self, deadline: float | None) -> None:
+        fs, pid, opts = self.fs, self.pid, self.opts
+        want = set(opts.sources)
+        skipped = []
+
+        def over_budget(source):
+            if deadline is not None and time.monotonic() > deadline:
+                skipped.append(source)
+                return True
+            return False
+
+        if "smaps_rollup" in want and not over_budget("smaps_rollup"):
+            self.row.update(parse_smaps_rollup(fs.read(pid, "smaps_rollup"), fs.path(pid, "smaps_rollup")))
+            self.sources.append("smaps_rollup")
+        full_smaps = "smaps" in want
+        if full_smaps and opts.smaps_max_rss_kb is not None and (self.row.get("vm_rss_kb") or 0) > opts.smaps_max_rss_kb:
+            full_smaps = False  # impact limit: walking page tables of a big process blocks its mmap/munmap
+        if full_smaps and not over_budget("smaps"):
+            self.mappings = parse_smaps(fs.read(pid, "smaps"), fs.path(pid, "smaps"))
+            src = "smaps"
+        elif ("maps" in want or "pagemap" in want) and not over_budget("maps"):
+            self.mappings = parse_maps(fs.read(pid, "maps"), fs.path(pid, "maps"))
+            src = "maps"
+        else:
+            src = None
+        if src:
+            self.sources.append(src)
+            for i, m in enumerate(self.mappings):
+                m["idx"] = i
+                m["source"] = src
+        if "pagemap" in want and src and not over_budget("pagemap"):
+            self.read_pagemap()
+            self.sources.append("pagemap")
+        if skipped:
+            self.row["status"] = "partial"
+            self.row["error"] = f"time budget of {opts.process_budget_ms:g} ms exceeded; skipped: {', '.join(skipped)}"
+
+    def read_pagemap(self) -> None:
+        ranges = merge_ranges(((m["start_addr"], m["end_addr"]) for m in self.mappings
+                               if m.get("path") != "[vsyscall]"), self.page_size)  # above TASK_SIZE: not in pagemap
+        path = self.fs.path(self.pid, "pagemap")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise classify_oserror(e, path) from None
+        vpns, entries = [], []
+        try:
+            for first, last in ranges:
+                v = first
+                while v < last:
+                    n = min(last - v, PAGEMAP_CHUNK_PAGES)
+                    try:
+                        buf = os.pread(fd, n * 8, v * 8)
+                    except OSError as e:
+                        raise classify_oserror(e, path) from None
+                    if len(buf) != n * 8:
+                        # the process was reaped after open: pagemap then reads 0 bytes silently
+                        raise ProcessGone(f"{path}: short read ({len(buf)} of {n * 8} bytes); process exited",
+                                          path=path)
+                    a = np.frombuffer(buf, dtype=np.uint64)
+                    idx = np.flatnonzero(a & (PM_PRESENT | PM_SWAP))
+                    if idx.size:
+                        vpns.append(idx.astype(np.uint64) + np.uint64(v))
+                        entries.append(a[idx])
+                    v += n
+        finally:
+            os.close(fd)
+        self.vpn = np.concatenate(vpns) if vpns else np.empty(0, np.uint64)
+        self.entry = np.concatenate(entries) if entries else np.empty(0, np.uint64)
+
+    def run(self) -> None:
+        t0 = time.monotonic()
+        self.row["captured_at"] = datetime.now(timezone.utc)
+        self.row["status"] = "ok"
+        try:
+            self.identity()
+            if self.row["kernel_thread"]:
+                self.row["status"] = "kernel_thread"
+            elif self.row["state"] == "Z":
+                self.row["status"] = "zombie"
+            else:
+                budget = self.opts.process_budget_ms
+                self.memory(t0 + budget / 1000 if budget else None)
+        except ProcessGone as e:
+            self._drop("vanished", str(e))
+        except AccessDenied as e:
+            self._drop("denied", str(e))
+        self.row["sources"] = ",".join(self.sources) or None
+        self.row["mappings"] = len(self.mappings)
+        self.row["pages"] = int(self.vpn.size) if self.vpn is not None else 0
+        self.row["capture_ms"] = (time.monotonic() - t0) * 1000
+
+    def _drop(self, status: str, error: str) -> None:
+        # half of a process is worse than none: keep the row (and the reason), drop its memory data
+        self.row["status"], self.row["error"] = status, error
+        self.mappings, self.vpn, self.entry, self.sources = [], None, None, []
+
+
+def select_pids(fs: ProcFS, opts: Options, self_pid: int) -> list[int]:
+    pids = [p for p in fs.pids() if p != self_pid]
+    if opts.pids:
+        wanted = set(opts.pids)
+        pids = [p for p in pids if p in wanted]
+    if opts.match:
+        rx = re.compile(opts.match)
+        keep = []
+        for p in pids:
+            try:
+                text = parse_cmdline(fs.read(p, "cmdline")) or fs.read(p, "comm").decode().strip()
+            except MemsnapError:
+                continue
+            if rx.search(text):
+                keep.append(p)
+        pids = keep
+    return pids
+
+
+def _read_kpage(path: str, pfns: np.ndarray) -> np.ndarray:
+    """Values of a /proc/kpage* file at the sorted distinct ``pfns``, read in runs (never one pread per PFN)."""
+    out = np.empty(pfns.size, dtype=np.uint64)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        breaks = np.flatnonzero(np.diff(pfns) > KPAGE_GAP) + 1
+        starts = np.concatenate(([0], breaks))
+        ends = np.concatenate((breaks, [pfns.size]))
+        for s, e in zip(starts.tolist(), ends.tolist()):
+            lo, hi = int(pfns[s]), int(pfns[e - 1])
+            buf = os.pread(fd, (hi - lo + 1) * 8, lo * 8)
+            a = np.frombuffer(buf, dtype=np.uint64)
+            out[s:e] = a[(pfns[s:e] - np.uint64(lo)).astype(np.int64)]
+    finally:
+        os.close(fd)
+    return out
+
+
+class Recorder:
+    """Captures snapshots into a store.  ``progress(done, total)`` and ``should_stop()`` are optional hooks."""
+
+    def __init__(self, opts: Options, progress=None, should_stop=None):
+        opts.validate()
+        self.opts = opts
+        self.fs = ProcFS(opts.procfs)
+        self.progress = progress or (lambda done, total: None)
+        self.should_stop = should_stop or (lambda: False)
+
+    def capture(self) -> Result:
+        opts, fs = self.opts, self.fs
+        t_start = time.monotonic()
+        cleaned = recover(opts.store)
+        start = datetime.now(timezone.utc)
+        info = system_info(fs)
+        host = safe_host(opts.host or info["hostname"])
+        sid = new_snapshot_id(start, host, info["boot_id"])
+        res = Result(sid, opts.store, host)
+        if cleaned:
+            res.warnings.append(f"removed {len(cleaned)} incomplete snapshot(s) left by an interrupted recorder: "
+                                + ", ".join(cleaned))
+        meminfo = parse_meminfo(fs.read("meminfo"), fs.path("meminfo"))
+        writer = SnapshotWriter(opts.store, host, sid, start.strftime("%Y-%m-%d"))
+        try:
+            self._capture_into(writer, res, info, meminfo, start)
+        except BaseException:
+            writer.abort()
+            raise
+        res.seconds = time.monotonic() - t_start
+        return res
+
+    def _capture_into(self, writer: SnapshotWriter, res: Result, info: dict, meminfo, start) -> None:
+        opts, fs = self.opts, self.fs
+        sid, page_size = res.snapshot_id, info["page_size_bytes"]
+        writer.table("meminfo").write({"snapshot_id": [sid] * len(meminfo), "key": [k for k, _, _ in meminfo],
+                                       "value_kb": [kb for _, kb, _ in meminfo], "value": [v for _, _, v in meminfo]})
+        pids = select_pids(fs, opts, os.getpid())
+        counts = dict.fromkeys(("ok", "partial", "vanished", "denied", "zombie", "kernel_thread"), 0)
+        proc_rows: list[dict] = []
+        map_rows: list[dict] = []
+        page_buf: list[tuple[int, np.ndarray, np.ndarray]] = []
+        page_buf_rows = 0
+        pfn_sets: list[np.ndarray] = []
+        pfn_set_size = 0
+        any_present = any_nonzero_pfn = False
+        pages_w = writer.table("pages")
+        maps_w = writer.table("mappings")
+
+        def flush_pages():
+            nonlocal page_buf, page_buf_rows
+            if not page_buf:
+                return
+            n = page_buf_rows
+            pages_w.write(pa.table({
+                "snapshot_id": const_string_array(sid, n),
+                "pid": np.concatenate([np.full(v.size, p, np.int32) for p, v, _ in page_buf]),
+                "vpn": np.concatenate([v for _, v, _ in page_buf]),
+                "entry": np.concatenate([e for _, _, e in page_buf]),
+            }, schema=pages_w.schema))
+            page_buf, page_buf_rows = [], 0
+
+        def flush_mappings():
+            if map_rows:
+                maps_w.write(pa.Table.from_pylist(map_rows, schema=maps_w.schema))
+                map_rows.clear()
+
+        for i, pid in enumerate(pids):
+            if self.should_stop():
+                raise Interrupted("interrupted: snapshot discarded")
+            pc = _ProcessCapture(fs, pid, opts, page_size)
+            pc.run()
+            st = pc.row["status"]
+            if st == "vanished" and "starttime_ticks" not in pc.row:
+                pass  # gone between listing /proc and reading stat: counted, identity unknown
+            counts[st] += 1
+            pc.row["snapshot_id"] = sid
+            proc_rows.append(pc.row)
+            for m in pc.mappings:
+                m["snapshot_id"] = sid
+                m["pid"] = pid
+                if "other_kb" in m:
+                    m["other_kb"] = list(m["other_kb"].items())
+            map_rows.extend(pc.mappings)
+            if len(map_rows) >= FLUSH_MAPPING_ROWS:
+                flush_mappings()
+            if pc.vpn is not None and pc.vpn.size:
+                page_buf.append((pid, pc.vpn, pc.entry))
+                page_buf_rows += pc.vpn.size
+                res.pages += pc.vpn.size
+                present = pc.entry[(pc.entry & PM_PRESENT) != 0] & PFN_MASK
+                if present.size:
+                    any_present = True
+                    nz = present[present != 0]
+                    if nz.size:
+                        any_nonzero_pfn = True
+                        pfn_sets.append(np.unique(nz))
+                        pfn_set_size += pfn_sets[-1].size
+                        if len(pfn_sets) > 64 or pfn_set_size > 4 * FLUSH_PAGE_ROWS:
+                            pfn_sets = [np.unique(np.concatenate(pfn_sets))]
+                            pfn_set_size = pfn_sets[0].size
+                if page_buf_rows >= FLUSH_PAGE_ROWS:
+                    flush_pages()
+            self.progress(i + 1, len(pids))
+        flush_pages()
+        flush_mappings()
+        for r in proc_rows:
+            if "rollup_other_kb" in r:
+                r["rollup_other_kb"] = list(r["rollup_other_kb"].items())
+        pw = writer.table("processes")
+        pw.write(pa.Table.from_pylist(proc_rows, schema=pw.schema))
+
+        # PFNs: real only with CAP_SYS_ADMIN; otherwise they read as 0 while the flags stay.
+        if any_present:
+            pfn_available = any_nonzero_pfn
+        else:
+            pfn_available = _has_cap(fs, CAP_SYS_ADMIN) if "pagemap" in opts.sources else None
+        res.pfn_available = pfn_available
+        if "pagemap" in opts.sources and pfn_available is False:
+            res.warnings.append("pagemap PFNs read as 0 (no CAP_SYS_ADMIN): snapshot recorded with "
+                                "pfn_available=false, pagemap flags only, no frames; run as root for PSS/USS "
+                                "from pages and shared-page attribution")
+        kpage_ok = cg_ok = False
+        if "kpage" in opts.sources and pfn_available:
+            pfns = np.unique(np.concatenate(pfn_sets)) if pfn_sets else np.empty(0, np.uint64)
+            del pfn_sets
+            fw = writer.table("frames")
+            cols = {}
+            try:
+                cols["mapcount"] = _read_kpage(fs.path("kpagecount"), pfns).astype(np.int64)
+                cols["flags"] = _read_kpage(fs.path("kpageflags"), pfns)
+                kpage_ok = True
+            except OSError as e:
+                res.warnings.append(f"cannot read {e.filename or fs.path('kpagecount')}: {e.strerror}; "
+                                    "frames has PFNs without mapcount/flags")
+                cols = {}
+            try:
+                cols["memcg_ino"] = _read_kpage(fs.path("kpagecgroup"), pfns)
+                cg_ok = True
+            except OSError:
+                pass  # kernel without CONFIG_MEMCG: memcg_ino stays NULL
+            n = pfns.size
+            for step in range(0, n, FLUSH_PAGE_ROWS):
+                sl = slice(step, min(n, step + FLUSH_PAGE_ROWS))
+                m = sl.stop - sl.start
+                fw.write(pa.table({
+                    "snapshot_id": const_string_array(sid, m),
+                    "pfn": pfns[sl],
+                    "mapcount": cols["mapcount"][sl] if "mapcount" in cols else pa.nulls(m, pa.int64()),
+                    "flags": cols["flags"][sl] if "flags" in cols else pa.nulls(m, pa.uint64()),
+                    "memcg_ino": cols["memcg_ino"][sl] if "memcg_ino" in cols else pa.nulls(m, pa.uint64()),
+                }, schema=fw.schema))
+            res.frames = n
+
+        end = datetime.now(timezone.utc)
+        res.counts = counts
+        snap = dict(info)
+        snap.update({
+            "snapshot_id": sid,
+            "capture_start": start,
+            "capture_end": end,
+            "recorder_version": __version__,
+            "recorder_pid": os.getpid(),
+            "recorder_uid": os.geteuid(),
+            "schema_version": SCHEMA_VERSION,
+            "options_json": json.dumps({k: v for k, v in asdict(opts).items() if k != "procfs"}, default=list),
+            "sources": ",".join(opts.sources),
+            "pfn_available": pfn_available,
+            "kpage_available": kpage_ok,
+            "kpagecgroup_available": cg_ok,
+            "processes_seen": len(pids),
+            "processes_recorded": counts["ok"],
+            "processes_partial": counts["partial"],
+            "processes_vanished": counts["vanished"],
+            "processes_denied": counts["denied"],
+            "processes_zombie": counts["zombie"],
+            "kernel_threads": counts["kernel_thread"],
+            "pages_rows": res.pages,
+            "frames_rows": res.frames,
+            "warnings": "\n".join(res.warnings) or None,
+        })
+        assert set(snap) <= set(arrow_schema("snapshots").names), set(snap) - set(arrow_schema("snapshots").names)
+        res.bytes_written = writer.commit(snap)
+
+
+def set_low_priority(nice: int | None, ionice: str | None) -> list[str]:
+    """Lower the recorder's CPU and I/O priority.  Returns warnings for what could not be set."""
+    warnings = []
+    if nice:
+        try:
+            os.nice(nice)
+        except OSError as e:
+            warnings.append(f"cannot set nice {nice}: {e.strerror}")
+    if ionice and ionice != "none":
+        import ctypes
+        classes = {"realtime": 1, "best-effort": 2, "idle": 3}
+        ioprio = classes[ionice] << 13 | (7 if ionice == "best-effort" else 0)
+        libc = ctypes.CDLL(None, use_errno=True)
+        nr = {"x86_64": 251, "aarch64": 30}.get(os.uname().machine)  # ioprio_set
+        if nr is None or libc.syscall(nr, 1, 0, ioprio) != 0:  # IOPRIO_WHO_PROCESS, self
+            warnings.append(f"cannot set I/O priority {ionice}")
+    return warnings

@@ -1,0 +1,283 @@
+"""Pure parsers for /proc text files, and a reader that takes a procfs root.
+
+Every ``parse_*`` function takes the raw bytes (or text) of one file plus the
+path it came from, and raises :class:`ParseError` naming the path and the line
+on malformed input.  Formats: https://docs.kernel.org/filesystems/proc.html
+"""
+from __future__ import annotations
+
+import errno
+import os
+import re
+
+from schema import (MAPPING_INT_FIELDS, MAPPING_ONLY_FIELDS, ROLLUP_ONLY_KB_FIELDS, SMAPS_KB_FIELDS,
+                    STATUS_FIELDS)
+
+from .errors import AccessDenied, ParseError, ProcessGone
+
+# kernel key -> column name for the kB fields of a smaps entry / smaps_rollup
+MAPPING_KB_KEYS = dict(MAPPING_ONLY_FIELDS + SMAPS_KB_FIELDS)
+MAPPING_INT_KEYS = dict(MAPPING_INT_FIELDS)
+ROLLUP_KB_KEYS = dict(SMAPS_KB_FIELDS + ROLLUP_ONLY_KB_FIELDS)
+STATUS_KB_KEYS = dict(STATUS_FIELDS)
+
+PF_KTHREAD = 0x00200000  # include/linux/sched.h
+
+
+def _text(data: bytes | str) -> str:
+    return data.decode("utf-8", "surrogateescape") if isinstance(data, (bytes, bytearray)) else data
+
+
+# --------------------------------------------------------------------------- maps / smaps
+
+def parse_maps_header(line: str, path: str = "maps", line_no: int | None = None) -> dict:
+    """One maps line: ``start-end perms offset dev inode [path]``."""
+    parts = line.split(None, 5)
+    try:
+        start_s, end_s = parts[0].split("-")
+        rec = {
+            "start_addr": int(start_s, 16),
+            "end_addr": int(end_s, 16),
+            "perms": parts[1],
+            "offset_bytes": int(parts[2], 16),
+            "dev": parts[3],
+            "inode": int(parts[4]),
+            "path": parts[5].rstrip("\n") if len(parts) > 5 else None,
+        }
+    except (ValueError, IndexError):
+        raise ParseError(path, line_no, "malformed mapping line", line) from None
+    if len(rec["perms"]) != 4 or rec["end_addr"] < rec["start_addr"]:
+        raise ParseError(path, line_no, "malformed mapping line", line)
+    if rec["path"] == "":
+        rec["path"] = None
+    return rec
+
+
+def parse_maps(data: bytes | str, path: str = "maps") -> list[dict]:
+    out = []
+    for i, line in enumerate(_text(data).splitlines(), 1):
+        if line.strip():
+            out.append(parse_maps_header(line, path, i))
+    return out
+
+
+def parse_smaps(data: bytes | str, path: str = "smaps") -> list[dict]:
+    """Entries of /proc/<pid>/smaps: the maps header plus every field.
+
+    Known kB fields become ``*_kb`` keys, ``THPeligible``/``ProtectionKey`` ints,
+    ``VmFlags`` a string; fields this version does not know go to ``other_kb``.
+    """
+    out: list[dict] = []
+    cur: dict | None = None
+    kb_keys, int_keys = MAPPING_KB_KEYS, MAPPING_INT_KEYS
+    for i, line in enumerate(_text(data).splitlines(), 1):
+        if not line:
+            continue
+        c = line[0]
+        if "A" <= c <= "Z":  # field lines start with an upper-case key; headers with a hex digit
+            if cur is None:
+                raise ParseError(path, i, "field before the first mapping header", line)
+            key, sep, rest = line.partition(":")
+            if not sep:
+                raise ParseError(path, i, "field line without ':'", line)
+            if key == "VmFlags":
+                cur["vm_flags"] = rest.strip()
+                continue
+            val = rest.split()
+            try:
+                if key in kb_keys:
+                    cur[kb_keys[key]] = int(val[0])
+                elif key in int_keys:
+                    cur[int_keys[key]] = int(val[0])
+                else:
+                    cur.setdefault("other_kb", {})[key] = int(val[0])
+            except (ValueError, IndexError):
+                raise ParseError(path, i, f"non-numeric value for {key}", line) from None
+        else:
+            cur = parse_maps_header(line, path, i)
+            out.append(cur)
+    return out
+
+
+def parse_smaps_rollup(data: bytes | str, path: str = "smaps_rollup") -> dict:
+    """smaps_rollup: a header line followed by kB fields; returns ``rollup_*_kb`` keys."""
+    rec: dict = {}
+    lines = _text(data).splitlines()
+    if not lines:
+        raise ParseError(path, None, "empty file")
+    for i, line in enumerate(lines, 1):
+        if i == 1:
+            parse_maps_header(line, path, i)
+            continue
+        if not line:
+            continue
+        key, sep, rest = line.partition(":")
+        val = rest.split()
+        if not sep or not val:
+            raise ParseError(path, i, "field line without ':' and value", line)
+        try:
+            v = int(val[0])
+        except ValueError:
+            raise ParseError(path, i, f"non-numeric value for {key}", line) from None
+        col = ROLLUP_KB_KEYS.get(key)
+        if col:
+            rec["rollup_" + col] = v
+        else:
+            rec.setdefault("rollup_other_kb", {})[key] = v
+    return rec
+
+
+# --------------------------------------------------------------------------- stat / status
+
+def parse_stat(data: bytes | str, path: str = "stat") -> dict:
+    """/proc/<pid>/stat.  comm is in parentheses and may contain spaces and ')'."""
+    text = _text(data).strip()
+    lp, rp = text.find("("), text.rfind(")")
+    if lp < 0 or rp < lp:
+        raise ParseError(path, 1, "no '(comm)' field", text)
+    rest = text[rp + 2:].split()
+    if len(rest) < 20:
+        raise ParseError(path, 1, f"expected at least 22 fields, got {len(rest) + 2}", text)
+    try:
+        return {
+            "pid": int(text[:lp]),
+            "comm": text[lp + 1:rp],
+            "state": rest[0],          # field 3
+            "ppid": int(rest[1]),      # field 4
+            "flags": int(rest[6]),     # field 9
+            "threads": int(rest[17]),  # field 20
+            "starttime_ticks": int(rest[19]),  # field 22
+        }
+    except ValueError:
+        raise ParseError(path, 1, "non-numeric field", text) from None
+
+
+def parse_status(data: bytes | str, path: str = "status") -> dict:
+    rec: dict = {}
+    for i, line in enumerate(_text(data).splitlines(), 1):
+        key, sep, rest = line.partition(":")
+        if not sep:
+            if line.strip():
+                raise ParseError(path, i, "line without ':'", line)
+            continue
+        try:
+            if key in STATUS_KB_KEYS:
+                rec[STATUS_KB_KEYS[key]] = int(rest.split()[0])
+            elif key in ("Uid", "Gid"):
+                ids = rest.split()
+                rec[key.lower()] = int(ids[0])
+                if key == "Uid":
+                    rec["euid"] = int(ids[1])
+            elif key == "Threads":
+                rec["threads"] = int(rest)
+            elif key == "Kthread":
+                rec["kthread"] = rest.strip() == "1"
+            elif key == "Name":
+                rec["name"] = rest.strip()
+            elif key == "State":
+                rec["state"] = rest.strip()[:1]
+        except (ValueError, IndexError):
+            raise ParseError(path, i, f"bad value for {key}", line) from None
+    return rec
+
+
+def parse_meminfo(data: bytes | str, path: str = "meminfo") -> list[tuple[str, int | None, int]]:
+    """Returns (key, value_kb or None, value) for each line."""
+    out = []
+    for i, line in enumerate(_text(data).splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, rest = line.partition(":")
+        parts = rest.split()
+        if not sep or not parts or len(parts) > 2 or (len(parts) == 2 and parts[1] != "kB"):
+            raise ParseError(path, i, "expected 'Key: value [kB]'", line)
+        try:
+            v = int(parts[0])
+        except ValueError:
+            raise ParseError(path, i, "non-numeric value", line) from None
+        out.append((key, v if len(parts) == 2 else None, v))
+    return out
+
+
+def parse_cgroup(data: bytes | str, path: str = "cgroup") -> str | None:
+    """The cgroup v2 path (``0::/path``); for v1-only systems the file verbatim."""
+    text = _text(data)
+    lines = [ln for ln in text.splitlines() if ln]
+    for i, line in enumerate(lines, 1):
+        if line.count(":") < 2:
+            raise ParseError(path, i, "expected 'id:controllers:path'", line)
+    for line in lines:
+        if line.startswith("0::"):
+            return line[3:]
+    return "\n".join(lines) or None
+
+
+def parse_cmdline(data: bytes) -> str:
+    return data.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "surrogateescape").replace("\udcff", "?")
+
+
+_SELECTED = re.compile(r"\[([^\]]+)\]")
+
+
+def parse_sysfs_choice(text: str) -> str:
+    """``always [madvise] never`` -> ``madvise``."""
+    m = _SELECTED.search(text)
+    return m.group(1) if m else text.strip()
+
+
+def merge_ranges(ranges, page_size: int) -> list[tuple[int, int]]:
+    """Merge (start, end) byte ranges into sorted (first_vpn, last_vpn_exclusive) page ranges."""
+    out: list[list[int]] = []
+    for start, end in sorted(ranges):
+        s, e = start // page_size, (end + page_size - 1) // page_size
+        if out and s <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return [(s, e) for s, e in out]
+
+
+# --------------------------------------------------------------------------- reading
+
+def classify_oserror(exc: OSError, path: str) -> Exception:
+    """Map an OSError on /proc/<pid>/... to ProcessGone / AccessDenied (or return it unchanged)."""
+    if exc.errno in (errno.ESRCH, errno.ENOENT):
+        return ProcessGone(f"{path}: process exited ({os.strerror(exc.errno)})", path=path)
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return AccessDenied(f"{path}: {os.strerror(exc.errno)}", path=path,
+                            hint="run as root; even root is refused by ptrace checks on some processes")
+    return exc
+
+
+class ProcFS:
+    """Reads files below a procfs root (``/proc`` or a fake tree in tests)."""
+
+    def __init__(self, root: str = "/proc"):
+        self.root = root
+
+    def path(self, *parts) -> str:
+        return os.path.join(self.root, *map(str, parts))
+
+    def read(self, *parts) -> bytes:
+        p = self.path(*parts)
+        try:
+            with open(p, "rb", buffering=0) as f:
+                chunks = []
+                while True:
+                    b = f.read(1 << 20)
+                    if not b:
+                        break
+                    chunks.append(b)
+                return b"".join(chunks)
+        except OSError as e:
+            raise classify_oserror(e, p) from None
+
+    def readlink(self, *parts) -> str:
+        p = self.path(*parts)
+        try:
+            return os.readlink(p)
+        except OSError as e:
+            raise classify_oserror(e, p) from None
+
+    def pids(self) -> list[int]:
+        return sorted(int(n) for n in os.listdir(self.root) if n.isdigit())

@@ -1,0 +1,232 @@
+"""Writing snapshots into a store with the commit protocol of DESIGN.md.
+
+Layout: ``<store>/<table>/host=<host>/date=<YYYY-MM-DD>/<snapshot_id>.parquet``.
+
+Protocol:
+1. ``<store>/.inprogress/<snapshot_id>.lock`` is created and ``flock``-ed for the
+   whole capture.  A live recorder holds it; a dead one (SIGKILL, crash, power
+   loss) no longer does.
+2. Each data table is written to ``.<snapshot_id>.parquet.tmp`` (0600) in its
+   partition directory, fsynced, renamed to ``<snapshot_id>.parquet`` and the
+   directory fsynced.
+3. The ``snapshots`` row is written the same way, last.  That rename is the commit.
+4. The marker is removed.
+
+Readers only use snapshot ids with a ``snapshots`` row, so nothing half-written
+is ever visible.  :func:`recover` (run at the start of every capture) removes the
+files of snapshots whose marker is no longer locked and that never committed.
+Several recorders may write one store at once: each only ever touches its own
+snapshot id, and recovery skips markers that are still locked.
+"""
+from __future__ import annotations
+
+import fcntl
+import glob
+import json
+import os
+import re
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schema import DATA_TABLES, TABLES, arrow_schema
+
+from .errors import StoreError
+
+FILE_MODE = 0o600
+DIR_MODE = 0o750
+INPROGRESS = ".inprogress"
+_HOST_OK = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_host(host: str) -> str:
+    """Host names become a path component (and a Hive partition value)."""
+    h = _HOST_OK.sub("_", host.strip())
+    if not h or h in (".", ".."):
+        raise StoreError(f"invalid host name {host!r}", hint="pass --host with letters, digits, '.', '_' or '-'")
+    return h
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _makedirs(path: str) -> None:
+    os.makedirs(path, mode=DIR_MODE, exist_ok=True)
+
+
+def _storage_error(e: OSError, path: str) -> StoreError:
+    hints = {
+        28: "free space on the store's filesystem, or record fewer sources (--sources) / processes",
+        13: "choose a store directory you can write (--store), or run with the right user",
+        30: "the store is on a read-only filesystem; choose another --store",
+        27: "the file size limit (ulimit -f) was reached",
+    }
+    return StoreError(f"cannot write {path}: {e.strerror or e}", hint=hints.get(e.errno, "check the store directory"),
+                      path=path)
+
+
+class TableWriter:
+    """Streams record batches of one table of one snapshot into a staged Parquet file."""
+
+    def __init__(self, final_path: str, table: str):
+        self.table = TABLES[table]
+        self.schema = arrow_schema(table)
+        self.final_path = final_path
+        d, name = os.path.split(final_path)
+        self.tmp_path = os.path.join(d, "." + name + ".tmp")
+        self.rows = 0
+        self.bytes = 0
+        try:
+            _makedirs(d)
+            fd = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        except OSError as e:
+            raise _storage_error(e, self.tmp_path) from None
+        self._file = os.fdopen(fd, "wb")
+        delta = set(self.table.delta_columns)
+        dict_cols = [c.name for c in self.table.columns
+                     if c.name not in delta and not pa.types.is_map(c.type)]
+        try:
+            self._writer = pq.ParquetWriter(
+                self._file, self.schema, compression="zstd",
+                use_dictionary=dict_cols,
+                column_encoding={c: "DELTA_BINARY_PACKED" for c in delta} or None,
+                write_statistics=True,
+            )
+        except OSError as e:
+            self._file.close()
+            raise _storage_error(e, self.tmp_path) from None
+
+    def write(self, data: pa.Table | pa.RecordBatch | dict) -> None:
+        if isinstance(data, dict):
+            data = pa.Table.from_pydict(data, schema=self.schema)
+        elif data.schema != self.schema:
+            data = data.cast(self.schema)
+        if data.num_rows == 0:
+            return
+        try:
+            self._writer.write(data, row_group_size=1 << 20)
+        except OSError as e:
+            raise _storage_error(e, self.tmp_path) from None
+        self.rows += data.num_rows
+
+    def close(self) -> int:
+        """Finish, fsync and rename into place.  Returns bytes written."""
+        try:
+            self._writer.close()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self.bytes = os.path.getsize(self.tmp_path)
+            os.rename(self.tmp_path, self.final_path)
+            _fsync_dir(os.path.dirname(self.final_path))
+        except OSError as e:
+            raise _storage_error(e, self.final_path) from None
+        return self.bytes
+
+    def discard(self) -> None:
+        for closer in (self._writer.close, self._file.close):
+            try:
+                closer()
+            except Exception:
+                pass
+        for p in (self.tmp_path, self.final_path):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+
+
+class SnapshotWriter:
+    """All files of one snapshot.  Use :meth:`table` for data, then :meth:`commit` or :meth:`abort`."""
+
+    def __init__(self, store: str, host: str, snapshot_id: str, date: str):
+        self.store, self.host, self.snapshot_id, self.date = store, safe_host(host), snapshot_id, date
+        self._writers: dict[str, TableWriter] = {}
+        self.bytes_written = 0
+        inprog = os.path.join(store, INPROGRESS)
+        try:
+            _makedirs(inprog)
+            self.marker = os.path.join(inprog, snapshot_id + ".lock")
+            fd = os.open(self.marker, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        except OSError as e:
+            raise _storage_error(e, os.path.join(inprog, snapshot_id + ".lock")) from None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": self.host, "date": date}).encode())
+        self._marker_fd = fd
+
+    def path(self, table: str) -> str:
+        return os.path.join(self.store, table, f"host={self.host}", f"date={self.date}", self.snapshot_id + ".parquet")
+
+    def table(self, name: str) -> TableWriter:
+        if name not in self._writers:
+            self._writers[name] = TableWriter(self.path(name), name)
+        return self._writers[name]
+
+    def commit(self, snapshot_row: dict) -> int:
+        for name in DATA_TABLES:  # every table gets a file, even an empty one: "no rows" is data too
+            self.table(name)
+        for w in self._writers.values():
+            self.bytes_written += w.close()
+        row = dict(snapshot_row, bytes_written=self.bytes_written)
+        w = TableWriter(self.path("snapshots"), "snapshots")
+        try:
+            w.write({k: [row.get(k)] for k in w.schema.names})
+            self.bytes_written += w.close()
+        except BaseException:
+            w.discard()
+            raise
+        self._release()
+        return self.bytes_written
+
+    def abort(self) -> None:
+        for w in self._writers.values():
+            w.discard()
+        self._release()
+
+    def _release(self) -> None:
+        try:
+            os.unlink(self.marker)
+        except FileNotFoundError:
+            pass
+        os.close(self._marker_fd)
+
+
+def _snapshot_files(store: str, sid: str) -> list[str]:
+    out = []
+    for table in TABLES:
+        out += glob.glob(os.path.join(store, table, "host=*", "date=*", sid + ".parquet"))
+        out += glob.glob(os.path.join(store, table, "host=*", "date=*", "." + sid + ".parquet.tmp"))
+    return out
+
+
+def recover(store: str) -> list[str]:
+    """Remove what crashed recorders left behind.  Returns the snapshot ids cleaned up."""
+    inprog = os.path.join(store, INPROGRESS)
+    cleaned = []
+    for marker in sorted(glob.glob(os.path.join(inprog, "*.lock"))):
+        sid = os.path.basename(marker)[:-5]
+        try:
+            fd = os.open(marker, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live recorder owns it
+            committed = glob.glob(os.path.join(store, "snapshots", "host=*", "date=*", sid + ".parquet"))
+            for p in _snapshot_files(store, sid):
+                if committed and not p.endswith(".tmp"):
+                    continue  # crashed after the commit rename: the snapshot is complete
+                os.unlink(p)
+            os.unlink(marker)
+            if not committed:
+                cleaned.append(sid)
+        finally:
+            os.close(fd)
+    return cleaned

@@ -1,0 +1,290 @@
+"""The single description of every table memsnap stores.
+
+Everything else is derived from the definitions here:
+
+* ``arrow_schema(name)`` — the pyarrow schema of the Parquet files (used by the
+  recorder; this module imports only pyarrow so it is safe on production hosts);
+* ``schema.sa.tables()`` — SQLAlchemy Core ``Table`` objects (used by the analyzer);
+* ``schema.docs.render()`` — ``docs/schema.md``.
+
+Rules (see DESIGN.md): columns are never renamed or retyped; new columns are
+added as nullable and bump ``SCHEMA_VERSION``.  Units are part of column names.
+A value the kernel did not report is NULL, never 0.
+
+``host`` and ``date`` are Hive partition columns: they live in the directory
+names (``<table>/host=<host>/date=<YYYY-MM-DD>/<snapshot_id>.parquet``), not in
+the files, so every Parquet engine derives them the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+#: Parquet key-value metadata keys carried by every file.
+META_VERSION = b"memsnap.schema_version"
+META_TABLE = b"memsnap.table"
+
+PARTITION_COLUMNS = ("host", "date")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType
+    unit: str | None
+    description: str
+    nullable: bool = True
+    since: int = 1
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    row: str
+    description: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    #: columns that get DELTA_BINARY_PACKED instead of dictionary encoding
+    delta_columns: tuple[str, ...] = field(default_factory=tuple)
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"table {self.name} has no column {name!r}")
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+def C(name, type_, unit, description, nullable=True, since=1):
+    return Column(name, type_, unit, description, nullable, since)
+
+
+STR, I32, I64, U64, F64, BOOL = pa.string(), pa.int32(), pa.int64(), pa.uint64(), pa.float64(), pa.bool_()
+TS = pa.timestamp("us", tz="UTC")
+KB_MAP = pa.map_(pa.string(), pa.int64())
+
+SNAPSHOT_ID = C("snapshot_id", STR, None,
+                "Snapshot identifier: UTC capture start (sorts by time) + host/boot hash + recorder pid; "
+                "unique across hosts.", nullable=False)
+PID = C("pid", I32, None, "Process id (unique within a snapshot).", nullable=False)
+
+# smaps fields shared by /proc/<pid>/smaps entries and /proc/<pid>/smaps_rollup.
+# (kernel key, column name).  https://docs.kernel.org/filesystems/proc.html
+SMAPS_KB_FIELDS = (
+    ("Rss", "rss_kb"), ("Pss", "pss_kb"), ("Pss_Dirty", "pss_dirty_kb"),
+    ("Shared_Clean", "shared_clean_kb"), ("Shared_Dirty", "shared_dirty_kb"),
+    ("Private_Clean", "private_clean_kb"), ("Private_Dirty", "private_dirty_kb"),
+    ("Referenced", "referenced_kb"), ("Anonymous", "anonymous_kb"), ("KSM", "ksm_kb"),
+    ("LazyFree", "lazyfree_kb"), ("AnonHugePages", "anon_huge_pages_kb"),
+    ("ShmemPmdMapped", "shmem_pmd_mapped_kb"), ("FilePmdMapped", "file_pmd_mapped_kb"),
+    ("Shared_Hugetlb", "shared_hugetlb_kb"), ("Private_Hugetlb", "private_hugetlb_kb"),
+    ("Swap", "swap_kb"), ("SwapPss", "swap_pss_kb"), ("Locked", "locked_kb"),
+)
+ROLLUP_ONLY_KB_FIELDS = (("Pss_Anon", "pss_anon_kb"), ("Pss_File", "pss_file_kb"), ("Pss_Shmem", "pss_shmem_kb"))
+MAPPING_ONLY_FIELDS = (("Size", "size_kb"), ("KernelPageSize", "kernel_page_size_kb"),
+                       ("MMUPageSize", "mmu_page_size_kb"))
+MAPPING_INT_FIELDS = (("THPeligible", "thp_eligible"), ("ProtectionKey", "protection_key"))
+
+# /proc/<pid>/status fields kept as columns: (key, column, unit)
+STATUS_FIELDS = (
+    ("VmPeak", "vm_peak_kb"), ("VmSize", "vm_size_kb"), ("VmLck", "vm_lck_kb"), ("VmPin", "vm_pin_kb"),
+    ("VmHWM", "vm_hwm_kb"), ("VmRSS", "vm_rss_kb"), ("RssAnon", "rss_anon_kb"), ("RssFile", "rss_file_kb"),
+    ("RssShmem", "rss_shmem_kb"), ("VmData", "vm_data_kb"), ("VmStk", "vm_stk_kb"), ("VmExe", "vm_exe_kb"),
+    ("VmLib", "vm_lib_kb"), ("VmPTE", "vm_pte_kb"), ("VmSwap", "vm_swap_kb"), ("HugetlbPages", "hugetlb_pages_kb"),
+)
+
+_SMAPS_DOC = {
+    "rss_kb": "Resident set: present pages (zero page, pf/io mappings and hugetlb excluded).",
+    "pss_kb": "Proportional set: each page divided by its mapcount (kernel fixed point).",
+    "pss_dirty_kb": "PSS of dirty pages.",
+    "shared_clean_kb": "Clean pages with mapcount > 1.",
+    "shared_dirty_kb": "Dirty pages with mapcount > 1.",
+    "private_clean_kb": "Clean pages with mapcount <= 1.",
+    "private_dirty_kb": "Dirty pages with mapcount <= 1.",
+    "referenced_kb": "Pages marked referenced/accessed.",
+    "anonymous_kb": "Anonymous pages (not backed by a file, including COW copies of file pages).",
+    "ksm_kb": "Pages merged by KSM.",
+    "lazyfree_kb": "Pages marked MADV_FREE and not yet reclaimed.",
+    "anon_huge_pages_kb": "Anonymous memory mapped by transparent huge pages (PMD).",
+    "shmem_pmd_mapped_kb": "Shmem mapped by PMD-sized huge pages.",
+    "file_pmd_mapped_kb": "File pages mapped by PMD-sized huge pages.",
+    "shared_hugetlb_kb": "hugetlbfs pages shared with another process.",
+    "private_hugetlb_kb": "hugetlbfs pages private to this process.",
+    "swap_kb": "Anonymous memory that is swapped out.",
+    "swap_pss_kb": "Proportional share of swap entries.",
+    "locked_kb": "Pages locked in memory (mlock).",
+    "pss_anon_kb": "PSS of anonymous pages (smaps_rollup only).",
+    "pss_file_kb": "PSS of file pages (smaps_rollup only).",
+    "pss_shmem_kb": "PSS of shmem pages (smaps_rollup only).",
+}
+
+
+def _smaps_cols(prefix: str, src: str, fields) -> list[Column]:
+    return [C(prefix + col, I64, "kB", f"{_SMAPS_DOC[col]} From {src} `{key}:`.") for key, col in fields]
+
+
+SNAPSHOTS = Table(
+    "snapshots", "snapshot (the commit record: a snapshot exists only once this row is written)",
+    "One row per committed snapshot: where and how it was captured, and what could not be read.",
+    (
+        SNAPSHOT_ID,
+        C("boot_id", STR, None, "/proc/sys/kernel/random/boot_id. Process identity is (boot_id, pid, starttime).", False),
+        C("hostname", STR, None, "Hostname as reported by the kernel (the partition `host` may be overridden with --host)."),
+        C("kernel_release", STR, None, "uname -r."),
+        C("machine", STR, None, "uname -m."),
+        C("page_size_bytes", I64, "bytes", "Base page size (os.sysconf SC_PAGE_SIZE).", False),
+        C("clock_ticks_hz", I64, "Hz", "USER_HZ (SC_CLK_TCK); divides process starttime.", False),
+        C("boot_time", TS, None, "btime from /proc/stat; starttime/clock_ticks_hz after this is a process start."),
+        C("capture_start", TS, None, "UTC time the capture started.", False),
+        C("capture_end", TS, None, "UTC time the capture ended (before writing the commit row).", False),
+        C("uptime_s", F64, "s", "/proc/uptime at capture start."),
+        C("recorder_version", STR, None, "memsnap version that wrote the snapshot.", False),
+        C("recorder_pid", I32, None, "PID of the recorder. It is not recorded itself, but its mappings raise the "
+          "mapcount of shared file pages of other processes."),
+        C("recorder_uid", I32, None, "Effective uid of the recorder."),
+        C("schema_version", I32, None, "Schema version the files were written with.", False),
+        C("options_json", STR, None, "Recorder options as JSON (sources, filters, limits)."),
+        C("sources", STR, None, "Comma-separated sources captured: maps, smaps, smaps_rollup, pagemap, kpage."),
+        C("pfn_available", BOOL, None, "True when pagemap exposed real PFNs (needs CAP_SYS_ADMIN). When false, "
+          "PFN and swap fields of `pages.entry` are 0 and must not be read as data; `frames` is empty."),
+        C("kpage_available", BOOL, None, "True when /proc/kpagecount and /proc/kpageflags were read."),
+        C("kpagecgroup_available", BOOL, None, "True when /proc/kpagecgroup was read."),
+        C("mapcount_mode", STR, None, "How kpagecount counts: 'per_page' (CONFIG_PAGE_MAPCOUNT) or 'folio' "
+          "(CONFIG_NO_PAGE_MAPCOUNT, an average per folio); NULL if unknown."),
+        C("thp_enabled", STR, None, "/sys/kernel/mm/transparent_hugepage/enabled (selected value)."),
+        C("thp_defrag", STR, None, "/sys/kernel/mm/transparent_hugepage/defrag (selected value)."),
+        C("thp_shmem_enabled", STR, None, "/sys/kernel/mm/transparent_hugepage/shmem_enabled (selected value)."),
+        C("ksm_run", I32, None, "/sys/kernel/mm/ksm/run."),
+        C("ksm_pages_sharing", I64, "pages", "/sys/kernel/mm/ksm/pages_sharing."),
+        C("ksm_pages_shared", I64, "pages", "/sys/kernel/mm/ksm/pages_shared."),
+        C("processes_seen", I32, None, "Numeric /proc entries seen (after --pid/--match selection, minus the recorder)."),
+        C("processes_recorded", I32, None, "Processes whose selected sources were all read."),
+        C("processes_partial", I32, None, "Processes with some sources missing (time budget, size threshold, error)."),
+        C("processes_vanished", I32, None, "Processes that exited between listing and reading (ESRCH/ENOENT)."),
+        C("processes_denied", I32, None, "Processes whose memory files gave EACCES/EPERM."),
+        C("processes_zombie", I32, None, "Zombie processes (no memory to read)."),
+        C("kernel_threads", I32, None, "Kernel threads (no user memory)."),
+        C("pages_rows", I64, None, "Rows written to `pages`."),
+        C("frames_rows", I64, None, "Rows written to `frames`."),
+        C("bytes_written", I64, "bytes", "Bytes of Parquet written for this snapshot (all tables but this row)."),
+        C("warnings", STR, None, "Warnings raised during capture, newline separated."),
+    ),
+    key=("snapshot_id",),
+)
+
+MEMINFO = Table(
+    "meminfo", "snapshot x /proc/meminfo line",
+    "/proc/meminfo at capture start, one row per key.",
+    (
+        SNAPSHOT_ID,
+        C("key", STR, None, "meminfo key, e.g. MemTotal, AnonPages.", False),
+        C("value_kb", I64, "kB", "Value when the kernel printed it in kB; NULL for unitless counters."),
+        C("value", I64, None, "The number as printed (pages for HugePages_* counters)."),
+    ),
+    key=("snapshot_id", "key"),
+)
+
+PROCESSES = Table(
+    "processes", "process seen (recorded, partial, vanished, denied, zombie or kernel thread)",
+    "Identity, ownership and per-process accounting of each process seen. `error` is NULL when every "
+    "selected source was read.",
+    (
+        SNAPSHOT_ID, PID,
+        C("starttime_ticks", I64, "clock ticks", "Start time after boot (stat field 22). With boot_id and pid it "
+          "identifies a process across snapshots."),
+        C("ppid", I32, None, "Parent pid (stat field 4)."),
+        C("state", STR, None, "State letter (stat field 3): R, S, D, Z, ..."),
+        C("uid", I32, None, "Real uid (status Uid:)."),
+        C("euid", I32, None, "Effective uid."),
+        C("gid", I32, None, "Real gid."),
+        C("user", STR, None, "User name of uid, or the number if it has no passwd entry on the recording host."),
+        C("comm", STR, None, "Command name (/proc/<pid>/comm, 15 chars)."),
+        C("cmdline", STR, None, "Command line, arguments joined by spaces (NUL separators replaced)."),
+        C("exe", STR, None, "Target of /proc/<pid>/exe, NULL when unreadable."),
+        C("cgroup", STR, None, "cgroup v2 path (the 0:: line of /proc/<pid>/cgroup), or the whole file for v1."),
+        C("pid_ns", U64, None, "Inode of the pid namespace (/proc/<pid>/ns/pid)."),
+        C("threads", I32, None, "Number of threads (status Threads:)."),
+        C("kernel_thread", BOOL, None, "True for kernel threads (PF_KTHREAD in stat flags); they have no user memory."),
+        *[C(col, I64, "kB", f"/proc/<pid>/status `{key}:`.") for key, col in STATUS_FIELDS],
+        *_smaps_cols("rollup_", "/proc/<pid>/smaps_rollup", SMAPS_KB_FIELDS + ROLLUP_ONLY_KB_FIELDS),
+        C("rollup_other_kb", KB_MAP, "kB", "smaps_rollup fields this schema version does not know (kept losslessly)."),
+        C("sources", STR, None, "Comma-separated sources actually read for this process."),
+        C("mappings", I32, None, "Number of mappings recorded."),
+        C("pages", I64, None, "Number of `pages` rows (present or swapped pages) recorded."),
+        C("captured_at", TS, None, "UTC time the capture of this process started."),
+        C("capture_ms", F64, "ms", "Wall time spent capturing this process."),
+        C("status", STR, None, "ok | partial | vanished | denied | zombie | kernel_thread.", False),
+        C("error", STR, None, "NULL, or why a source could not be read (with the path)."),
+    ),
+    key=("snapshot_id", "pid"),
+)
+
+MAPPINGS = Table(
+    "mappings", "VMA (an entry of /proc/<pid>/smaps, or of maps when smaps was not read)",
+    "Every mapping with every smaps field. smaps fields are NULL when only maps was read.",
+    (
+        SNAPSHOT_ID, PID,
+        C("idx", I32, None, "Position of the mapping in the file (0-based).", False),
+        C("start_addr", U64, "bytes", "Start virtual address.", False),
+        C("end_addr", U64, "bytes", "End virtual address (exclusive).", False),
+        C("perms", STR, None, "Permissions, e.g. r-xp (p private, s shared).", False),
+        C("offset_bytes", U64, "bytes", "Offset into the file."),
+        C("dev", STR, None, "Device major:minor (hex)."),
+        C("inode", U64, None, "Inode of the mapped file (0 for anonymous)."),
+        C("path", STR, None, "Path or pseudo-path ([heap], [stack], [anon:name], /memfd:x (deleted)); NULL if empty."),
+        *[C(col, I64, "kB", f"smaps `{key}:`.") for key, col in MAPPING_ONLY_FIELDS],
+        *_smaps_cols("", "smaps", SMAPS_KB_FIELDS),
+        *[C(col, I32, None, f"smaps `{key}:`.") for key, col in MAPPING_INT_FIELDS],
+        C("vm_flags", STR, None, "smaps VmFlags, space separated two-letter codes (pf/io mark special mappings)."),
+        C("other_kb", KB_MAP, "kB", "smaps fields this schema version does not know (kept losslessly)."),
+        C("source", STR, None, "smaps or maps.", False),
+    ),
+    key=("snapshot_id", "pid", "idx"),
+)
+
+PAGES = Table(
+    "pages", "present or swapped virtual page",
+    "Raw /proc/<pid>/pagemap entries of pages that are present (bit 63) or swapped (bit 62). "
+    "Decode in SQL: pfn = entry & (2^55-1) when present; swap type = entry & 31, offset = (entry >> 5) & (2^50-1) "
+    "when swapped; bit 55 soft-dirty, 56 exclusively mapped, 57 uffd-wp, 58 guard, 61 file/shared-anon. "
+    "https://docs.kernel.org/admin-guide/mm/pagemap.html",
+    (
+        SNAPSHOT_ID, PID,
+        C("vpn", U64, "pages", "Virtual page number (virtual address / page_size_bytes).", False),
+        C("entry", U64, None, "Raw 64-bit pagemap entry.", False),
+    ),
+    key=("snapshot_id", "pid", "vpn"),
+    delta_columns=("vpn", "entry"),
+)
+
+FRAMES = Table(
+    "frames", "distinct physical frame (PFN) seen in the snapshot",
+    "Per-frame data from /proc/kpagecount, /proc/kpageflags and /proc/kpagecgroup, read once per snapshot "
+    "for the distinct PFNs of present pages. Empty when pfn_available is false.",
+    (
+        SNAPSHOT_ID,
+        C("pfn", U64, None, "Physical frame number.", False),
+        C("mapcount", I64, None, "kpagecount: number of times the frame is mapped (all processes, not only recorded ones)."),
+        C("flags", U64, None, "kpageflags bits: ANON=12, SWAPBACKED=14, HUGE=17, KSM=21, THP=22, ZERO_PAGE=24, "
+          "IDLE=25; bit 34 anon-exclusive. https://docs.kernel.org/admin-guide/mm/pagemap.html"),
+        C("memcg_ino", U64, None, "kpagecgroup: inode of the memory cgroup charged for the frame."),
+    ),
+    key=("snapshot_id", "pfn"),
+    delta_columns=("pfn",),
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (SNAPSHOTS, MEMINFO, PROCESSES, MAPPINGS, PAGES, FRAMES)}
+#: tables written per snapshot before the commit row
+DATA_TABLES = ("meminfo", "processes", "mappings", "pages", "frames")
+
+
+def arrow_schema(table: str | Table) -> pa.Schema:
+    """pyarrow schema of the Parquet files of ``table`` (partition columns excluded)."""
+    t = TABLES[table] if isinstance(table, str) else table
+    fields = [pa.field(c.name, c.type, nullable=c.nullable) for c in t.columns]
+    return pa.schema(fields, metadata={META_VERSION: str(SCHEMA_VERSION).encode(), META_TABLE: t.name.encode()})
