@@ -198,7 +198,7 @@ class _ProcessCapture:
         status = parse_status(fs.read(pid, "status"), fs.path(pid, "status"))
         row.update({k: st[k] for k in ("starttime_ticks", "ppid", "state", "threads", "comm")})
         row.update({k: v for k, v in status.items() if k.endswith("_kb") or k in ("uid", "euid", "gid", "threads")})
-        row["user"] = user_name(row.get("uid"))
+        row["user"] = user_name(row.get("euid", row.get("uid")))  # ps and smem show the effective user
         row["kernel_thread"] = bool(st["flags"] & PF_KTHREAD) or status.get("kthread", False)
         for key, parts, fn in (("cmdline", ("cmdline",), lambda b: parse_cmdline(b) or None),
                                ("cgroup", ("cgroup",), lambda b: parse_cgroup(b, fs.path(pid, "cgroup")))):
@@ -421,8 +421,6 @@ class Recorder:
             pc = _ProcessCapture(fs, pid, opts, page_size)
             pc.run()
             st = pc.row["status"]
-            if st == "vanished" and "starttime_ticks" not in pc.row:
-                pass  # gone between listing /proc and reading stat: counted, identity unknown
             counts[st] += 1
             pc.row["snapshot_id"] = sid
             proc_rows.append(pc.row)

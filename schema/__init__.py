@@ -202,7 +202,7 @@ PROCESSES = Table(
         C("uid", I32, None, "Real uid (status Uid:)."),
         C("euid", I32, None, "Effective uid."),
         C("gid", I32, None, "Real gid."),
-        C("user", STR, None, "User name of uid, or the number if it has no passwd entry on the recording host."),
+        C("user", STR, None, "Name of the effective uid (as ps and smem show it), or the number if it has no passwd entry on the recording host."),
         C("comm", STR, None, "Command name (/proc/<pid>/comm, 15 chars)."),
         C("cmdline", STR, None, "Command line, arguments joined by spaces (NUL separators replaced)."),
         C("exe", STR, None, "Target of /proc/<pid>/exe, NULL when unreadable."),
