@@ -167,6 +167,151 @@ def _stderr_console():
     return Console(stderr=True)
 
 
+# ---------------------------------------------------------------------------------------------- analyzer
+
+StoresArg = typer.Argument(None, help="Store directories or globs (stores from many hosts merge). "
+                                      "Default: $MEMSNAP_STORE, else ./memsnap-store.")
+
+
+def _open(stores):
+    from analyzer.store import open_store
+
+    return open_store(list(stores) if stores else [_default_store()])
+
+
+class OutFmt(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+
+
+@app.command()
+def snapshots(
+    stores: Optional[List[str]] = StoresArg,
+    host: Optional[str] = typer.Option(None, "--host", help="Only this host."),
+    fmt: OutFmt = typer.Option(OutFmt.table, "--format", "-f", help="Output format."),
+):
+    """List committed snapshots: id, host, time, processes, pages, frames, bytes on disk."""
+    from analyzer.output import render
+
+    try:
+        with _open(stores) as st:
+            cur = st.execute("SELECT * FROM snapshot_list WHERE ? IS NULL OR host = ?", [host, host])
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, r)) for r in cur.fetchall()]
+    except MemsnapError as e:
+        fail(e)
+    cols = names if fmt != OutFmt.table else ["snapshot_id", "host", "capture_start", "capture_s",
+                                              "processes_recorded", "processes_vanished", "processes_denied",
+                                              "pages", "frames", "bytes", "pfn_available"]
+    typer.echo(render(rows, cols, fmt.value, numeric_columns=("capture_s", "processes_recorded", "processes_vanished",
+                                                               "processes_denied", "pages", "frames", "bytes")),
+               nl=False)
+
+
+class By(str, Enum):
+    process = "process"
+    user = "user"
+    command = "command"
+    cgroup = "cgroup"
+    mapping = "mapping"
+    system = "system"
+
+
+class Source(str, Enum):
+    smaps = "smaps"
+    pages = "pages"
+
+
+@app.command(epilog="Examples:\n\n  memsnap sizes -s pss -r | head             # biggest PSS first\n\n"
+                    "  memsnap sizes --by user -t -k              # per user, totals, human units\n\n"
+                    "  memsnap sizes --by mapping -M 'libc|libssl'  # who pays for these libraries\n\n"
+                    "  memsnap sizes --source pages -c 'pid command pss uss pss_anon pss_file pss_shmem'\n\n"
+                    "  memsnap sizes --by system                  # meminfo breakdown, unaccounted row")
+def sizes(
+    stores: Optional[List[str]] = StoresArg,
+    by: By = typer.Option(By.process, "--by", "-b", help="Group rows by process, user, command (all processes of "
+                                                          "one program, ps_mem style), cgroup, mapping (smem -m) or "
+                                                          "system (meminfo breakdown)."),
+    source: Source = typer.Option(Source.smaps, "--source", help="smaps: the kernel's accounting as recorded "
+                                  "(smem-compatible). pages: recomputed from pagemap + kpagecount + kpageflags "
+                                  "with the kernel's rules (needs a snapshot recorded as root)."),
+    snapshot: str = typer.Option("latest", "--snapshot", help="Snapshot id (or unique prefix), or 'latest' "
+                                 "(the latest of each host)."),
+    host: Optional[str] = typer.Option(None, "--host", help="Only this host."),
+    columns: Optional[str] = typer.Option(None, "--columns", "-c", help="Space/comma separated columns to show. "
+                                          "Use --list-columns to see them."),
+    processfilter: Optional[str] = typer.Option(None, "--processfilter", "-P", help="Regex on process name or command line."),
+    userfilter: Optional[str] = typer.Option(None, "--userfilter", "-U", help="Regex on user name."),
+    mapfilter: Optional[str] = typer.Option(None, "--mapfilter", "-M", help="Regex on mapping name (path); only "
+                                            "matching mappings are counted."),
+    sort: Optional[str] = typer.Option(None, "--sort", "-s", help="Column to sort by (default pss), ascending like smem."),
+    reverse: bool = typer.Option(False, "--reverse", "-r", help="Sort descending."),
+    totals: bool = typer.Option(False, "--totals", "-t", help="Add a totals row."),
+    percent: bool = typer.Option(False, "--percent", "-p", help="Amounts as % of MemTotal (swap: of SwapTotal)."),
+    abbreviate: bool = typer.Option(False, "--abbreviate", "-k", help="Amounts with units (K, M, G)."),
+    numeric: bool = typer.Option(False, "--numeric", "-n", help="Numeric user ids."),
+    no_header: bool = typer.Option(False, "--no-header", "-H", help="No header line."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Show only the top N rows by the sort key."),
+    fmt: OutFmt = typer.Option(OutFmt.table, "--format", "-f", help="table, csv, json (an array of objects; "
+                               "amounts are integer kB) or markdown."),
+    list_columns: bool = typer.Option(False, "--list-columns", help="List the columns of the --by view and exit."),
+):
+    """Set sizes: VSS, RSS, PSS, USS and swap per process, user, command, cgroup, mapping or system.
+
+    Amounts are kB. USS is memory private to the process (mapcount 1); PSS splits each shared page among
+    the processes mapping it; RSS counts shared pages fully. Kernel threads are left out, as in smem.
+    """
+    from analyzer import sizes as sz
+    from analyzer.output import render
+
+    if list_columns:
+        typer.echo(" ".join(sz.VIEW_COLUMNS[by.value]))
+        return
+    cols = columns.replace(",", " ").split() if columns else None
+    try:
+        with _open(stores) as st:
+            res = sz.sizes(st, by=by.value, source=source.value, snapshot=snapshot, host=host,
+                           processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter, sort=sort,
+                           reverse=reverse, columns=cols, numeric=numeric, limit=limit)
+    except MemsnapError as e:
+        fail(e)
+    amount_cols = set(sz.AMOUNTS)
+    tot = None
+    if totals and res.rows:
+        tot = {}
+        for c in res.columns:
+            vals = [r.get(c) for r in res.rows]
+            if c in amount_cols or c in ("maps", "count", "pids"):
+                tot[c] = sum(v for v in vals if v is not None)
+            elif c in ("pid",):
+                tot[c] = len(vals)
+            elif c in ("user", "map", "command", "cgroup") and by.value not in ("process",):
+                tot[c] = len(set(vals))
+            else:
+                tot[c] = None
+        if by.value == "system":
+            tot = None  # the rows already end with the total
+    pct = None
+    if percent:
+        def pct(r, c):
+            if r is None or c not in amount_cols:
+                return None
+            d = res.swaptotal_kb if c in ("swap", "swappss") else res.memtotal_kb
+            return d.get(r.get("snapshot_id")) or (next(iter(d.values()), 0) if d else 0)
+    if fmt in (OutFmt.json, OutFmt.csv) and totals and tot:
+        rows = res.rows + [dict(tot, **{res.columns[0]: "TOTAL"})]
+    else:
+        rows = res.rows
+    typer.echo(render(rows, res.columns, fmt.value, amount_columns=amount_cols, header=not no_header,
+                      abbreviate=abbreviate, percent_totals=pct,
+                      totals=tot if fmt in (OutFmt.table, OutFmt.markdown) else None,
+                      numeric_columns=("pid", "maps", "count", "pids", "uid")), nl=False)
+    for n in res.notes:
+        _err(f"note: {n}")
+
+
 def main():
     try:
         app()

@@ -20,7 +20,7 @@ import pyarrow as pa
 from schema import SCHEMA_VERSION, arrow_schema
 
 from . import __version__
-from .errors import AccessDenied, Interrupted, MemsnapError, ProcessGone
+from .errors import AccessDenied, Interrupted, MemsnapError, ParseError, ProcessGone
 from .procfs import (PF_KTHREAD, ProcFS, classify_oserror, merge_ranges, parse_cgroup, parse_cmdline,
                      parse_maps, parse_meminfo, parse_smaps, parse_smaps_rollup, parse_stat, parse_status,
                      parse_sysfs_choice)
@@ -300,6 +300,9 @@ class _ProcessCapture:
             self._drop("vanished", str(e))
         except AccessDenied as e:
             self._drop("denied", str(e))
+        except ParseError as e:
+            # one unparsable file (a kernel format we do not know) must not cost the whole snapshot
+            self._drop("partial", str(e))
         self.row["sources"] = ",".join(self.sources) or None
         self.row["mappings"] = len(self.mappings)
         self.row["pages"] = int(self.vpn.size) if self.vpn is not None else 0
@@ -321,7 +324,7 @@ def select_pids(fs: ProcFS, opts: Options, self_pid: int) -> list[int]:
         keep = []
         for p in pids:
             try:
-                text = parse_cmdline(fs.read(p, "cmdline")) or fs.read(p, "comm").decode().strip()
+                text = parse_cmdline(fs.read(p, "cmdline")) or parse_cmdline(fs.read(p, "comm")).strip()
             except MemsnapError:
                 continue
             if rx.search(text):

@@ -25,7 +25,43 @@ PF_KTHREAD = 0x00200000  # include/linux/sched.h
 
 
 def _text(data: bytes | str) -> str:
-    return data.decode("utf-8", "surrogateescape") if isinstance(data, (bytes, bytearray)) else data
+    """Valid UTF-8 text: bytes that are not UTF-8 become ``\\xNN`` escapes.
+
+    /proc shows file names, comm and argv as the raw bytes the user chose; a lone
+    surrogate (``surrogateescape``) cannot be stored in Arrow/Parquet strings.
+    """
+    if isinstance(data, str):
+        try:
+            data = data.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            data = data.encode("utf-8", "surrogatepass")
+    return bytes(data).decode("utf-8", "backslashreplace")
+
+
+def _lines(text: str) -> list[str]:
+    """Split on '\\n' only.  str.splitlines() also splits on '\\r', '\\x0b', '\\x1c', U+2028, ...,
+    which the kernel prints unescaped inside file names (seq_file_path escapes only '\\n')."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+_HEX = re.compile(r"[0-9a-fA-F]{1,16}")
+_DEC = re.compile(r"[0-9]{1,20}")
+U64_MAX = (1 << 64) - 1
+
+
+def _hex(s: str) -> int:
+    if not _HEX.fullmatch(s):
+        raise ValueError(s)
+    return int(s, 16)
+
+
+def _u64(s: str) -> int:
+    if not _DEC.fullmatch(s) or int(s) > U64_MAX:
+        raise ValueError(s)
+    return int(s)
 
 
 # --------------------------------------------------------------------------- maps / smaps
@@ -36,12 +72,12 @@ def parse_maps_header(line: str, path: str = "maps", line_no: int | None = None)
     try:
         start_s, end_s = parts[0].split("-")
         rec = {
-            "start_addr": int(start_s, 16),
-            "end_addr": int(end_s, 16),
+            "start_addr": _hex(start_s),
+            "end_addr": _hex(end_s),
             "perms": parts[1],
-            "offset_bytes": int(parts[2], 16),
+            "offset_bytes": _hex(parts[2]),
             "dev": parts[3],
-            "inode": int(parts[4]),
+            "inode": _u64(parts[4]),
             "path": parts[5].rstrip("\n") if len(parts) > 5 else None,
         }
     except (ValueError, IndexError):
@@ -55,7 +91,7 @@ def parse_maps_header(line: str, path: str = "maps", line_no: int | None = None)
 
 def parse_maps(data: bytes | str, path: str = "maps") -> list[dict]:
     out = []
-    for i, line in enumerate(_text(data).splitlines(), 1):
+    for i, line in enumerate(_lines(_text(data)), 1):
         if line.strip():
             out.append(parse_maps_header(line, path, i))
     return out
@@ -70,7 +106,7 @@ def parse_smaps(data: bytes | str, path: str = "smaps") -> list[dict]:
     out: list[dict] = []
     cur: dict | None = None
     kb_keys, int_keys = MAPPING_KB_KEYS, MAPPING_INT_KEYS
-    for i, line in enumerate(_text(data).splitlines(), 1):
+    for i, line in enumerate(_lines(_text(data)), 1):
         if not line:
             continue
         c = line[0]
@@ -102,7 +138,7 @@ def parse_smaps(data: bytes | str, path: str = "smaps") -> list[dict]:
 def parse_smaps_rollup(data: bytes | str, path: str = "smaps_rollup") -> dict:
     """smaps_rollup: a header line followed by kB fields; returns ``rollup_*_kb`` keys."""
     rec: dict = {}
-    lines = _text(data).splitlines()
+    lines = _lines(_text(data))
     if not lines:
         raise ParseError(path, None, "empty file")
     for i, line in enumerate(lines, 1):
@@ -154,7 +190,7 @@ def parse_stat(data: bytes | str, path: str = "stat") -> dict:
 
 def parse_status(data: bytes | str, path: str = "status") -> dict:
     rec: dict = {}
-    for i, line in enumerate(_text(data).splitlines(), 1):
+    for i, line in enumerate(_lines(_text(data)), 1):
         key, sep, rest = line.partition(":")
         if not sep:
             if line.strip():
@@ -184,7 +220,7 @@ def parse_status(data: bytes | str, path: str = "status") -> dict:
 def parse_meminfo(data: bytes | str, path: str = "meminfo") -> list[tuple[str, int | None, int]]:
     """Returns (key, value_kb or None, value) for each line."""
     out = []
-    for i, line in enumerate(_text(data).splitlines(), 1):
+    for i, line in enumerate(_lines(_text(data)), 1):
         if not line.strip():
             continue
         key, sep, rest = line.partition(":")
@@ -201,19 +237,22 @@ def parse_meminfo(data: bytes | str, path: str = "meminfo") -> list[tuple[str, i
 
 def parse_cgroup(data: bytes | str, path: str = "cgroup") -> str | None:
     """The cgroup v2 path (``0::/path``); for v1-only systems the file verbatim."""
-    text = _text(data)
-    lines = [ln for ln in text.splitlines() if ln]
-    for i, line in enumerate(lines, 1):
+    lines = []
+    for i, line in enumerate(_lines(_text(data)), 1):
+        if not line:
+            continue
         if line.count(":") < 2:
             raise ParseError(path, i, "expected 'id:controllers:path'", line)
+        lines.append(line)
     for line in lines:
         if line.startswith("0::"):
             return line[3:]
     return "\n".join(lines) or None
 
 
-def parse_cmdline(data: bytes) -> str:
-    return data.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "surrogateescape").replace("\udcff", "?")
+def parse_cmdline(data: bytes | str) -> str:
+    """Arguments joined by spaces; bytes that are not UTF-8 become ``\\xNN`` escapes."""
+    return _text(data).rstrip("\0").replace("\0", " ")
 
 
 _SELECTED = re.compile(r"\[([^\]]+)\]")

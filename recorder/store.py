@@ -6,10 +6,11 @@ Protocol:
 1. ``<store>/.inprogress/<snapshot_id>.lock`` is created and ``flock``-ed for the
    whole capture.  A live recorder holds it; a dead one (SIGKILL, crash, power
    loss) no longer does.
-2. Each data table is written to ``.<snapshot_id>.parquet.tmp`` (0600) in its
-   partition directory, fsynced, renamed to ``<snapshot_id>.parquet`` and the
-   directory fsynced.
-3. The ``snapshots`` row is written the same way, last.  That rename is the commit.
+2. Each data table, then the ``snapshots`` row, is written to
+   ``.<snapshot_id>.parquet.tmp`` (0600) in its partition directory and fsynced.
+3. The data files are renamed to ``<snapshot_id>.parquet`` and their directories
+   fsynced; then the ``snapshots`` file is renamed, last.  That rename is the commit.
+   Only renames happen between the first data rename and the commit.
 4. The marker is removed.
 
 Readers only use snapshot ids with a ``snapshots`` row, so nothing half-written
@@ -25,6 +26,7 @@ import glob
 import json
 import os
 import re
+import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,6 +38,7 @@ from .errors import StoreError
 FILE_MODE = 0o600
 DIR_MODE = 0o750
 INPROGRESS = ".inprogress"
+STALE_EMPTY_MARKER_S = 60
 _HOST_OK = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -56,7 +59,18 @@ def _fsync_dir(path: str) -> None:
 
 
 def _makedirs(path: str) -> None:
-    os.makedirs(path, mode=DIR_MODE, exist_ok=True)
+    """Like ``os.makedirs(path, DIR_MODE, exist_ok=True)``, but every directory created gets DIR_MODE:
+    os.makedirs applies ``mode`` to the leaf only (parents get 0777 & ~umask, i.e. world-readable)."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(os.path.normpath(path))
+    if parent and parent != path:
+        _makedirs(parent)
+    try:
+        os.mkdir(path, DIR_MODE)  # the umask can only make it stricter
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
 
 
 def _storage_error(e: OSError, path: str) -> StoreError:
@@ -116,17 +130,30 @@ class TableWriter:
 
     def close(self) -> int:
         """Finish, fsync and rename into place.  Returns bytes written."""
+        self.finish()
+        self.publish()
+        return self.bytes
+
+    def finish(self) -> int:
+        """Write the footer and fsync the staged file (still under its temporary name)."""
         try:
             self._writer.close()
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
             self.bytes = os.path.getsize(self.tmp_path)
+        except OSError as e:
+            raise _storage_error(e, self.tmp_path) from None
+        return self.bytes
+
+    def publish(self, fsync_dir: bool = True) -> None:
+        """Rename the finished file to its final name."""
+        try:
             os.rename(self.tmp_path, self.final_path)
-            _fsync_dir(os.path.dirname(self.final_path))
+            if fsync_dir:
+                _fsync_dir(os.path.dirname(self.final_path))
         except OSError as e:
             raise _storage_error(e, self.final_path) from None
-        return self.bytes
 
     def discard(self) -> None:
         for closer in (self._writer.close, self._file.close):
@@ -155,8 +182,16 @@ class SnapshotWriter:
             fd = os.open(self.marker, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
         except OSError as e:
             raise _storage_error(e, os.path.join(inprog, snapshot_id + ".lock")) from None
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": self.host, "date": date}).encode())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, json.dumps({"pid": os.getpid(), "host": self.host, "date": date}).encode())
+        except OSError as e:
+            os.close(fd)
+            try:
+                os.unlink(self.marker)
+            except OSError:
+                pass
+            raise _storage_error(e, self.marker) from None
         self._marker_fd = fd
 
     def path(self, table: str) -> str:
@@ -171,12 +206,24 @@ class SnapshotWriter:
         for name in DATA_TABLES:  # every table gets a file, even an empty one: "no rows" is data too
             self.table(name)
         for w in self._writers.values():
-            self.bytes_written += w.close()
+            self.bytes_written += w.finish()
         row = dict(snapshot_row, bytes_written=self.bytes_written)
         w = TableWriter(self.path("snapshots"), "snapshots")
         try:
             w.write({k: [row.get(k)] for k in w.schema.names})
-            self.bytes_written += w.close()
+            self.bytes_written += w.finish()
+            # Everything is written and fsynced under temporary names; only renames remain, so a kill
+            # leaves final-named files of an uncommitted snapshot for a few renames at most.  The data
+            # directories are fsynced before the commit rename so that, after a power loss, a visible
+            # commit row implies visible data files.
+            for d in self._writers.values():
+                d.publish(fsync_dir=False)
+            for d in sorted({os.path.dirname(d.final_path) for d in self._writers.values()}):
+                try:
+                    _fsync_dir(d)
+                except OSError as e:
+                    raise _storage_error(e, d) from None
+            w.publish()
         except BaseException:
             w.discard()
             raise
@@ -206,6 +253,13 @@ def _snapshot_files(store: str, sid: str) -> list[str]:
 
 def recover(store: str) -> list[str]:
     """Remove what crashed recorders left behind.  Returns the snapshot ids cleaned up."""
+    try:
+        return _recover(store)
+    except OSError as e:  # read-only or foreign store: say so instead of a traceback
+        raise _storage_error(e, e.filename or os.path.join(store, INPROGRESS)) from None
+
+
+def _recover(store: str) -> list[str]:
     inprog = os.path.join(store, INPROGRESS)
     cleaned = []
     for marker in sorted(glob.glob(os.path.join(inprog, "*.lock"))):
@@ -219,6 +273,10 @@ def recover(store: str) -> list[str]:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # a live recorder owns it
+            if os.fstat(fd).st_size == 0 and time.time() - os.fstat(fd).st_mtime < STALE_EMPTY_MARKER_S:
+                # created by a recorder that has not flock-ed it yet (it writes its pid right after
+                # flock): not ours to remove.  An empty marker left by a kill goes once it is old.
+                continue
             committed = glob.glob(os.path.join(store, "snapshots", "host=*", "date=*", sid + ".parquet"))
             for p in _snapshot_files(store, sid):
                 if committed and not p.endswith(".tmp"):

@@ -1,0 +1,92 @@
+"""Formatting result rows: table, csv, json, markdown.  Returns strings; the CLI prints them."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date, datetime
+
+FORMATS = ("table", "csv", "json", "markdown")
+
+
+def units(kb) -> str:
+    """smem -k style: 1.5M, 300.0K, 0."""
+    if kb is None:
+        return ""
+    x = float(kb) * 1024
+    if x == 0:
+        return "0"
+    for s in ("", "K", "M", "G", "T"):
+        if abs(x) < 1024:
+            break
+        x /= 1024.0
+    return f"{x:.1f}{s}"
+
+
+def _json_default(o):
+    if isinstance(o, (datetime, date)):
+        return o.isoformat()
+    return str(o)
+
+
+def cell(value, column: str, amount_columns, *, abbreviate=False, percent_of=None) -> str:
+    if value is None:
+        return "-"
+    if column in amount_columns:
+        if abbreviate:
+            return units(value)
+        if percent_of is not None:
+            return f"{100.0 * value / percent_of:.2f}%" if percent_of else "N/A"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+def render(rows: list[dict], columns: list[str], fmt: str = "table", *, amount_columns=(), header=True,
+           abbreviate=False, percent_totals=None, totals: dict | None = None, numeric_columns=()) -> str:
+    """``percent_totals(row, column)`` gives the denominator for -p; ``totals`` is an extra last row."""
+    if fmt == "json":
+        return json.dumps([{c: r.get(c) for c in columns} for r in rows], default=_json_default, indent=1) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        if header:
+            w.writerow(columns)
+        for r in rows:
+            w.writerow(["" if r.get(c) is None else _json_default(r[c]) if isinstance(r.get(c), datetime) else r[c]
+                        for c in columns])
+        return buf.getvalue()
+
+    def fmt_row(r, is_total=False):
+        return [cell(r.get(c), c, amount_columns, abbreviate=abbreviate,
+                     percent_of=percent_totals(r, c) if percent_totals else None)
+                if not (is_total and r.get(c) is None) else "" for c in columns]
+
+    body = [fmt_row(r) for r in rows]
+    tot = fmt_row(totals, True) if totals else None
+    right = set(amount_columns) | set(numeric_columns)
+    if fmt == "markdown":
+        out = []
+        if header:
+            out.append("| " + " | ".join(columns) + " |")
+            out.append("|" + "|".join("---:" if c in right else "---" for c in columns) + "|")
+        for b in body + ([tot] if tot else []):
+            out.append("| " + " | ".join(x.replace("|", "\\|") for x in b) + " |")
+        return "\n".join(out) + "\n"
+    widths = [max([len(c) if header else 0] + [len(b[i]) for b in body + ([tot] if tot else [])])
+              for i, c in enumerate(columns)]
+
+    def line(vals):
+        return " ".join(v.rjust(w) if c in right else v.ljust(w)
+                        for v, w, c in zip(vals, widths, columns)).rstrip()
+
+    out = []
+    if header:
+        out.append(line([c.upper() for c in columns]))
+    out += [line(b) for b in body]
+    if tot:
+        out.append("-" * len(line(tot)))
+        out.append(line(tot))
+    return "\n".join(out) + "\n"

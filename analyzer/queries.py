@@ -1,0 +1,68 @@
+"""Loading the named SQL files of the ``queries`` package."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+from recorder.errors import MemsnapError
+
+
+@dataclass(frozen=True)
+class NamedQuery:
+    name: str
+    kind: str
+    description: str
+    sql: str
+    params: dict = field(default_factory=dict)
+
+
+def _parse(text: str, filename: str) -> NamedQuery:
+    meta: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.startswith("--"):
+            break
+        key, sep, val = line[2:].strip().partition(":")
+        if sep and key.strip() in ("name", "kind", "description", "params"):
+            meta[key.strip()] = val.strip()
+    if "name" not in meta or meta.get("kind") not in ("view", "query"):
+        raise MemsnapError(f"queries/{filename}: header needs '-- name:' and '-- kind: view|query'")
+    params = {}
+    for part in filter(None, (p.strip() for p in meta.get("params", "").split(";"))):
+        k, _, v = part.partition(":")
+        params[k.strip()] = v.strip()
+    return NamedQuery(meta["name"], meta["kind"], meta.get("description", ""), text, params)
+
+
+@lru_cache(maxsize=None)
+def all_queries() -> dict[str, NamedQuery]:
+    out = {}
+    for f in sorted(resources.files("queries").iterdir(), key=lambda p: p.name):
+        if f.name.endswith(".sql"):
+            q = _parse(f.read_text(), f.name)
+            out[q.name] = q
+    return out
+
+
+def get(name: str) -> NamedQuery:
+    try:
+        return all_queries()[name]
+    except KeyError:
+        raise MemsnapError(f"no named query {name!r}", hint="list them with `memsnap query --list`") from None
+
+
+def install_views(con) -> None:
+    """Create every ``kind: view`` query as a view (in file order; views may use earlier ones)."""
+    for q in all_queries().values():
+        if q.kind == "view":
+            con.execute(f'CREATE OR REPLACE VIEW "{q.name}" AS {q.sql}')
+
+
+def run(con, name: str, params: dict | None = None):
+    q = get(name)
+    params = params or {}
+    missing = set(q.params) - set(params)
+    if missing:
+        raise MemsnapError(f"query {name} needs parameter(s) {', '.join(sorted(missing))}",
+                           hint="pass them with --param NAME=VALUE")
+    return con.execute(q.sql, {k: params[k] for k in q.params})
