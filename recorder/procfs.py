@@ -269,6 +269,8 @@ def merge_ranges(ranges, page_size: int) -> list[tuple[int, int]]:
     out: list[list[int]] = []
     for start, end in sorted(ranges):
         s, e = start // page_size, (end + page_size - 1) // page_size
+        if e <= s:
+            continue  # empty range: no page to read
         if out and s <= out[-1][1]:
             out[-1][1] = max(out[-1][1], e)
         else:

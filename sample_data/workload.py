@@ -9,7 +9,8 @@ The parent sets up, then forks ``--workers`` children that inherit everything:
 * ``shfile``  a MAP_SHARED file mapping, read entirely and partly written;
 * ``pvfile``  a MAP_PRIVATE file mapping, read, and partly written (COW anon copies);
 * ``memfd``   a memfd mapped twice in the parent (before the fork), written through one view;
-* ``thp``     anonymous memory with MADV_HUGEPAGE (2 MiB aligned), written.
+* ``thp``     anonymous memory with MADV_HUGEPAGE (2 MiB aligned), written;
+* with ``--pageout-mb``, part of ``anon`` is pushed to swap before the fork (shared swap entries).
 
 It prints one JSON line ``{"parent": pid, "workers": [...], "file": path, ...}``
 when everything is set up, then reads commands from stdin:
@@ -28,6 +29,7 @@ import sys
 import tempfile
 
 MiB = 1 << 20
+MADV_PAGEOUT = getattr(mmap, "MADV_PAGEOUT", 21)  # include/uapi/asm-generic/mman-common.h
 
 
 def _touch_read(m: mmap.mmap, size: int) -> int:
@@ -104,10 +106,15 @@ def main(argv=None):
     ap.add_argument("--file-mb", type=int, default=8)
     ap.add_argument("--memfd-mb", type=int, default=4)
     ap.add_argument("--thp-mb", type=int, default=4)
+    ap.add_argument("--pageout-mb", type=int, default=0,
+                    help="before forking, push the first N MiB of anon to swap (MADV_PAGEOUT), so parent and "
+                         "workers share swap entries (needs swap enabled)")
     ap.add_argument("--dir", default=None, help="directory for the mapped file (default: $TMPDIR)")
     args = ap.parse_args(argv)
 
     regions, path = setup(args)
+    if args.pageout_mb:
+        regions["anon"].madvise(MADV_PAGEOUT, 0, args.pageout_mb * MiB)
     workers = []
     for _ in range(args.workers):
         cmd_r, cmd_w = os.pipe()

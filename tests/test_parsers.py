@@ -1,0 +1,527 @@
+"""Pure /proc parsers on real captured text (tests/data/, made by tests/data/capture.py), malformed input,
+fuzzing, and a whole capture from a fake procfs tree.
+
+Expected values are derived from the input text itself (an independent, naive reading of it) or from
+another kernel file describing the same thing (smaps vs smaps_rollup vs maps, stat vs status).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import read_table
+from recorder.capture import Options, Recorder
+from recorder.errors import ParseError
+from recorder.procfs import (PF_KTHREAD, merge_ranges, parse_cgroup, parse_cmdline, parse_maps,
+                             parse_meminfo, parse_smaps, parse_smaps_rollup, parse_stat, parse_status,
+                             parse_sysfs_choice)
+from schema import MAPPING_ONLY_FIELDS, ROLLUP_ONLY_KB_FIELDS, SMAPS_KB_FIELDS, STATUS_FIELDS
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def data(name: str) -> bytes:
+    return (DATA / name).read_bytes()
+
+
+# ------------------------------------------------------------------ naive, independent readings of the text
+
+HEADER = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) ([0-9a-f]+:[0-9a-f]+) (\d+) ?\s*(.*)$")
+
+
+def naive_header(line: str) -> dict:
+    m = HEADER.match(line)
+    assert m, line
+    return {"start_addr": int(m[1], 16), "end_addr": int(m[2], 16), "perms": m[3], "offset_bytes": int(m[4], 16),
+            "dev": m[5], "inode": int(m[6]), "path": m[7] or None}
+
+
+def naive_smaps(text: str) -> list[tuple[dict, dict[str, str]]]:
+    out = []
+    for line in text.split("\n"):
+        if not line:
+            continue
+        if HEADER.match(line) and not line[0].isupper():
+            out.append((naive_header(line), {}))
+        else:
+            k, v = line.split(":", 1)
+            out[-1][1][k] = v.strip()
+    return out
+
+
+def kv(text: str) -> dict[str, str]:
+    return {ln.split(":", 1)[0]: ln.split(":", 1)[1].strip() for ln in text.splitlines() if ":" in ln}
+
+
+HDR_KEYS = ("start_addr", "end_addr", "perms", "offset_bytes", "dev", "inode", "path")
+
+
+# ------------------------------------------------------------------ maps / smaps / smaps_rollup on real text
+
+def test_parse_maps_matches_text():
+    text = data("cat.maps").decode()
+    got = parse_maps(text, "/proc/1/maps")
+    lines = [ln for ln in text.split("\n") if ln]
+    assert len(got) == len(lines) > 10
+    for rec, line in zip(got, lines):
+        assert rec == naive_header(line)
+    assert any(r["path"] is None for r in got) and any(r["path"] == "[stack]" for r in got)
+    assert parse_maps(data("cat.maps")) == got  # bytes and str give the same result
+    assert parse_maps(data("kthread.maps")) == []  # kernel threads: empty maps
+
+
+def test_parse_smaps_matches_text_and_maps():
+    text = data("cat.smaps").decode()
+    got = parse_smaps(text, "/proc/1/smaps")
+    naive = naive_smaps(text)
+    assert len(got) == len(naive) > 10
+    kb_cols = dict(MAPPING_ONLY_FIELDS + SMAPS_KB_FIELDS)
+    for rec, (hdr, fields) in zip(got, naive):
+        assert {k: rec[k] for k in HDR_KEYS} == hdr
+        assert rec["vm_flags"] == fields["VmFlags"]
+        assert rec["size_kb"] * 1024 == rec["end_addr"] - rec["start_addr"]
+        assert rec["thp_eligible"] == int(fields["THPeligible"])
+        for key, col in kb_cols.items():
+            assert rec[col] == int(fields[key].split()[0]), (key, rec)
+        assert "other_kb" not in rec  # every field of this kernel is known
+    # the process was stopped while captured: smaps headers are exactly maps
+    assert [{k: r[k] for k in HDR_KEYS} for r in got] == parse_maps(data("cat.maps"))
+
+
+def test_smaps_entries_add_up_to_smaps_rollup():
+    entries = parse_smaps(data("cat.smaps"))
+    rollup = parse_smaps_rollup(data("cat.smaps_rollup"), "/proc/1/smaps_rollup")
+    for col in ("rss_kb", "shared_clean_kb", "shared_dirty_kb", "private_clean_kb", "private_dirty_kb",
+                "anonymous_kb", "swap_kb", "referenced_kb"):
+        assert rollup["rollup_" + col] == sum(e[col] for e in entries), col
+    # smaps floors PSS per mapping, smaps_rollup once per process
+    assert 0 <= rollup["rollup_pss_kb"] - sum(e["pss_kb"] for e in entries) < len(entries)
+    assert rollup["rollup_pss_kb"] == (rollup["rollup_pss_anon_kb"] + rollup["rollup_pss_file_kb"]
+                                       + rollup["rollup_pss_shmem_kb"])
+
+
+def test_parse_smaps_rollup_matches_text_and_keeps_unknown_fields():
+    text = data("cat.smaps_rollup").decode()
+    got = parse_smaps_rollup(text + "NewField_2030:   17 kB\n")
+    fields = kv("\n".join(text.split("\n")[1:]))
+    for key, col in SMAPS_KB_FIELDS + ROLLUP_ONLY_KB_FIELDS:
+        assert got["rollup_" + col] == int(fields[key].split()[0])
+    assert got["rollup_other_kb"] == {"NewField_2030": 17}
+    smaps = parse_smaps(text.split("\n")[0] + "\nUnknownThing:  3 kB\nVmFlags: rd\n")
+    assert smaps[0]["other_kb"] == {"UnknownThing": 3}
+
+
+def test_paths_with_odd_bytes_and_line_separators():
+    # the kernel escapes only '\n' in file names (seq_file_path); \r, \x0b, \x1c, U+2028 and
+    # non-UTF-8 bytes appear raw and must neither split the line nor produce unstorable text
+    name = b"/tmp/a b\rc\x0bd\x1ce\xe2\x80\xa8f\xe9g (deleted)"
+    line = b"7f0000000000-7f0000002000 r--s 00000000 fe:00 1234                       " + name + b"\n"
+    smaps = line + b"Size:                  8 kB\nRss:                   4 kB\nVmFlags: rd sh mr mw me ms sd\n"
+    for recs in (parse_maps(line + line), parse_smaps(smaps + smaps)):
+        assert len(recs) == 2
+        path = recs[0]["path"]
+        assert path.startswith("/tmp/a b\rc\x0bd\x1ce\u2028f") and path.endswith("g (deleted)")
+        path.encode("utf-8")  # valid UTF-8 (no lone surrogates): Arrow can store it
+        assert "\\xe9" in path
+    assert parse_smaps(smaps)[0]["rss_kb"] == 4
+
+
+# ------------------------------------------------------------------ stat / status
+
+def test_parse_stat_matches_text():
+    text = data("cat.stat").decode()
+    f = text.split()
+    got = parse_stat(text, "/proc/1/stat")
+    assert got == {"pid": int(f[0]), "comm": f[1][1:-1], "state": f[2], "ppid": int(f[3]), "flags": int(f[8]),
+                   "threads": int(f[19]), "starttime_ticks": int(f[21])}
+
+
+@pytest.mark.parametrize("which", ["odd", "zombie", "kthread", "cat"])
+def test_parse_stat_agrees_with_status(which):
+    """comm may contain spaces, '(' and ')': stat and status (the kernel) must agree."""
+    st = parse_stat(data(f"{which}.stat"), f"{which}.stat")
+    status = parse_status(data(f"{which}.status"), f"{which}.status")
+    raw = kv(data(f"{which}.status").decode())
+    assert st["comm"] == status["name"] == raw["Name"]
+    assert st["pid"] == int(raw["Pid"]) and st["ppid"] == int(raw["PPid"])
+    assert st["state"] == status["state"] == raw["State"][0]
+    assert st["threads"] == status["threads"] == int(raw["Threads"])
+    assert bool(st["flags"] & PF_KTHREAD) == status["kthread"] == (raw["Kthread"] == "1")
+    if which == "odd":
+        assert ")" in st["comm"] and " " in st["comm"] and "(" in st["comm"]
+    if which == "zombie":
+        assert st["state"] == "Z"
+    if which == "kthread":
+        assert st["flags"] & PF_KTHREAD
+
+
+def test_parse_status_matches_text():
+    text = data("cat.status").decode()
+    raw = kv(text)
+    got = parse_status(text)
+    for key, col in STATUS_FIELDS:
+        assert got[col] == int(raw[key].split()[0]), key
+    uids, gids = raw["Uid"].split(), raw["Gid"].split()
+    assert (got["uid"], got["euid"], got["gid"]) == (int(uids[0]), int(uids[1]), int(gids[0]))
+    assert got["threads"] == int(raw["Threads"]) and got["name"] == raw["Name"]
+    # kernel threads and zombies have no Vm* lines: missing, not 0
+    kt = parse_status(data("kthread.status"))
+    assert "vm_rss_kb" not in kt and kt["kthread"] is True
+
+
+# ------------------------------------------------------------------ meminfo / cgroup / cmdline / misc
+
+def test_parse_meminfo_matches_text():
+    text = data("meminfo").decode()
+    got = parse_meminfo(text)
+    lines = [ln for ln in text.split("\n") if ln]
+    assert len(got) == len(lines) > 20
+    for (key, kb, v), line in zip(got, lines):
+        k, rest = line.split(":")
+        parts = rest.split()
+        assert key == k and v == int(parts[0])
+        assert kb == (int(parts[0]) if parts[1:] == ["kB"] else None)
+    assert any(kb is None for _, kb, _ in got)  # HugePages_* counters are pages, not kB
+
+
+def test_parse_cgroup_v2_and_v1():
+    text = data("cat.cgroup").decode()
+    v2 = [ln for ln in text.split("\n") if ln.startswith("0::")]
+    v1 = [ln for ln in text.split("\n") if ln and not ln.startswith("0::")]
+    assert parse_cgroup(text) == v2[0][3:]
+    assert parse_cgroup("0::/system.slice/x y.service\n") == "/system.slice/x y.service"
+    if v1:
+        assert parse_cgroup("\n".join(v1) + "\n") == "\n".join(v1)
+    assert parse_cgroup("12:memory:/a\n3:cpu,cpuacct:/b\n") == "12:memory:/a\n3:cpu,cpuacct:/b"
+    assert parse_cgroup(b"") is None
+
+
+def test_parse_cmdline():
+    raw = data("cat.cmdline")
+    assert parse_cmdline(raw) == " ".join(a.decode() for a in raw.split(b"\0") if a)
+    assert parse_cmdline(b"") == ""
+    assert parse_cmdline(raw.decode()) == parse_cmdline(raw)
+    odd = parse_cmdline(b"prog\0\xff\xfe\0x\0")
+    odd.encode("utf-8")
+    assert odd == "prog \\xff\\xfe x"
+
+
+def test_parse_sysfs_choice():
+    assert parse_sysfs_choice("always [madvise] never\n") == "madvise"
+    assert parse_sysfs_choice("2\n") == "2"
+
+
+def test_merge_ranges_on_maps():
+    recs = parse_maps(data("cat.maps"))
+    ranges = [(r["start_addr"], r["end_addr"]) for r in recs]
+    merged = merge_ranges(ranges, 4096)
+    pages = set()
+    for s, e in ranges:
+        pages.update(range(s // 4096, e // 4096))
+    assert set().union(*(range(s, e) for s, e in merged)) == pages
+    assert len(merged) < len(ranges)  # adjacent VMAs (one file's segments) merge
+
+
+@given(st.lists(st.tuples(st.integers(0, 1 << 24), st.integers(0, 5000)), max_size=40),
+       st.sampled_from([1, 64, 4096]))
+def test_merge_ranges_properties(spans, page_size):
+    ranges = [(s, s + n) for s, n in spans]
+    merged = merge_ranges(ranges, page_size)
+    want = set()
+    for s, e in ranges:
+        want.update(range(s // page_size, -(-e // page_size)))
+    got = set()
+    for s, e in merged:
+        assert s < e
+        got.update(range(s, e))
+    assert got == want
+    for (s1, e1), (s2, e2) in zip(merged, merged[1:]):
+        assert e1 < s2  # sorted, disjoint, not even adjacent
+
+
+# ------------------------------------------------------------------ malformed input: ParseError with path:line
+
+MALFORMED = [
+    # parser, fixture, line number (1-based) to replace, replacement
+    (parse_maps, "cat.maps", 3, "563fa690e000-zz r--p 00000000 fe:00 1 /x"),
+    (parse_maps, "cat.maps", 5, "563fa690e000-563fa6910000 r--p"),
+    (parse_maps, "cat.maps", 2, "563fa690e000-563fa6910000 r-p 00000000 fe:00 1 /x"),
+    (parse_maps, "cat.maps", 4, "563fa6910000-563fa690e000 r--p 00000000 fe:00 1 /x"),  # end < start
+    (parse_smaps, "cat.smaps", 7, "Pss_Dirty:          x kB"),
+    (parse_smaps, "cat.smaps", 12, "Referenced"),
+    (parse_smaps, "cat.smaps", 1, "Rss:   4 kB"),  # field before the first header
+    (parse_smaps, "cat.smaps", 27, "zz-yy ---p"),
+    (parse_smaps_rollup, "cat.smaps_rollup", 1, "rollup"),
+    (parse_smaps_rollup, "cat.smaps_rollup", 4, "Pss_Dirty:   many kB"),
+    (parse_smaps_rollup, "cat.smaps_rollup", 6, "Pss_File"),
+    (parse_stat, "cat.stat", 1, "123 cat R 1 2 3"),
+    (parse_stat, "cat.stat", 1, "123 (cat) R 1 2 3"),
+    (parse_stat, "cat.stat", 1, "x (cat) R " + " ".join(["1"] * 40)),
+    (parse_status, "cat.status", 20, "VmRSS:\t    lots kB"),
+    (parse_status, "cat.status", 9, "Uid:"),
+    (parse_status, "cat.status", 3, "no colon here"),
+    (parse_meminfo, "meminfo", 2, "MemFree:       12 MB"),
+    (parse_meminfo, "meminfo", 5, "Cached:"),
+    (parse_meminfo, "meminfo", 7, "Active 12 kB"),
+    (parse_cgroup, "cat.cgroup", 4, "garbage"),
+]
+
+
+@pytest.mark.parametrize("parser,fixture,line_no,bad", MALFORMED,
+                         ids=[f"{p.__name__}-{f}-{n}" for p, f, n, _ in MALFORMED])
+def test_malformed_input_raises_parse_error_with_path_and_line(parser, fixture, line_no, bad):
+    lines = data(fixture).decode().split("\n")
+    assert len(lines) >= line_no
+    good_path = f"/fake/{fixture}"
+    parser(data(fixture).decode(), good_path)  # the unmodified capture parses
+    lines[line_no - 1] = bad
+    path = f"/proc/4242/{fixture.split('.')[-1]}"
+    with pytest.raises(ParseError) as ei:
+        parser("\n".join(lines), path)
+    msg = str(ei.value)
+    assert msg.startswith(f"{path}:{line_no}:"), msg
+    assert ei.value.path == path and ei.value.line_no == line_no
+
+
+def test_empty_rollup_is_a_parse_error():
+    with pytest.raises(ParseError, match=r"^/proc/9/smaps_rollup: empty"):
+        parse_smaps_rollup(b"", "/proc/9/smaps_rollup")
+
+
+# ------------------------------------------------------------------ fuzzing: return or ParseError, nothing else
+
+PARSERS = [parse_maps, parse_smaps, parse_smaps_rollup, parse_stat, parse_status, parse_meminfo, parse_cgroup]
+FIXTURE_OF = {parse_maps: "cat.maps", parse_smaps: "cat.smaps", parse_smaps_rollup: "cat.smaps_rollup",
+              parse_stat: "odd.stat", parse_status: "cat.status", parse_meminfo: "meminfo",
+              parse_cgroup: "cat.cgroup"}
+
+
+def _call(parser, data_):
+    try:
+        out = parser(data_, "/proc/77/x")
+    except ParseError as e:
+        assert "/proc/77/x" in str(e)
+        return None
+    return out
+
+
+def _storable(obj):
+    """Every string a parser returns must be valid UTF-8 (storable in Arrow)."""
+    if isinstance(obj, str):
+        obj.encode("utf-8")
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _storable(k)
+            _storable(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _storable(v)
+
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize("parser", PARSERS, ids=lambda p: p.__name__)
+@FUZZ
+@given(blob=st.one_of(st.binary(max_size=400), st.text(max_size=400)))
+def test_fuzz_arbitrary_input(parser, blob):
+    _storable(_call(parser, blob))
+
+
+@st.composite
+def mutated(draw, fixture):
+    """Real captured text with a few lines replaced, duplicated, truncated or spliced with junk."""
+    lines = data(fixture).split(b"\n")[:60]
+    for _ in range(draw(st.integers(1, 4))):
+        i = draw(st.integers(0, len(lines) - 1))
+        op = draw(st.sampled_from(["junk", "cut", "dup", "splice", "drop"]))
+        if op == "junk":
+            lines[i] = draw(st.binary(max_size=40))
+        elif op == "cut":
+            lines[i] = lines[i][:draw(st.integers(0, max(0, len(lines[i]))))]
+        elif op == "dup":
+            lines.insert(i, lines[i])
+        elif op == "splice":
+            j = draw(st.integers(0, len(lines[i])))
+            lines[i] = lines[i][:j] + draw(st.sampled_from(
+                [b" ", b":", b"(", b")", b"-", b"\r", b"\xe2\x80\xa8", b"\xff", b"\0", b"9" * 30, b"-1", b"0x1f",
+                 b"\t", b"kB", b"_"])) + lines[i][j:]
+        elif len(lines) > 1:
+            del lines[i]
+    return b"\n".join(lines)
+
+
+@pytest.mark.parametrize("parser", PARSERS, ids=lambda p: p.__name__)
+@FUZZ
+@given(st.data())
+def test_fuzz_mutated_real_text(parser, data_):
+    blob = data_.draw(mutated(FIXTURE_OF[parser]))
+    _storable(_call(parser, blob))
+    _storable(_call(parser, blob.decode("utf-8", "surrogateescape")))
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=300), st.text(max_size=300)))
+def test_fuzz_cmdline(blob):
+    out = parse_cmdline(blob)
+    assert isinstance(out, str)
+    out.encode("utf-8")
+    assert "\0" not in out
+
+
+# ------------------------------------------------------------------ a fake procfs tree, captured end to end
+
+def _stat_line(pid, comm, state, ppid, flags, threads, starttime):
+    # fields 1..52 of /proc/<pid>/stat (proc(5)); unset ones 0
+    f = [state, ppid, pid, pid, 0, -1, flags] + [0] * 10 + [threads, 0, starttime] + [0] * 30
+    return f"{pid} ({comm}) " + " ".join(map(str, f)) + "\n"
+
+
+def _status(name, state, uid, euid, gid, threads, vm: dict | None, kthread: bool):
+    lines = [f"Name:\t{name}", "Umask:\t0022", f"State:\t{state} (x)", f"Uid:\t{uid}\t{euid}\t{euid}\t{euid}",
+             f"Gid:\t{gid}\t{gid}\t{gid}\t{gid}", f"Kthread:\t{int(kthread)}"]
+    for key, v in (vm or {}).items():
+        lines.append(f"{key}:\t{v:8d} kB")
+    lines += [f"Threads:\t{threads}", "SigQ:\t0/96364", "CapEff:\t000001fffeffffff"]
+    return "\n".join(lines) + "\n"
+
+
+def _write(path: Path, content):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, str):
+        content = content.encode()
+    path.write_bytes(content)
+
+
+def _fake_proc(root: Path) -> dict:
+    """Returns what was put in the tree, per pid."""
+    _write(root / "meminfo", data("meminfo"))
+    _write(root / "stat", "cpu  1 2 3 4\nbtime 1700000000\nprocesses 123\n")
+    _write(root / "uptime", "4321.25 8000.00\n")
+    _write(root / "sys/kernel/random/boot_id", "0123abcd-fake-boot-id\n")
+    me = os.getpid()
+    base = 100 if me not in range(100, 120) else 200
+    vm = {key: 1000 + i for i, (key, _) in enumerate(STATUS_FIELDS)}
+    procs = {
+        base: dict(comm="my prog) x (", state="S", ppid=1, flags=0x400100, threads=3, start=555, uid=0, euid=0, gid=0,
+                   cmdline=b"/usr/bin/my prog\0--flag\0\xffraw\0", cgroup="0::/system.slice/my.service\n",
+                   smaps=data("cat.smaps"), rollup=data("cat.smaps_rollup"), maps=data("cat.maps"), status="ok"),
+        base + 1: dict(comm="worker", state="R", ppid=base, flags=0x400040, threads=1, start=777, uid=1000,
+                       euid=12345, gid=100, cmdline=b"worker\0", cgroup="12:memory:/a\n1:cpu:/b\n",
+                       smaps=b"\n".join(data("cat.smaps").split(b"\n")[:50]) + b"\n",
+                       rollup=data("cat.smaps_rollup"), maps=data("cat.maps"), status="ok"),
+        base + 2: dict(comm="defunct", state="Z", ppid=base, flags=0x40040C, threads=1, start=888, uid=0, euid=0,
+                       gid=0, cmdline=b"", cgroup="0::/z\n", smaps=b"", rollup=None, maps=b"", status="zombie"),
+        base + 3: dict(comm="kworker/0:1-events", state="I", ppid=2, flags=0x04208060, threads=1, start=14, uid=0,
+                       euid=0, gid=0, cmdline=b"", cgroup="0::/\n", smaps=b"", rollup=None, maps=b"",
+                       status="kernel_thread"),
+        base + 4: dict(comm="broken", state="S", ppid=1, flags=0, threads=1, start=999, uid=0, euid=0, gid=0,
+                       cmdline=b"broken\0", cgroup="0::/\n", smaps=b"55d0-55e0 r--p 0 fe:00 1 /x\nRss: lots kB\n",
+                       rollup=data("cat.smaps_rollup"), maps=data("cat.maps"), status="partial"),
+    }
+    for pid, p in procs.items():
+        d = root / str(pid)
+        kthread = bool(p["flags"] & PF_KTHREAD)
+        _write(d / "stat", _stat_line(pid, p["comm"], p["state"], p["ppid"], p["flags"], p["threads"], p["start"]))
+        _write(d / "status", _status(p["comm"], p["state"], p["uid"], p["euid"], p["gid"], p["threads"],
+                                     None if kthread or p["state"] == "Z" else vm, kthread))
+        _write(d / "cmdline", p["cmdline"])
+        _write(d / "comm", p["comm"] + "\n")
+        _write(d / "cgroup", p["cgroup"])
+        _write(d / "smaps", p["smaps"])
+        _write(d / "maps", p["maps"])
+        if p["rollup"] is not None:  # zombies and kernel threads: ESRCH on the real one, absent here
+            _write(d / "smaps_rollup", p["rollup"])
+        if p["status"] == "ok":
+            (d / "ns").mkdir()
+            os.symlink(f"/usr/bin/prog{pid}", d / "exe")
+            os.symlink(f"pid:[{4026531836 + pid}]", d / "ns" / "pid")
+    (root / str(base + 5)).mkdir()  # listed, then gone before it was read
+    procs[base + 5] = dict(status="vanished")
+    return {"vm": vm, "procs": procs}
+
+
+def test_fake_procfs_capture(tmp_path):
+    root = tmp_path / "proc"
+    put = _fake_proc(root)
+    store = tmp_path / "store"
+    res = Recorder(Options(store=str(store), procfs=str(root), host="fakehost",
+                           sources=("maps", "smaps", "smaps_rollup"))).capture()
+    procs = put["procs"]
+    want_counts = {s: sum(1 for p in procs.values() if p["status"] == s)
+                   for s in ("ok", "partial", "vanished", "denied", "zombie", "kernel_thread")}
+    assert res.counts == want_counts
+
+    snap = read_table(store, "snapshots").to_pylist()
+    assert len(snap) == 1
+    snap = snap[0]
+    assert snap["snapshot_id"] == res.snapshot_id and snap["host"] == "fakehost"
+    assert snap["boot_id"] == "0123abcd-fake-boot-id"
+    assert snap["uptime_s"] == 4321.25
+    assert snap["boot_time"].timestamp() == 1700000000
+    assert snap["processes_seen"] == len(procs)
+    assert (snap["processes_recorded"], snap["processes_partial"], snap["processes_vanished"],
+            snap["processes_denied"], snap["processes_zombie"], snap["kernel_threads"]) == tuple(want_counts.values())
+    assert snap["pfn_available"] is None and snap["kpage_available"] is False
+    assert snap["pages_rows"] == 0 and snap["sources"] == "maps,smaps,smaps_rollup"
+
+    meminfo = read_table(store, "meminfo")
+    assert [(r["key"], r["value_kb"], r["value"]) for r in meminfo.to_pylist()] == \
+        [(k, (int(v.split()[0]) if v.endswith(" kB") else None), int(v.split()[0]))
+         for k, v in ((ln.split(":")[0], ln.split(":")[1].strip()) for ln in data("meminfo").decode().splitlines())]
+
+    rows = {r["pid"]: r for r in read_table(store, "processes").to_pylist()}
+    assert set(rows) == set(procs)
+    vm, rollup_raw = put["vm"], kv("\n".join(data("cat.smaps_rollup").decode().split("\n")[1:]))
+    for pid, p in procs.items():
+        r = rows[pid]
+        assert r["status"] == p["status"], (pid, r)
+        assert r["snapshot_id"] == res.snapshot_id
+        if p["status"] == "vanished":
+            assert r["error"] and str(root / str(pid)) in r["error"]
+            assert r["mappings"] == 0 and r["pages"] == 0 and r["starttime_ticks"] is None
+            continue
+        assert (r["comm"], r["state"], r["ppid"], r["threads"], r["starttime_ticks"]) == \
+            (p["comm"], p["state"], p["ppid"], p["threads"], p["start"])
+        assert (r["uid"], r["euid"], r["gid"]) == (p["uid"], p["euid"], p["gid"])
+        assert r["cmdline"] == (" ".join(a.decode("utf-8", "backslashreplace") for a in p["cmdline"].split(b"\0")
+                                         if a) or None)
+        cg = p["cgroup"].strip("\n")
+        assert r["cgroup"] == (cg[3:] if cg.startswith("0::") else cg)
+        assert r["kernel_thread"] == (p["status"] == "kernel_thread")
+        if p["status"] == "ok":
+            assert r["error"] is None and r["sources"] == "smaps_rollup,smaps"
+            assert r["exe"] == f"/usr/bin/prog{pid}" and r["pid_ns"] == 4026531836 + pid
+            for key, col in STATUS_FIELDS:
+                assert r[col] == vm[key]
+            for key, col in SMAPS_KB_FIELDS + ROLLUP_ONLY_KB_FIELDS:
+                assert r["rollup_" + col] == int(rollup_raw[key].split()[0])
+            assert r["mappings"] == len(naive_smaps(p["smaps"].decode()))
+        elif p["status"] == "partial":  # unparsable smaps: the process, not the snapshot, is marked
+            assert f"{root / str(pid) / 'smaps'}:2" in r["error"]
+            assert r["mappings"] == 0
+        else:  # zombie / kernel thread: no memory read, no error, no Vm* zeros posing as data
+            assert r["error"] is None and r["sources"] is None and r["mappings"] == 0
+            assert r["vm_rss_kb"] is None and r["rollup_rss_kb"] is None
+
+    maps = read_table(store, "mappings")
+    for pid, p in procs.items():
+        got = maps.filter(pc.equal(maps["pid"], pid)).sort_by("idx").to_pylist()
+        if p["status"] != "ok":
+            assert got == []
+            continue
+        naive = naive_smaps(p["smaps"].decode())
+        assert len(got) == len(naive)
+        for i, (m, (hdr, fields)) in enumerate(zip(got, naive)):
+            assert m["idx"] == i and m["source"] == "smaps" and m["snapshot_id"] == res.snapshot_id
+            assert {k: m[k] for k in HDR_KEYS} == hdr
+            assert m["vm_flags"] == fields["VmFlags"]
+            for key, col in MAPPING_ONLY_FIELDS + SMAPS_KB_FIELDS:
+                assert m[col] == int(fields[key].split()[0])
+    assert read_table(store, "pages").num_rows == 0 and read_table(store, "frames").num_rows == 0
