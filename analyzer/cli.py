@@ -312,6 +312,38 @@ def sizes(
         _err(f"note: {n}")
 
 
+import_app = typer.Typer(help="Import captures made by other tools into a store.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("smemcap")
+def import_smemcap(
+    captures: List[str] = typer.Argument(..., help="smemcap tar/tar.gz files, or directories laid out for "
+                                                  "`smem -S DIR` (DIR/proc/<pid>/smaps, DIR/proc/meminfo)."),
+    store: Optional[str] = typer.Option(None, "--store", "-S", help="Store directory. Default: $MEMSNAP_STORE, "
+                                                                    "else ./memsnap-store."),
+    host: Optional[str] = typer.Option(None, "--host", help="Host name for the snapshots. Default: "
+                                                            "smemcap-<file name>."),
+    fmt: Fmt = typer.Option(Fmt.table, "--format", "-f", help="Output format of the summary."),
+):
+    """Import smem's offline captures (smemcap) as snapshots without pagemap.
+
+    Each capture becomes one snapshot with processes (uid/gid from the <pid> entry), mappings from smaps,
+    and meminfo. A bad or truncated capture is reported and nothing is written for it.
+    """
+    from analyzer.output import render
+    from recorder.smemcap import import_smemcap as do_import
+
+    out = []
+    for c in captures:
+        try:
+            out.append(do_import(c, store or _default_store(), host))
+        except MemsnapError as e:
+            fail(e)
+    typer.echo(render(out, ["snapshot_id", "host", "processes", "mappings"], fmt.value,
+                      numeric_columns=("processes", "mappings")), nl=False)
+
+
 def main():
     try:
         app()

@@ -336,6 +336,8 @@ def select_pids(fs: ProcFS, opts: Options, self_pid: int) -> list[int]:
 def _read_kpage(path: str, pfns: np.ndarray) -> np.ndarray:
     """Values of a /proc/kpage* file at the sorted distinct ``pfns``, read in runs (never one pread per PFN)."""
     out = np.empty(pfns.size, dtype=np.uint64)
+    if not pfns.size:  # only zombies, kernel threads or denied processes: nothing to read
+        return out
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         breaks = np.flatnonzero(np.diff(pfns) > KPAGE_GAP) + 1

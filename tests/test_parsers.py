@@ -399,6 +399,12 @@ def _write(path: Path, content):
     path.write_bytes(content)
 
 
+def _first_entries(smaps: bytes, n: int) -> bytes:
+    lines = smaps.split(b"\n")
+    heads = [i for i, ln in enumerate(lines) if HEADER.match(ln.decode()) and not ln[:1].isupper()]
+    return b"\n".join(lines[:heads[n]]) + b"\n"
+
+
 def _fake_proc(root: Path) -> dict:
     """Returns what was put in the tree, per pid."""
     _write(root / "meminfo", data("meminfo"))
@@ -414,7 +420,7 @@ def _fake_proc(root: Path) -> dict:
                    smaps=data("cat.smaps"), rollup=data("cat.smaps_rollup"), maps=data("cat.maps"), status="ok"),
         base + 1: dict(comm="worker", state="R", ppid=base, flags=0x400040, threads=1, start=777, uid=1000,
                        euid=12345, gid=100, cmdline=b"worker\0", cgroup="12:memory:/a\n1:cpu:/b\n",
-                       smaps=b"\n".join(data("cat.smaps").split(b"\n")[:50]) + b"\n",
+                       smaps=_first_entries(data("cat.smaps"), 3),
                        rollup=data("cat.smaps_rollup"), maps=data("cat.maps"), status="ok"),
         base + 2: dict(comm="defunct", state="Z", ppid=base, flags=0x40040C, threads=1, start=888, uid=0, euid=0,
                        gid=0, cmdline=b"", cgroup="0::/z\n", smaps=b"", rollup=None, maps=b"", status="zombie"),
