@@ -99,8 +99,9 @@ class Store:
         if table == "snapshots":
             self.con.execute("CREATE OR REPLACE VIEW snapshots AS SELECT * FROM _raw_snapshots")
         else:
+            # A snapshot is (host, snapshot_id): merged stores may hold the same id under several hosts.
             self.con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _raw_{table} "
-                             "WHERE snapshot_id IN (SELECT snapshot_id FROM _raw_snapshots)")
+                             "WHERE (host, snapshot_id) IN (SELECT host, snapshot_id FROM _raw_snapshots)")
 
     def _check_versions(self) -> None:
         try:
@@ -141,8 +142,10 @@ class Store:
         if not hits:
             raise SnapshotNotFound(f"{', '.join(self.paths)}: no snapshot {snapshot!r}",
                                    hint="list them with `memsnap snapshots`")
-        if len(hits) > 1:
-            raise SnapshotNotFound(f"snapshot prefix {snapshot!r} is ambiguous ({len(hits)} matches)",
+        ids = sorted({s.snapshot_id for s in hits})
+        if len(ids) > 1:  # one id under several hosts (merged copies) is not ambiguous: one snapshot per host
+            raise SnapshotNotFound(f"snapshot prefix {snapshot!r} is ambiguous ({len(ids)} matches: "
+                                   f"{', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''})",
                                    hint="give more characters of the id")
         return hits
 

@@ -2,8 +2,10 @@
 -- kind: query
 -- description: Per mapping of the chosen snapshots, the kernel's own smaps figures in kB (the --source smaps facts behind `memsnap sizes`).
 -- params: snapshot_ids: list of snapshot ids
+-- A snapshot is identified by (host, snapshot_id): the same id can appear under several host partitions when
+-- stores are merged (a copied store), so host is carried in every key.
 SELECT
-    m.snapshot_id, m.pid, m.idx,
+    m.host, m.snapshot_id, m.pid, m.idx,
     coalesce(m.path, '<anonymous>') AS map,
     coalesce(m.size_kb, (m.end_addr - m.start_addr) // 1024) AS vss_kb,
     m.rss_kb,
