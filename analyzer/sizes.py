@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import duckdb
 import sqlalchemy as sa
 from duckdb_engine import Dialect
 
@@ -31,7 +32,7 @@ AMOUNTS = ("swap", "uss", "pss", "rss", "vss", "swappss", "pss_anon", "pss_file"
            "anon", "file", "shmem", "hugetlb", "thp", "avgpss", "avguss", "avgrss", "kb")
 #: every column a view offers (the allowlist for -c and -s), and its default columns (smem's defaults)
 VIEW_COLUMNS = {
-    "process": ("host", "snapshot_id", "pid", "user", "uid", "command", "name", "cgroup", "swap", "uss", "pss",
+    "process": ("host", "snapshot_id", "pid", "starttime", "user", "uid", "command", "name", "cgroup", "swap", "uss", "pss",
                 "rss", "vss", "maps", "swappss", "pss_anon", "pss_file", "pss_shmem", "anon", "file", "shmem",
                 "hugetlb", "thp"),
     "user": ("host", "snapshot_id", "user", "uid", "count", "swap", "uss", "pss", "rss", "vss", "swappss"),
@@ -41,6 +42,9 @@ VIEW_COLUMNS = {
     "mapping": ("host", "snapshot_id", "map", "count", "pids", "swap", "uss", "pss", "rss", "vss",
                 "avgpss", "avguss", "avgrss", "swappss", "anon", "hugetlb", "thp"),
     "system": ("host", "snapshot_id", "area", "kb", "percent"),
+    # internal (diff --by mapping): one row per process x mapping (path, perms, offset)
+    "pmap": ("host", "snapshot_id", "pid", "starttime", "name", "map", "perms", "offset", "count", "swap", "uss",
+             "pss", "rss", "vss", "swappss", "anon", "hugetlb", "thp"),
 }
 DEFAULT_COLUMNS = {
     "process": ("pid", "user", "command", "swap", "uss", "pss", "rss"),
@@ -48,6 +52,7 @@ DEFAULT_COLUMNS = {
     "command": ("command", "count", "swap", "uss", "pss", "rss"),
     "cgroup": ("cgroup", "count", "swap", "uss", "pss", "rss"),
     "mapping": ("map", "pids", "avgpss", "pss"),
+    "pmap": ("pid", "map", "perms", "offset", "pss"),
     "system": ("area", "kb", "percent"),
 }
 DEFAULT_SORT = {"system": None}
@@ -63,6 +68,22 @@ class BadColumn(MemsnapError):
     pass
 
 
+class BadRegex(MemsnapError):
+    """A -P/-U/-M filter that is not a valid (RE2) regular expression."""
+
+
+def check_regex(con, option: str, value: str | None) -> None:
+    """Validate a filter with DuckDB's own regex engine (RE2), the value bound as a parameter."""
+    if value is None:
+        return
+    try:
+        con.execute("SELECT regexp_matches('', ?)", [value]).fetchall()
+    except duckdb.Error as e:
+        raise BadRegex(f"{option} {value!r} is not a valid regular expression ({e})",
+                       hint="use RE2 syntax (https://github.com/google/re2/wiki/Syntax); escape literal "
+                            "parentheses, brackets and dots with a backslash") from None
+
+
 @dataclass
 class SizesResult:
     by: str
@@ -76,7 +97,7 @@ class SizesResult:
 
 
 def _fact_table(source: str, md: sa.MetaData) -> sa.Table:
-    cols = ["snapshot_id", "pid", "idx", "map", "vss_kb"]
+    cols = ["host", "snapshot_id", "pid", "idx", "map", "perms", "offset_bytes", "vss_kb"]
     if source == "smaps":
         cols += ["rss_kb", "pss_kb", "uss_kb", "swap_kb", "swap_pss_kb", "anon_kb", "hugetlb_kb", "thp_kb", "has_smaps"]
     else:
@@ -102,7 +123,7 @@ def sizes(store: Store, *, by: str = "process", source: str = "smaps", snapshot:
           host: str | None = None, processfilter: str | None = None, userfilter: str | None = None,
           mapfilter: str | None = None, sort: str | None = None, reverse: bool = False,
           columns=None, numeric: bool = False, limit: int | None = None) -> SizesResult:
-    if by not in BY:
+    if by not in BY and by != "pmap":
         raise BadColumn(f"unknown view --by {by}", hint=f"choose from {', '.join(BY)}")
     if source not in SOURCES:
         raise BadColumn(f"unknown --source {source}", hint="choose smaps or pages")
@@ -115,16 +136,22 @@ def sizes(store: Store, *, by: str = "process", source: str = "smaps", snapshot:
     hosts = {s.host for s in snaps}
     if len(snaps) > 1 and "host" not in columns:
         columns.insert(0, "host")
+    # A snapshot is (host, snapshot_id): merged stores may hold the same id under several hosts.
     ids = [s.snapshot_id for s in snaps]
+    snap_hosts = [s.host for s in snaps]
     con = store.con
+    for option, value in (("--processfilter", processfilter), ("--userfilter", userfilter),
+                          ("--mapfilter", mapfilter)):
+        check_regex(con, option, value)
+    chosen = "(host, snapshot_id) IN (SELECT unnest($hosts), unnest($snapshot_ids))"
     mem = dict(con.execute("SELECT snapshot_id, value_kb FROM meminfo WHERE key = 'MemTotal' "
-                           "AND snapshot_id IN (SELECT unnest(?))", [ids]).fetchall())
+                           f"AND {chosen}", {"hosts": snap_hosts, "snapshot_ids": ids}).fetchall())
     swp = dict(con.execute("SELECT snapshot_id, value_kb FROM meminfo WHERE key = 'SwapTotal' "
-                           "AND snapshot_id IN (SELECT unnest(?))", [ids]).fetchall())
+                           f"AND {chosen}", {"hosts": snap_hosts, "snapshot_ids": ids}).fetchall())
     res = SizesResult(by, source, columns, [], snaps, mem, swp)
 
     if by == "system":
-        res.rows = _system_rows(store, ids)
+        res.rows = _system_rows(store, snaps)
         if sort:
             res.rows.sort(key=lambda r: (r.get(sort) is None, r.get(sort)), reverse=reverse)
         res.columns = [c for c in columns]
@@ -143,14 +170,16 @@ def sizes(store: Store, *, by: str = "process", source: str = "smaps", snapshot:
                     hint="use --source smaps, or record with --sources including pagemap,kpage")
 
     qname = "smaps_mapping_facts" if source == "smaps" else "page_mapping_facts"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _facts AS {queries.get(qname).sql}", {"snapshot_ids": ids})
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _facts AS SELECT * FROM (\n{queries.get(qname).sql}\n) "
+                f"WHERE {chosen}", {"snapshot_ids": ids, "hosts": snap_hosts})
 
     md = sa.MetaData()
     f = _fact_table(source, md)
     procs = schema_sa.table(schema_sa.TABLES["processes"], md)
 
     # ---- stage 1: per process (or per process x map name), unfloored
-    keys = [f.c.snapshot_id, f.c.pid] + ([f.c.map] if by == "mapping" else [])
+    keys = [f.c.host, f.c.snapshot_id, f.c.pid] + ([f.c.map] if by in ("mapping", "pmap") else []) + \
+        ([f.c.perms, f.c.offset_bytes] if by == "pmap" else [])
     if source == "smaps":
         agg = {
             "vss": sa.func.sum(f.c.vss_kb), "rss": sa.func.sum(f.c.rss_kb), "pss": sa.func.sum(f.c.pss_kb),
@@ -174,7 +203,8 @@ def sizes(store: Store, *, by: str = "process", source: str = "smaps", snapshot:
     s1 = stage1.subquery("s1")
 
     # ---- stage 2: join process attributes, filter, group, floor fixed point
-    j = s1.join(procs, sa.and_(procs.c.snapshot_id == s1.c.snapshot_id, procs.c.pid == s1.c.pid))
+    j = s1.join(procs, sa.and_(procs.c.host == s1.c.host, procs.c.snapshot_id == s1.c.snapshot_id,
+                               procs.c.pid == s1.c.pid))
     conds = [sa.func.coalesce(procs.c.kernel_thread, False) == sa.false()]
     if processfilter:
         rx = sa.bindparam("processfilter", processfilter)
@@ -199,7 +229,7 @@ def sizes(store: Store, *, by: str = "process", source: str = "smaps", snapshot:
         swappss = kb(sa.func.coalesce(s1.c.swappss, procs.c.rollup_swap_pss_kb))
         amounts = {"swap": swap, "uss": uss, "pss": pss, "rss": rss, "vss": kb(s1.c.vss), "swappss": swappss,
                    "anon": kb(s1.c.anon), "hugetlb": kb(s1.c.hugetlb), "thp": kb(s1.c.thp)}
-        if by != "mapping":  # per-process figures the kernel reports only per process
+        if by not in ("mapping", "pmap"):  # per-process figures the kernel reports only per process
             amounts.update(pss_anon=kb(procs.c.rollup_pss_anon_kb), pss_file=kb(procs.c.rollup_pss_file_kb),
                            pss_shmem=kb(procs.c.rollup_pss_shmem_kb), anon=kb(procs.c.rss_anon_kb),
                            file=kb(procs.c.rss_file_kb), shmem=kb(procs.c.rss_shmem_kb))
@@ -210,12 +240,15 @@ def sizes(store: Store, *, by: str = "process", source: str = "smaps", snapshot:
                    "file": kb(s1.c.file), "shmem": kb(s1.c.shmem), "hugetlb": kb(s1.c.hugetlb), "thp": kb(s1.c.thp)}
 
     group_cols = {
-        "process": lambda: {"pid": procs.c.pid, "user": procs.c.user, "uid": procs.c.euid,
+        "process": lambda: {"pid": procs.c.pid, "starttime": procs.c.starttime_ticks,
+                            "user": procs.c.user, "uid": procs.c.euid,
                             "command": procs.c.cmdline, "name": procs.c.comm, "cgroup": procs.c.cgroup},
         "user": lambda: {"user": procs.c.user, "uid": procs.c.euid},
         "command": lambda: {"command": procs.c.comm},
         "cgroup": lambda: {"cgroup": procs.c.cgroup},
         "mapping": lambda: {"map": s1.c.map},
+        "pmap": lambda: {"pid": procs.c.pid, "starttime": procs.c.starttime_ticks, "name": procs.c.comm,
+                         "map": s1.c.map, "perms": s1.c.perms, "offset": s1.c.offset_bytes},
     }[by]()
     if by == "user" and numeric:
         group_cols = {"user": sa.cast(procs.c.euid, sa.String), "uid": procs.c.euid}
@@ -223,6 +256,8 @@ def sizes(store: Store, *, by: str = "process", source: str = "smaps", snapshot:
     sel += [c.label(n) for n, c in group_cols.items()]
     if by == "process":
         sel.append(kb(s1.c.maps).label("maps"))
+    elif by == "pmap":
+        sel.append(kb(s1.c.maps).label("count"))
     elif by == "mapping":
         sel += [kb(s1.c.maps).label("count"), sa.func.count(sa.distinct(procs.c.pid)).label("pids")]
     else:
@@ -246,7 +281,8 @@ def sizes(store: Store, *, by: str = "process", source: str = "smaps", snapshot:
             r.setdefault(c, None)
     if sort:
         rows.sort(key=lambda r: (r.get(sort) is not None, r.get(sort) if r.get(sort) is not None else 0,
-                                 str(r.get("pid", r.get(columns[0])))), reverse=reverse)
+                                 str(r.get("pid", r.get(columns[0]))), str(r.get("host")), str(r.get("snapshot_id"))),
+                  reverse=reverse)  # host/snapshot break ties so merged stores print in a stable order
     if limit:
         rows = rows[-limit:] if not reverse else rows[:limit]
     res.rows = rows
@@ -255,7 +291,8 @@ def sizes(store: Store, *, by: str = "process", source: str = "smaps", snapshot:
         if unknown:
             res.notes.append(f"{unknown} present pages had no frames row (kpage read failed); counted as private")
     if len(hosts) > 1:
-        res.notes.append(f"{len(hosts)} hosts: latest snapshot of each ({', '.join(sorted(hosts))})")
+        which = "latest snapshot of each" if snapshot in (None, "latest") else f"snapshot {snapshot!r} of each"
+        res.notes.append(f"{len(hosts)} hosts: {which} ({', '.join(sorted(hosts))})")
     return res
 
 
@@ -273,12 +310,11 @@ SYSTEM_AREAS = (
 )
 
 
-def _system_rows(store: Store, ids: list[str]) -> list[dict]:
+def _system_rows(store: Store, snaps) -> list[dict]:
     rows = []
-    for sid, host in store.con.execute("SELECT snapshot_id, host FROM snapshots WHERE snapshot_id IN "
-                                       "(SELECT unnest(?)) ORDER BY host", [ids]).fetchall():
-        m = dict(store.con.execute("SELECT key, value_kb FROM meminfo WHERE snapshot_id = ? AND value_kb IS NOT NULL",
-                                   [sid]).fetchall())
+    for sid, host in sorted(((s.snapshot_id, s.host) for s in snaps), key=lambda x: (x[1], x[0])):
+        m = dict(store.con.execute("SELECT key, value_kb FROM meminfo WHERE host = ? AND snapshot_id = ? "
+                                   "AND value_kb IS NOT NULL", [host, sid]).fetchall())
         total = m.get("MemTotal")
         used = 0
         for area, keys in SYSTEM_AREAS:
@@ -298,6 +334,6 @@ def _system_rows(store: Store, ids: list[str]) -> list[dict]:
                      "drivers, ...)", "kb": total - used if total is not None else None})
         rows.append({"host": host, "snapshot_id": sid, "area": "total (MemTotal)", "kb": total})
         for r in rows:
-            if r["snapshot_id"] == sid:
+            if r["snapshot_id"] == sid and r["host"] == host:
                 r["percent"] = round(100.0 * r["kb"] / total, 2) if total and r["kb"] is not None else None
     return rows

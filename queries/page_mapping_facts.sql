@@ -15,7 +15,7 @@ WITH snap AS (
     SELECT host, snapshot_id, page_size_bytes AS ps FROM snapshots WHERE snapshot_id IN (SELECT unnest($snapshot_ids))
 ),
 m AS (
-    SELECT m.host, m.snapshot_id, m.pid, m.idx, snap.ps, coalesce(m.path, '<anonymous>') AS map,
+    SELECT m.host, m.snapshot_id, m.pid, m.idx, snap.ps, coalesce(m.path, '<anonymous>') AS map, m.perms, m.offset_bytes,
            (m.end_addr - m.start_addr) // 1024 AS vss_kb,
            m.start_addr // snap.ps AS start_vpn, m.end_addr // snap.ps AS end_vpn,
            list_has_any(string_split(coalesce(m.vm_flags, ''), ' '), ['pf', 'io']) AS special,
@@ -70,7 +70,7 @@ agg AS (
     GROUP BY host, snapshot_id, pid, idx
 )
 SELECT
-    m.host, m.snapshot_id, m.pid, m.idx, m.map, m.vss_kb, m.ps AS page_size_bytes,
+    m.host, m.snapshot_id, m.pid, m.idx, m.map, m.perms, m.offset_bytes, m.vss_kb, m.ps AS page_size_bytes,
     coalesce(a.rss_pages, 0) AS rss_pages, coalesce(a.pss_fp, 0) AS pss_fp, coalesce(a.uss_pages, 0) AS uss_pages,
     coalesce(a.swap_pages, 0) AS swap_pages, coalesce(a.swap_pss_fp, 0) AS swap_pss_fp,
     coalesce(a.anon_pages, 0) AS anon_pages, coalesce(a.file_pages, 0) AS file_pages,

@@ -6,7 +6,7 @@
 -- stores are merged (a copied store), so host is carried in every key.
 SELECT
     m.host, m.snapshot_id, m.pid, m.idx,
-    coalesce(m.path, '<anonymous>') AS map,
+    coalesce(m.path, '<anonymous>') AS map, m.perms, m.offset_bytes,
     coalesce(m.size_kb, (m.end_addr - m.start_addr) // 1024) AS vss_kb,
     m.rss_kb,
     m.pss_kb,

@@ -101,14 +101,15 @@ class TableWriter:
         except OSError as e:
             raise _storage_error(e, self.tmp_path) from None
         self._file = os.fdopen(fd, "wb")
-        delta = set(self.table.delta_columns)
+        enc = dict(self.table.encodings)
         dict_cols = [c.name for c in self.table.columns
-                     if c.name not in delta and not pa.types.is_map(c.type)]
+                     if c.name not in enc and not pa.types.is_map(c.type)]
         try:
             self._writer = pq.ParquetWriter(
                 self._file, self.schema, compression="zstd",
                 use_dictionary=dict_cols,
-                column_encoding={c: "DELTA_BINARY_PACKED" for c in delta} or None,
+                column_encoding=enc or None,
+                compression_level=self.table.compression_level,
                 write_statistics=True,
             )
         except OSError as e:

@@ -10,12 +10,15 @@ The parent sets up, then forks ``--workers`` children that inherit everything:
 * ``pvfile``  a MAP_PRIVATE file mapping, read, and partly written (COW anon copies);
 * ``memfd``   a memfd mapped twice in the parent (before the fork), written through one view;
 * ``thp``     anonymous memory with MADV_HUGEPAGE (2 MiB aligned), written;
+* ``cow``     a MAP_PRIVATE mapping of a memfd named ``memsnap-cow``, written by the parent before the
+              fork: anonymous copy-on-write pages that a named mapping lets diffs single out
+              (``-M memsnap-cow``) from the interpreter's own copy-on-write noise;
 * with ``--pageout-mb``, part of ``anon`` is pushed to swap before the fork (shared swap entries).
 
 It prints one JSON line ``{"parent": pid, "workers": [...], "file": path, ...}``
 when everything is set up, then reads commands from stdin:
 
-* ``cow I MIB``   worker I writes the first MIB MiB of ``anon`` (breaks COW), replies ``ok``;
+* ``cow I MIB``   worker I writes the first MIB MiB of ``cow`` (breaks COW), replies ``ok``;
 * ``quit``        everyone exits.
 """
 from __future__ import annotations
@@ -72,6 +75,12 @@ def setup(args):
     _write(regions["memfd"], args.memfd_mb * MiB, 5)
     _touch_read(regions["memfd2"], args.memfd_mb * MiB)
 
+    cfd = os.memfd_create("memsnap-cow")
+    os.ftruncate(cfd, args.cow_mb * MiB)
+    regions["cow"] = mmap.mmap(cfd, args.cow_mb * MiB, flags=mmap.MAP_PRIVATE)
+    _write(regions["cow"], args.cow_mb * MiB, 8)
+    os.close(cfd)
+
     if args.thp_mb:
         # over-allocate so a 2 MiB aligned part exists; the kernel then backs it with huge pages
         big = mmap.mmap(-1, (args.thp_mb + 2) * MiB, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
@@ -91,7 +100,7 @@ def worker(regions, rfd, wfd):
         if not parts or parts[0] == "quit":
             break
         if parts[0] == "cow":
-            _write(regions["anon"], int(parts[1]) * MiB, 7)
+            _write(regions["cow"], int(parts[1]) * MiB, 7)
             wf.write("ok\n")
             wf.flush()
     os._exit(0)
@@ -106,6 +115,7 @@ def main(argv=None):
     ap.add_argument("--file-mb", type=int, default=8)
     ap.add_argument("--memfd-mb", type=int, default=4)
     ap.add_argument("--thp-mb", type=int, default=4)
+    ap.add_argument("--cow-mb", type=int, default=8)
     ap.add_argument("--pageout-mb", type=int, default=0,
                     help="before forking, push the first N MiB of anon to swap (MADV_PAGEOUT), so parent and "
                          "workers share swap entries (needs swap enabled)")

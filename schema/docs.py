@@ -27,6 +27,7 @@ def render() -> str:
     for t in TABLES.values():
         out += [f"## `{t.name}`", "", f"One row per {t.row}. {t.description}", "",
                 f"Key: {', '.join('`%s`' % k for k in t.key)}", "",
+                *([f"Storage: {t.storage}", ""] if t.storage else []),
                 "| column | type | unit | null | description |", "|---|---|---|---|---|"]
         for c in t.columns:
             desc = c.description.replace("|", "\\|")

@@ -131,7 +131,7 @@ def test_without_cap_sys_admin(tmp_path, workload):
 
     maps = _rows(tmp_path, "mappings", sid).to_pylist()
     vpn_all, pid_all = pages["vpn"].to_numpy(), pages["pid"].to_numpy()
-    shared_file_pages = exclusive_pages = 0
+    shared_file_pages = exclusive_pages = swapped_kb = 0
     for m in maps:
         if {"pf", "io"} & set(m["vm_flags"].split()) or m["path"] == "[vsyscall]":
             continue
@@ -148,8 +148,9 @@ def test_without_cap_sys_admin(tmp_path, workload):
                 shared_file_pages += e.size
         if m["path"] is None and m["pid"] == w.workers[0]:
             exclusive_pages += bit(EXCLUSIVE)
+            swapped_kb += m["swap_kb"]  # other tests on this machine may push pages to swap
     assert shared_file_pages > 0
-    assert exclusive_pages >= 2 * 256  # the 2 MiB worker 0 wrote
+    assert 4 * exclusive_pages + swapped_kb >= 2048  # the 2 MiB worker 0 wrote
 
 
 def test_zombie_and_kernel_thread(tmp_path):
