@@ -312,6 +312,90 @@ def sizes(
         _err(f"note: {n}")
 
 
+class DiffBy(str, Enum):
+    process = "process"
+    command = "command"
+    user = "user"
+    cgroup = "cgroup"
+    mapping = "mapping"
+
+
+@app.command(epilog="Examples:\n\n  memsnap diff                               # last two snapshots of the host\n\n"
+                    "  memsnap diff --source pages -r            # with copy-on-write loss per process\n\n"
+                    "  memsnap diff --by command --min-change 1024\n\n"
+                    "  memsnap diff --by mapping -P gunicorn -M '\\[heap\\]'\n\n"
+                    "  memsnap diff --from ID1 --to ID2 --by command   # across hosts: names normalized")
+def diff(
+    stores: Optional[List[str]] = StoresArg,
+    from_id: Optional[str] = typer.Option(None, "--from", help="Earlier snapshot id (or unique prefix)."),
+    to_id: Optional[str] = typer.Option(None, "--to", help="Later snapshot id. Default: the last two snapshots."),
+    host: Optional[str] = typer.Option(None, "--host", help="Host whose snapshots to compare."),
+    by: DiffBy = typer.Option(DiffBy.process, "--by", "-b", help="process (matched by boot, pid and start time), "
+                              "command, user, cgroup, or mapping (path, perms, offset; anonymous by kind)."),
+    source: Source = typer.Option(Source.smaps, "--source", help="smaps (kernel accounting) or pages (recomputed "
+                                  "from pagemap; needs PFNs)."),
+    processfilter: Optional[str] = typer.Option(None, "--processfilter", "-P", help="Regex on process name or command line."),
+    userfilter: Optional[str] = typer.Option(None, "--userfilter", "-U", help="Regex on user name."),
+    mapfilter: Optional[str] = typer.Option(None, "--mapfilter", "-M", help="Regex on mapping path; also restricts "
+                                            "the page-level transitions."),
+    min_change: int = typer.Option(0, "--min-change", min=0, help="Hide rows whose largest change is below this (kB)."),
+    sort: Optional[str] = typer.Option(None, "--sort", "-s", help="Column to sort by (default pss_delta), ascending."),
+    reverse: bool = typer.Option(False, "--reverse", "-r", help="Sort descending."),
+    columns: Optional[str] = typer.Option(None, "--columns", "-c", help="Columns to show (default: status, keys, "
+                                          "deltas and transitions; all columns in csv/json)."),
+    fmt: OutFmt = typer.Option(OutFmt.table, "--format", "-f", help="table, csv, json or markdown."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Write a bar chart of the top changes to FILE.png|svg."),
+    top: int = typer.Option(20, "--top", min=1, help="Rows in the chart."),
+):
+    """What changed between two snapshots: new and exited processes, growth, and lost sharing.
+
+    Amounts are kB: <col>_before, <col>_after and <col>_delta for vss, rss, pss, uss and swap. When both
+    snapshots have PFNs, per process also became_private_kb (copy-on-write breaks: PFN changed, shared
+    before, private after), became_shared_kb, new_pages_kb, gone_pages_kb, swapped_out_kb and swapped_in_kb.
+    """
+    from analyzer import diff as df
+    from analyzer.output import render
+
+    try:
+        with _open(stores) as st:
+            res = df.diff(st, from_id=from_id, to_id=to_id, host=host, by=by.value, source=source.value,
+                          processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter,
+                          min_change=min_change, sort=sort, reverse=reverse)
+    except MemsnapError as e:
+        fail(e)
+    if columns:
+        cols = columns.replace(",", " ").split()
+        bad = [c for c in cols if c not in res.columns]
+        if bad:
+            fail(MemsnapError(f"unknown column(s) {', '.join(bad)}", hint="choose from: " + " ".join(res.columns)))
+    elif fmt in (OutFmt.json, OutFmt.csv):
+        cols = res.columns
+    else:
+        cols = [c for c in res.columns if not c.endswith(("_before", "_after")) and c != "command"]
+    amount_cols = {c for c in res.columns if c.endswith(("_before", "_after", "_delta", "_kb"))}
+    typer.echo(render(res.rows, cols, fmt.value, amount_columns=amount_cols,
+                      numeric_columns=("pid", "offset", "count_before", "count_after")), nl=False)
+    s = res.summary()
+    line = (f"{s['from']} -> {s['to']}: {s['new']} new, {s['exited']} exited, {s['changed']} changed, "
+            f"{s['same']} same; PSS {s['pss_delta']:+d} kB, USS {s['uss_delta']:+d} kB, RSS {s['rss_delta']:+d} kB")
+    if res.transitions:
+        line += f"; became private {s['became_private_kb']} kB, became shared {s['became_shared_kb']} kB"
+    if s["biggest_movers"]:
+        line += "; biggest: " + ", ".join(
+            f"{'/'.join(str(m[k]) for k in res.key_columns[:2])} {m['pss_delta']:+d}" for m in s["biggest_movers"]
+            if m["pss_delta"])
+    _err(line) if fmt in (OutFmt.json, OutFmt.csv) else typer.echo(line)
+    for n in res.notes:
+        _err(f"note: {n}")
+    if plot:
+        from analyzer.plot import diff_chart
+        try:
+            diff_chart(res, plot, top=top)
+        except MemsnapError as e:
+            fail(e)
+        _err(f"wrote {plot}")
+
+
 import_app = typer.Typer(help="Import captures made by other tools into a store.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 

@@ -388,8 +388,9 @@ class Plan:
         lay: list[Mapping] = []
         a = self.alloc
 
+        crng = np.random.default_rng([seed, 4, svc.sid])
+
         def cow(n, backing=None, populated=None, written=None):
-            crng = np.random.default_rng([seed, 4, svc.sid, len(lay)])
             pop = populated if populated is not None else float(crng.uniform(0.6, 1.0))
             r = crng.random(n)
             state = np.where(r < pop, 0, 3).astype(np.uint8)
@@ -521,8 +522,69 @@ class ProcPages:
     bounds: np.ndarray  # int64, len(layout) + 1: page rows of mapping i are bounds[i]:bounds[i+1]
 
 
-def gen_process(plan: Plan, svc: Service, member: int, pid: int, alloc_next: list) -> ProcPages:
-    """The pages of one process.  Deterministic for (seed, pid) and the order of calls (private lids)."""
+C_FILE, C_VDSO, C_COW, C_PRIV, C_SHM = range(5)
+
+
+@dataclass
+class Template:
+    """Every page a member of a service could have, in address order (what fork gives them all)."""
+    vpn: np.ndarray  # uint64
+    midx: np.ndarray  # int64 mapping index
+    cls: np.ndarray  # uint8 C_*
+    frac: np.ndarray  # float64 keep-probability scale (PRIV)
+    state: np.ndarray  # uint8 S_PRESENT / S_SWAP (COW pages swapped before the fork)
+    val: np.ndarray  # int64 lid or slot
+    kind: np.ndarray  # uint8 K_*
+    nmaps: int
+
+
+def build_template(svc: Service) -> Template:
+    parts = []
+    for i, m in enumerate(svc.layout):
+        k = m.kind
+        if k in (M_FILE, M_VDSO):
+            f = m.obj
+            idx = np.flatnonzero(f.hot[m.offset:m.offset + m.n])
+            n = idx.size
+            parts.append((idx + m.start, i, C_FILE if k == M_FILE else C_VDSO, 1.0, np.zeros(n, np.uint8),
+                          idx + (f.lid0 + m.offset), K_FILE if k == M_FILE else K_VDSO))
+        elif k == M_COW:
+            o: CowObj = m.obj
+            idx = np.flatnonzero(o.state != 3)
+            st = o.state[idx]
+            val = np.where(st == 1, idx + o.slot0, idx + o.lid0).astype(np.int64)
+            kind = np.full(idx.size, K_ANON, np.uint8)
+            if o.backing is not None:
+                fb = st == 2
+                f, off = o.backing
+                val[fb] = idx[fb] + (f.lid0 + off)
+                kind[fb] = K_FILE
+            parts.append((idx + m.start, i, C_COW, 1.0, np.where(st == 1, S_SWAP, S_PRESENT).astype(np.uint8),
+                          val, kind))
+        elif k == M_PRIV:
+            idx = np.arange(m.n, dtype=np.int64)
+            parts.append((idx + m.start, i, C_PRIV, m.frac, np.zeros(m.n, np.uint8), np.zeros(m.n, np.int64), K_ANON))
+        elif k == M_SHM:
+            idx = np.arange(m.n, dtype=np.int64)
+            parts.append((idx + m.start, i, C_SHM, 1.0, np.zeros(m.n, np.uint8), idx + m.obj.lid0, K_SHMEM))
+    sizes = [len(p[0]) for p in parts]
+    cat = np.concatenate
+    return Template(
+        vpn=cat([p[0] for p in parts]).astype(np.uint64),
+        midx=np.repeat(np.array([p[1] for p in parts], np.int64), sizes),
+        cls=np.repeat(np.array([p[2] for p in parts], np.uint8), sizes),
+        frac=np.repeat(np.array([p[3] for p in parts], np.float64), sizes),
+        state=cat([p[4] for p in parts]), val=cat([np.asarray(p[5], np.int64) for p in parts]),
+        kind=cat([np.broadcast_to(np.asarray(p[6], np.uint8), (len(p[0]),)) for p in parts]),
+        nmaps=len(svc.layout))
+
+
+def gen_process(plan: Plan, svc: Service, member: int, pid: int, alloc_next: list, tpl: Template) -> ProcPages:
+    """The pages of one process.  Deterministic for (seed, pid) and the order of calls (private lids).
+
+    One uniform draw r per candidate page decides everything: file/shmem/private pages are mapped
+    when r < threshold; a COW page is broken (private copy) when r < brk; a mapped private page is
+    swapped when r/threshold < swap fraction, the zero page when r/threshold > 1 - zero fraction."""
     rng = np.random.default_rng([plan.seed, 2, pid])
     parent = member == 0
     p_file = float(rng.uniform(0.5, 1.0))
@@ -531,90 +593,45 @@ def gen_process(plan: Plan, svc: Service, member: int, pid: int, alloc_next: lis
     p_shm = float(rng.uniform(0.2, 1.0))
     zero_frac = 0.01
     sw = svc.swap_frac
-    vpns, states, vals, kinds = [], [], [], []
-    bounds = [0]
-    total = 0
+    lut = np.array([p_file, 1.0, 1.0, p_priv, p_shm])
+    thr = lut[tpl.cls] * tpl.frac
+    r = rng.random(tpl.vpn.size)
+    keep = r < thr
+    cls = tpl.cls
+    state = tpl.state.copy()
+    val = tpl.val.copy()
+    kind = tpl.kind.copy()
+    broken = (cls == C_COW) & (r < brk)
+    priv = (cls == C_PRIV) & keep
+    u = np.zeros_like(r)
+    np.divide(r, thr, out=u, where=priv)
+    p_swap = priv & (u < sw)
+    p_zero = priv & ~p_swap & (u > 1.0 - zero_frac)
+    need = broken | (priv & ~p_swap & ~p_zero)
+    nl = int(np.count_nonzero(need))
+    val[need] = np.arange(alloc_next[0], alloc_next[0] + nl, dtype=np.int64)
+    alloc_next[0] += nl
+    state[need] = S_PRESENT
+    kind[need] = K_ANON
+    ns = int(np.count_nonzero(p_swap))
+    if ns:
+        val[p_swap] = np.arange(alloc_next[1], alloc_next[1] + ns, dtype=np.int64)
+        alloc_next[1] += ns
+        state[p_swap] = S_SWAP
+    if p_zero.any():
+        state[p_zero] = S_ZERO
+        val[p_zero] = 0
+    sel = np.flatnonzero(keep)
+    midx = tpl.midx[sel]
+    bounds = np.searchsorted(midx, np.arange(tpl.nmaps + 1, dtype=np.int64), side="left")
+    return ProcPages(tpl.vpn[sel], state[sel], val[sel], kind[sel], bounds.astype(np.int64))
 
-    def priv_lids(n):
-        s = alloc_next[0]
-        alloc_next[0] += n
-        return np.arange(s, s + n, dtype=np.int64)
 
-    def priv_slots(n):
-        s = alloc_next[1]
-        alloc_next[1] += n
-        return np.arange(s, s + n, dtype=np.int64)
-
-    for m in svc.layout:
-        k = m.kind
-        if k == M_FILE or k == M_VDSO:
-            f = m.obj
-            hot = f.hot[m.offset:m.offset + m.n]
-            idx = np.flatnonzero(hot & (rng.random(m.n) < (p_file if k == M_FILE else 1.0)))
-            n = idx.size
-            if n:
-                vpns.append(idx.astype(np.uint64) + np.uint64(m.start))
-                states.append(np.zeros(n, np.uint8))
-                vals.append(idx.astype(np.int64) + (f.lid0 + m.offset))
-                kinds.append(np.full(n, K_FILE if k == M_FILE else K_VDSO, np.uint8))
-        elif k == M_COW:
-            o: CowObj = m.obj
-            idx = np.flatnonzero(o.state != 3)
-            n = idx.size
-            if n:
-                st = o.state[idx]
-                broken = rng.random(n) < brk
-                val = np.where(st == 1, idx + o.slot0, idx + o.lid0).astype(np.int64)
-                kind = np.full(n, K_ANON, np.uint8)
-                if o.backing is not None:
-                    fb = st == 2
-                    f, off = o.backing
-                    val[fb] = idx[fb] + (f.lid0 + off)
-                    kind[fb] = K_FILE
-                state = np.where(st == 1, S_SWAP, S_PRESENT).astype(np.uint8)
-                nb = int(broken.sum())
-                if nb:
-                    val[broken] = priv_lids(nb)
-                    kind[broken] = K_ANON
-                    state[broken] = S_PRESENT
-                vpns.append(idx.astype(np.uint64) + np.uint64(m.start))
-                states.append(state)
-                vals.append(val)
-                kinds.append(kind)
-        elif k == M_PRIV:
-            r = rng.random(m.n)
-            idx = np.flatnonzero(r < p_priv * m.frac)
-            n = idx.size
-            if n:
-                r2 = rng.random(n)
-                state = np.where(r2 < sw, S_SWAP, np.where(r2 > 1 - zero_frac, S_ZERO, S_PRESENT)).astype(np.uint8)
-                val = np.zeros(n, np.int64)
-                pres = state == S_PRESENT
-                val[pres] = priv_lids(int(pres.sum()))
-                swp = state == S_SWAP
-                ns = int(swp.sum())
-                if ns:
-                    val[swp] = priv_slots(ns)
-                vpns.append(idx.astype(np.uint64) + np.uint64(m.start))
-                states.append(state)
-                vals.append(val)
-                kinds.append(np.full(n, K_ANON, np.uint8))
-        elif k == M_SHM:
-            o = m.obj
-            idx = np.flatnonzero(rng.random(m.n) < p_shm)
-            n = idx.size
-            if n:
-                vpns.append(idx.astype(np.uint64) + np.uint64(m.start))
-                states.append(np.zeros(n, np.uint8))
-                vals.append(idx.astype(np.int64) + o.lid0)
-                kinds.append(np.full(n, K_SHMEM, np.uint8))
-        else:
-            n = 0
-        total += n
-        bounds.append(total)
-    cat = (lambda xs, dt: np.concatenate(xs) if xs else np.empty(0, dt))
-    return ProcPages(cat(vpns, np.uint64), cat(states, np.uint8), cat(vals, np.int64), cat(kinds, np.uint8),
-                     np.asarray(bounds, np.int64))
+def _template(cache: list, svc: Service) -> Template:
+    """Members of a service have consecutive pids, so a cache of one template is enough."""
+    if cache[0] is not svc:
+        cache[0], cache[1] = svc, build_template(svc)
+    return cache[1]
 
 
 def seg_sum(x: np.ndarray, bounds: np.ndarray) -> np.ndarray:
@@ -705,9 +722,10 @@ def generate(procs: int, pages: int, seed: int, out: str, smem_dir: str | None =
         buf_l, buf_s, nbuf = [], [], 0
 
     rows_total = 0
+    tpl_cache = [None, None]
     for svc, member, pid in plist:
         proc_lid0[pid] = alloc_next[0]
-        pp = gen_process(plan, svc, member, pid, alloc_next)
+        pp = gen_process(plan, svc, member, pid, alloc_next, _template(tpl_cache, svc))
         buf_l.append(pp.val[pp.state == S_PRESENT])
         buf_s.append(pp.val[pp.state == S_SWAP])
         nbuf += pp.val.size
@@ -841,8 +859,9 @@ def _pass2(plan, plist, writer, sid, counts, swaprefs, pfn_of, obj_lids, obj_slo
         map_buf, map_rows = [], 0
 
     uptime_ticks = 3 * 86400 * 100
+    tpl_cache = [None, None]
     for svc, member, pid in plist:
-        pp = gen_process(plan, svc, member, pid, alloc_next)
+        pp = gen_process(plan, svc, member, pid, alloc_next, _template(tpl_cache, svc))
         lay = svc.layout
         nm = len(lay)
         present = pp.state == S_PRESENT
