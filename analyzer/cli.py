@@ -396,6 +396,145 @@ def diff(
         _err(f"wrote {plot}")
 
 
+class TrendBy(str, Enum):
+    process = "process"
+    command = "command"
+
+
+class Metric(str, Enum):
+    uss = "uss"
+    pss = "pss"
+    rss = "rss"
+    swap = "swap"
+
+
+class _LazyProgress:
+    """A rich progress bar on stderr, shown only on a TTY and only once there are ``min_total`` steps."""
+
+    def __init__(self, label: str, min_total: int = 10):
+        self.label, self.min_total, self.prog, self.task = label, min_total, None, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.prog is None:
+            if total < self.min_total or not sys.stderr.isatty():
+                return
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.prog = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 transient=True, console=_stderr_console())
+            self.prog.start()
+            self.task = self.prog.add_task(self.label, total=total)
+        self.prog.update(self.task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self.prog is not None:
+            self.prog.stop()
+
+
+@app.command(epilog="Examples:\n\n  memsnap trend --leaks                      # who grows steadily (USS, kB/hour)\n\n"
+                    "  memsnap trend --by command --since 6h --plot trend.png --top 8\n\n"
+                    "  memsnap trend -P gunicorn --metric pss --last 20 -f csv > pss.csv\n\n"
+                    "  memsnap trend --since 2026-11-25T08:00 --until 2026-11-25T12:00 --leaks --plot leaks.svg")
+def trend(
+    stores: Optional[List[str]] = StoresArg,
+    by: TrendBy = typer.Option(TrendBy.process, "--by", "-b", help="process (one series per process identity: "
+                               "boot, pid and start time, so a reused pid is a new series) or command (the "
+                               "processes of one program name summed)."),
+    last: Optional[int] = typer.Option(None, "--last", min=1, help="Only the last N snapshots (of each host), "
+                                       "after --since/--until."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only snapshots captured at or after T: an ISO "
+                                        "timestamp (2026-11-25T08:00, naive = local time, or with +00:00) or a "
+                                        "time ago: 90s, 30m, 2h, 1d, 1w."),
+    until: Optional[str] = typer.Option(None, "--until", help="Only snapshots captured at or before T (same forms "
+                                        "as --since)."),
+    metric: Metric = typer.Option(Metric.uss, "--metric", "-m", help="Amount ranked by --leaks, drawn by --plot "
+                                  "and used by --top: uss, pss, rss or swap."),
+    host: Optional[str] = typer.Option(None, "--host", help="Only this host."),
+    source: Source = typer.Option(Source.smaps, "--source", help="smaps (kernel accounting) or pages "
+                                  "(recomputed from pagemap; needs PFNs)."),
+    processfilter: Optional[str] = typer.Option(None, "--processfilter", "-P", help="Regex on process name or "
+                                                "command line."),
+    userfilter: Optional[str] = typer.Option(None, "--userfilter", "-U", help="Regex on user name."),
+    mapfilter: Optional[str] = typer.Option(None, "--mapfilter", "-M", help="Regex on mapping path; only "
+                                            "matching mappings are counted."),
+    leaks: bool = typer.Option(False, "--leaks", help="Print the leak ranking instead of the series: slope "
+                               "(kB/hour, least squares against capture time), R², points, first/last kB, growth. "
+                               "Suspects (positive slope, R² >= 0.8) first."),
+    min_points: int = typer.Option(3, "--min-points", min=2, help="Snapshots a key needs to be ranked by --leaks."),
+    fmt: OutFmt = typer.Option(OutFmt.table, "--format", "-f", help="table, csv, json (amounts are integer kB) "
+                               "or markdown."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Write a line chart to FILE.png|svg|pdf: the --top "
+                                       "keys over time, leak suspects drawn thick."),
+    top: Optional[int] = typer.Option(None, "--top", min=1, help="Only the N keys with the largest last --metric "
+                                      "(series and chart; chart default 10), or the first N of --leaks."),
+):
+    """Memory over many snapshots: one row per snapshot and process (or command), and leak suspects.
+
+    The series is long format: snapshot_id, capture_start, the key (host, boot_id, pid, starttime, name,
+    command; or host, command, count) and uss, pss, rss, swap in kB, each point as `memsnap sizes` computes
+    it for that snapshot. --leaks ranks keys by a least-squares line of --metric against capture time.
+    """
+    from analyzer import trend as tr
+    from analyzer.output import render
+
+    if plot:
+        from analyzer.plot import check_path
+        try:
+            check_path(plot)  # before the long work
+        except MemsnapError as e:
+            fail(e)
+    progress = _LazyProgress("trend: snapshots")
+    try:
+        with _open(stores) as st:
+            series = tr.trend(st, by=by.value, host=host, last=last, since=since, until=until, source=source.value,
+                              processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter,
+                              progress=progress)
+    except MemsnapError as e:
+        progress.close()
+        fail(e)
+    progress.close()
+    try:
+        ranking = tr.leak_suspects(series, metric.value, min_points=min_points) if (leaks or plot) else None
+    except MemsnapError as e:
+        fail(e)
+    multi_host = len({s.host for s in series.snapshots}) > 1
+    if leaks:
+        rows = ranking.rows[:top] if top else ranking.rows
+        if fmt in (OutFmt.json, OutFmt.csv):
+            cols = ranking.columns
+        else:
+            cols = (["host"] if multi_host else []) + (["pid", "starttime", "name"] if by == TrendBy.process
+                                                       else ["command"]) + \
+                ["slope_kb_per_hour", "r2", "points", "first_kb", "last_kb", "growth_kb", "suspect"]
+        typer.echo(render(rows, cols, fmt.value, amount_columns={"first_kb", "last_kb", "growth_kb"},
+                          numeric_columns=("pid", "starttime", "points", "slope_kb_per_hour", "r2")), nl=False)
+        n = len(ranking.suspects)
+        _err(f"{n} leak suspect{'s' if n != 1 else ''} ({metric.value} growing steadily: slope > 0, "
+             f"R² >= {ranking.r2_min:g}, >= {ranking.min_points} points) among {len(ranking.rows)} "
+             f"{by.value}{'es' if by == TrendBy.process else 's'} over {len(series.snapshots)} snapshots")
+    else:
+        rows = series.rows
+        if top:
+            keep = set(tr.top_keys(series, metric.value, top))
+            rows = [r for r in rows if series.key(r) in keep]
+        if fmt in (OutFmt.json, OutFmt.csv):
+            cols = series.columns
+        else:
+            cols = ["capture_start"] + (["host"] if multi_host else []) + \
+                (["pid", "starttime", "name"] if by == TrendBy.process else ["command", "count"]) + list(tr.METRICS)
+        typer.echo(render(rows, cols, fmt.value, amount_columns=set(tr.METRICS),
+                          numeric_columns=("pid", "starttime", "count")), nl=False)
+    for n in (series.notes + (ranking.notes if ranking else [])):
+        _err(f"note: {n}")
+    if plot:
+        from analyzer.plot import trend_chart
+        try:
+            trend_chart(series, plot, metric=metric.value, top=top or 10, suspects=ranking)
+        except MemsnapError as e:
+            fail(e)
+        _err(f"wrote {plot}")
+
+
 import_app = typer.Typer(help="Import captures made by other tools into a store.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 

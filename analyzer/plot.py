@@ -57,3 +57,79 @@ def diff_chart(res, path: str, top: int = 20, metric: str = "pss") -> str:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def check_path(path: str) -> None:
+    """Raise MemsnapError unless ``path`` names a chart file we can write (callers check before long work)."""
+    _check_path(path)
+
+
+def trend_chart(series, path: str, metric: str = "uss", top: int = 10, suspects=None) -> str:
+    """Lines of ``metric`` (MiB) over capture time for the ``top`` keys with the largest last value.
+
+    ``series`` is an :class:`analyzer.trend.TrendResult`; ``suspects`` a
+    :class:`analyzer.trend.LeakResult` (or its rows).  Leak suspects (``suspect=True``) are drawn thick
+    with markers and their slope in the legend; the first ``top`` suspects are drawn even when their
+    value is not among the ``top`` largest.
+    """
+    from collections import Counter
+
+    from matplotlib import dates as mdates
+
+    from .trend import R2_MIN, top_keys
+
+    _check_path(path)
+    plt = _plt()
+    key_cols = list(series.key_columns)
+    susp_rows = getattr(suspects, "rows", suspects) or []
+    slope = {tuple(r.get(k) for k in key_cols): r["slope_kb_per_hour"] for r in susp_rows if r.get("suspect")}
+    keys = top_keys(series, metric, top)
+    keys += [k for k in list(slope)[:top] if k not in keys]
+    points: dict[tuple, list[dict]] = {k: [] for k in keys}
+    for r in series.rows:
+        k = series.key(r)
+        if k in points and r.get(metric) is not None:
+            points[k].append(r)
+    if series.by == "process":  # pid and name are readable; boot id and start time only disambiguate
+        label_cols = ["pid", "name"] + (["host"] if len({s.host for s in series.snapshots}) > 1 else [])
+    else:
+        label_cols = ["command"] + (["host"] if len({s.host for s in series.snapshots}) > 1 else [])
+    names = {k: _label(pts[-1], label_cols) for k, pts in points.items() if pts}
+    seen = Counter(names.values())
+    for k, n in names.items():
+        if seen[n] > 1 and series.by == "process":  # a reused pid: tell the series apart by start time
+            names[k] = f"{n} (start {points[k][-1].get('starttime')})"
+
+    fig, ax = plt.subplots(figsize=(11, 6))
+    drawn = 0
+    for k in keys:
+        pts = points[k]
+        if not pts:
+            continue
+        x = [r["capture_start"] for r in pts]
+        y = [r[metric] / 1024 for r in pts]
+        if k in slope:
+            ax.plot(x, y, linewidth=2.8, marker="o", markersize=5, zorder=3,
+                    label=f"{names[k]}  [leak suspect: {slope[k] / 1024:+.1f} MiB/h]")
+        else:
+            ax.plot(x, y, linewidth=1.2, marker="." if len(pts) < 30 else None, alpha=0.85, label=names[k])
+        drawn += 1
+    if not drawn:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.set_xlabel("capture time (UTC)")
+    ax.set_ylabel(f"{metric.upper()} (MiB)")
+    n = len(series.snapshots)
+    title = f"{metric.upper()} by {series.by} over {n} snapshot{'s' if n != 1 else ''}: top {drawn}"
+    if slope:
+        title += f"; thick lines: leak suspects (steady growth, R² ≥ {getattr(suspects, 'r2_min', R2_MIN):g})"
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

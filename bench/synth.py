@@ -73,7 +73,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from recorder.store import SnapshotWriter  # noqa: E402
-from schema import SCHEMA_VERSION  # noqa: E402
+from schema import SCHEMA_VERSION, TABLES  # noqa: E402
 
 PAGE = 4096
 FP_ONE = PAGE << 12  # one page in the kernel's PSS fixed point (PSS_SHIFT = 12)
@@ -141,7 +141,7 @@ PROGRAMS = [
     ("nginx", "/usr/sbin/nginx", 320, "nginx: worker process", 1, "www-data"),
     ("java", "/usr/lib/jvm/java-17-openjdk-amd64/bin/java", 3, "/usr/bin/java -Xmx2g -jar /opt/{svc}/app.jar", 40,
      "app"),
-    ("node", "/usr/bin/node", 18000, "node /srv/{svc}/server.js", 11, "app"),
+    ("node", "/usr/bin/node", 9000, "node /srv/{svc}/server.js", 11, "app"),
     ("sshd", "/usr/sbin/sshd", 230, "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups", 1, "root"),
     ("systemd", "/usr/lib/systemd/systemd", 30, "/lib/systemd/systemd --user", 1, "root"),
     ("bash", "/usr/bin/bash", 230, "-bash", 1, "dev"),
@@ -152,12 +152,12 @@ PROGRAMS = [
     ("celery", "/usr/bin/python3.11", 700, "/usr/bin/python3.11 -m celery -A {svc} worker -c {k}", 3, "app"),
     ("containerd-shim", "/usr/bin/containerd-shim-runc-v2", 1800, "/usr/bin/containerd-shim-runc-v2 -namespace "
      "moby -id {svc}", 10, "root"),
-    ("dockerd", "/usr/sbin/dockerd", 14000, "/usr/sbin/dockerd -H fd://", 30, "root"),
+    ("dockerd", "/usr/sbin/dockerd", 9000, "/usr/sbin/dockerd -H fd://", 30, "root"),
     ("rsyslogd", "/usr/sbin/rsyslogd", 180, "/usr/sbin/rsyslogd -n -iNONE", 4, "syslog"),
     ("cron", "/usr/sbin/cron", 12, "/usr/sbin/cron -f", 1, "root"),
     ("memcached", "/usr/bin/memcached", 60, "/usr/bin/memcached -m 64 -p 11211", 10, "memcache"),
     ("haproxy", "/usr/sbin/haproxy", 900, "/usr/sbin/haproxy -Ws -f /etc/haproxy/haproxy.cfg", 2, "haproxy"),
-    ("envoy", "/usr/local/bin/envoy", 16000, "/usr/local/bin/envoy -c /etc/envoy/{svc}.yaml", 16, "envoy"),
+    ("envoy", "/usr/local/bin/envoy", 9000, "/usr/local/bin/envoy -c /etc/envoy/{svc}.yaml", 16, "envoy"),
     ("prometheus-node-exporter", "/usr/bin/prometheus-node-exporter", 2600, "/usr/bin/prometheus-node-exporter",
      6, "prometheus"),
 ]
@@ -678,18 +678,32 @@ def smaps_text(layout, cols: dict) -> str:
 MAPPING_INT_COLS = [c for c in SMAPS_COL.values()]
 
 
+FILE_SHARE = 0.4
+PAGE_ROW_GROUP = 1 << 20  # the recorder flushes (and orders) page rows in row groups of this size
+
+
+def recorder_page_order() -> str:
+    """Row order of `pages` inside a row group, as the schema documents the recorder's (pid, vpn or entry)."""
+    note = getattr(TABLES["pages"], "storage", "") or ""
+    for key in ("entry", "vpn"):
+        if f"ordered by ({key}" in note:
+            return key
+    return "pid"
+
+
 def generate(procs: int, pages: int, seed: int, out: str, smem_dir: str | None = None, host: str = "synth",
              kthreads: int = 20, capture_time: datetime | None = None, verbose: bool = True,
-             chunk_rows: int = 1 << 21) -> dict:
+             chunk_rows: int = 1 << 21, page_order: str | None = None) -> dict:
+    page_order = page_order or recorder_page_order()
     t_start = time.perf_counter()
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if verbose else (lambda *a: None)
     # scale the sizes so that the number of pages rows is close to `pages`
     probe = Plan(procs, seed, 1.0, 1.0, kthreads)
     e_lib, e_anon = probe.expected_rows()
-    if pages >= 1.5 * e_lib:
-        s_lib, s_anon = 1.0, (pages - e_lib) / max(e_anon, 1.0)
-    else:
-        s_lib, s_anon = pages / (1.5 * e_lib), (pages - pages / 1.5) / max(e_anon, 1.0)
+    # file-backed pages (shared libraries, executables) get at most FILE_SHARE of the rows: with realistic
+    # library sizes they would dominate small per-process budgets (5M pages / 1000 processes = 20 MiB each)
+    s_lib = min(1.0, FILE_SHARE * pages / max(e_lib, 1.0))
+    s_anon = (pages - s_lib * e_lib) / max(e_anon, 1.0)
     plan = Plan(procs, seed, s_lib, s_anon, kthreads) if (s_lib, s_anon) != (1.0, 1.0) else probe
     del probe
     plist = plan.processes()
@@ -771,7 +785,7 @@ def generate(procs: int, pages: int, seed: int, out: str, smem_dir: str | None =
     writer = SnapshotWriter(out, host, snapshot_id, start.strftime("%Y-%m-%d"))
     try:
         stats = _pass2(plan, plist, writer, snapshot_id, counts, swaprefs, pfn_of, obj_lids, obj_slots, smem_dir,
-                       chunk_rows, log, start, kind_of)
+                       PAGE_ROW_GROUP, log, start, kind_of, page_order)
         log(f"pass 2 (pages, mappings, processes{', smem tree' if smem_dir else ''}): {time.perf_counter() - t2:.1f}s")
         t3 = time.perf_counter()
         n_frames = _write_frames(writer, snapshot_id, counts, perm, r_start, r_kind, r_memcg, chunk_rows)
@@ -790,7 +804,7 @@ def generate(procs: int, pages: int, seed: int, out: str, smem_dir: str | None =
             "uptime_s": 3 * 86400.0, "recorder_version": "synth-0.1", "recorder_pid": 1, "recorder_uid": 0,
             "schema_version": SCHEMA_VERSION,
             "options_json": json.dumps({"synthetic": True, "generator": "bench/synth.py", "procs": procs,
-                                        "pages": pages, "seed": seed}),
+                                        "pages": pages, "seed": seed, "page_order": page_order}),
             "sources": "maps,smaps,smaps_rollup,pagemap,kpage", "pfn_available": True, "kpage_available": True,
             "kpagecgroup_available": True, "mapcount_mode": "per_page", "thp_enabled": "madvise",
             "thp_defrag": "madvise", "thp_shmem_enabled": "never", "ksm_run": 0, "ksm_pages_sharing": 0,
@@ -806,13 +820,14 @@ def generate(procs: int, pages: int, seed: int, out: str, smem_dir: str | None =
     info = {"snapshot_id": snapshot_id, "store": os.path.abspath(out), "host": host, "procs": len(plist),
             "kernel_threads": len(plan.kthreads), "services": len(plan.services), "pages_rows": rows_total,
             "frames_rows": n_frames, "mappings_rows": stats["mappings"], "bytes_written": bytes_written,
-            "seconds": round(time.perf_counter() - t_start, 2), "smem_dir": os.path.abspath(smem_dir) if smem_dir else None}
+            "seconds": round(time.perf_counter() - t_start, 2), "page_order": page_order,
+            "smem_dir": os.path.abspath(smem_dir) if smem_dir else None}
     log(json.dumps(info))
     return info
 
 
 def _pass2(plan, plist, writer, sid, counts, swaprefs, pfn_of, obj_lids, obj_slots, smem_dir, chunk_rows, log,
-           start, kind_of):
+           start, kind_of, page_order):
     pages_w, maps_w = writer.table("pages"), writer.table("mappings")
     alloc_next = [obj_lids, obj_slots]
     page_buf, page_rows = [], 0
@@ -832,12 +847,18 @@ def _pass2(plan, plist, writer, sid, counts, swaprefs, pfn_of, obj_lids, obj_slo
     def flush_pages():
         nonlocal page_buf, page_rows
         if page_rows:
-            pages_w.write(pa.table({
-                "snapshot_id": sid_array(page_rows),
-                "pid": np.concatenate([np.full(v.size, p, np.int32) for p, v, _ in page_buf]),
-                "vpn": np.concatenate([v for _, v, _ in page_buf]),
-                "entry": np.concatenate([e for _, _, e in page_buf]),
-            }, schema=pages_w.schema))
+            pid_a = np.concatenate([np.full(v.size, p, np.int32) for p, v, _ in page_buf])
+            vpn_a = np.concatenate([v for _, v, _ in page_buf])
+            entry_a = np.concatenate([e for _, _, e in page_buf])
+            order = None  # rows are generated in (pid, vpn) order
+            if page_order == "entry":
+                order = np.argsort(entry_a, kind="stable")
+            elif page_order == "vpn":
+                order = np.argsort(vpn_a, kind="stable")
+            if order is not None:
+                pid_a, vpn_a, entry_a = pid_a[order], vpn_a[order], entry_a[order]
+            pages_w.write(pa.table({"snapshot_id": sid_array(page_rows), "pid": pid_a, "vpn": vpn_a,
+                                    "entry": entry_a}, schema=pages_w.schema))
         page_buf, page_rows = [], 0
 
     def flush_maps():
@@ -1104,9 +1125,12 @@ def main(argv=None) -> int:
                                                      "status}, DIR/proc/meminfo, DIR/proc/version for `smem -S DIR`")
     ap.add_argument("--host", default="synth")
     ap.add_argument("--kthreads", type=int, default=20, help="kernel thread rows (no memory)")
+    ap.add_argument("--page-order", choices=("pid", "vpn", "entry"), default=None,
+                    help="row order of pages inside each row group (default: the recorder's, from the schema)")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
-    info = generate(a.procs, a.pages, a.seed, a.out, a.smem_dir, a.host, a.kthreads, verbose=not a.quiet)
+    info = generate(a.procs, a.pages, a.seed, a.out, a.smem_dir, a.host, a.kthreads, verbose=not a.quiet,
+                    page_order=a.page_order)
     print(json.dumps(info))
     return 0
 

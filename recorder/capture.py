@@ -422,8 +422,9 @@ class Recorder:
             pid = np.concatenate([np.full(v.size, p, np.int32) for p, v, _ in page_buf])
             vpn = np.concatenate([v for _, v, _ in page_buf])
             entry = np.concatenate([e for _, _, e in page_buf])
-            # vpn-major order: forked processes' identical entries become neighbours (see schema PAGES)
-            order = np.argsort(vpn, kind="stable")  # stable: pid order kept within a vpn
+            # entry-major order: shared pages' identical entries become neighbours (see schema PAGES);
+            # stable, so (pid, vpn) order is kept among equal entries
+            order = np.argsort(entry, kind="stable")
             pages_w.write(pa.table({
                 "snapshot_id": const_string_array(sid, n),
                 "pid": pid[order],

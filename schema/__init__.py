@@ -263,12 +263,14 @@ PAGES = Table(
         C("entry", U64, None, "Raw 64-bit pagemap entry.", False),
     ),
     key=("snapshot_id", "pid", "vpn"),
-    # Measured on this machine (bench/record_bench.py): rows ordered by vpn then pid inside each row group put
-    # the identical entries of forked processes next to each other; with BYTE_STREAM_SPLIT + zstd 9 that is
-    # 0.26-0.39 B/page against 0.9 B/page for pid-ordered DELTA_BINARY_PACKED, for the same rows.
-    encodings=(("vpn", "DELTA_BINARY_PACKED"), ("entry", "BYTE_STREAM_SPLIT"), ("pid", "DELTA_BINARY_PACKED")),
+    # Measured on this machine (bench/record_bench.py, /tmp captures of forked workloads): ordering rows by the
+    # raw entry (flags, then PFN) inside each row group puts the identical entries of pages shared by forked
+    # processes next to each other and private pages in PFN order.  With entry DELTA_BINARY_PACKED, vpn
+    # BYTE_STREAM_SPLIT and zstd 9 that was 0.41 B/page on both a 20-process fork workload and the sample
+    # workload, against 0.84-1.49 B/page for (pid, vpn) order and 0.26-0.56 for (vpn, pid) order.
+    encodings=(("entry", "DELTA_BINARY_PACKED"), ("vpn", "BYTE_STREAM_SPLIT"), ("pid", "DELTA_BINARY_PACKED")),
     compression_level=9,
-    storage="Within each row group, rows are ordered by (vpn, pid); do not rely on file order.",
+    storage="Within each row group, rows are ordered by (entry, pid, vpn); do not rely on file order.",
 )
 
 FRAMES = Table(

@@ -105,7 +105,7 @@ def _no_sys_admin_prefix():
 
 def test_without_cap_sys_admin(tmp_path, workload):
     w = workload("--workers", "2")
-    w.cow(0, 2)  # worker 0 writes 2 MiB of the COW-shared anon region: those pages become exclusive
+    w.cow(0, 2)  # worker 0 writes 2 MiB of a COW-shared private region: its copies become exclusive
     prefix = _no_sys_admin_prefix()
     args = [*prefix, sys.executable, "-m", "analyzer.cli", "record", "--store", str(tmp_path), "--quiet"]
     for p in w.pids:
@@ -146,7 +146,8 @@ def test_without_cap_sys_admin(tmp_path, workload):
             assert bit(FILE_SHARED) == e.size and 4 * e.size == m["rss_kb"]
             if m["pid"] == w.parent:
                 shared_file_pages += e.size
-        if m["path"] is None and m["pid"] == w.workers[0]:
+        # the region the workload's `cow` command writes (anonymous, or a private memfd `memsnap-cow`)
+        if m["pid"] == w.workers[0] and m["perms"] == "rw-p" and (m["path"] is None or "memsnap-cow" in m["path"]):
             exclusive_pages += bit(EXCLUSIVE)
             swapped_kb += m["swap_kb"]  # other tests on this machine may push pages to swap
     assert shared_file_pages > 0

@@ -1,0 +1,235 @@
+"""Trends over many snapshots, and leak suspects.
+
+``trend()`` returns a long-format series: one row per (snapshot, key) with the snapshot's capture time and
+the uss/pss/rss/swap kB of that key.  Each snapshot's figures come from :func:`analyzer.sizes.sizes`, so a
+trend point is exactly what ``memsnap sizes --snapshot ID`` shows (same sources, filters and accounting).
+Reusing it per snapshot costs one small query per snapshot (about 40 ms each on the sample processes;
+measured in tests/test_trend.py's synthetic 50-snapshot store), which keeps one definition of the numbers
+instead of a second, all-snapshot copy of the sizes SQL.
+
+Keys:
+
+* ``process`` -- a process is ``(boot_id, pid, starttime)`` (DESIGN.md: PIDs are reused, start times are
+  not), so a reused PID, or the same PID after a reboot, is a different series;
+* ``command`` -- ``(host, comm)``, the processes of one program summed per snapshot (``count`` says how
+  many there were).
+
+``leak_suspects()`` fits a least-squares line to each key's metric against capture time and ranks the keys
+that grow steadily: positive slope and R² >= :data:`R2_MIN`, largest slope (kB/hour) first; the other keys
+follow, also by slope.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from recorder.errors import MemsnapError, SnapshotNotFound
+
+from .sizes import sizes
+from .store import Snapshot, Store
+
+BY = ("process", "command")
+METRICS = ("uss", "pss", "rss", "swap")
+#: minimum coefficient of determination for a key to count as growing *steadily* (a leak suspect).
+#: 0.8: a linear fit explains 80 % of the variance; allocator noise of a few percent of the growth passes,
+#: a one-off jump followed by a plateau (R² ~0.5-0.75 over 6+ points) does not.
+R2_MIN = 0.8
+
+KEY_COLUMNS = {"process": ["host", "boot_id", "pid", "starttime"], "command": ["host", "command"]}
+LABEL_COLUMNS = {"process": ["host", "boot_id", "pid", "starttime", "name", "command"],
+                 "command": ["host", "command"]}
+SERIES_COLUMNS = {
+    "process": ["snapshot_id", "capture_start", "host", "boot_id", "pid", "starttime", "name", "command",
+                *METRICS],
+    "command": ["snapshot_id", "capture_start", "host", "command", "count", *METRICS],
+}
+LEAK_COLUMNS = ["slope_kb_per_hour", "r2", "points", "first_kb", "last_kb", "growth_kb", "suspect",
+                "first_seen", "last_seen"]
+
+
+class BadTime(MemsnapError):
+    """A --since/--until value that is neither an ISO timestamp nor a relative time."""
+
+
+class BadOption(MemsnapError):
+    pass
+
+
+_REL = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)(?:\s+ago)?$")
+_UNIT_S = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_time(value, option: str = "--since", now: datetime | None = None) -> datetime:
+    """An ISO timestamp (naive = local time), or a time relative to ``now``: ``30m``, ``2h``, ``1d``, ``90s``, ``1w``."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.astimezone()
+    text = str(value).strip()
+    m = _REL.match(text.lower())
+    if m:
+        now = now or datetime.now(timezone.utc)
+        return now - timedelta(seconds=float(m.group(1)) * _UNIT_S[m.group(2)])
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadTime(f"{option} {text!r} is neither an ISO timestamp nor a relative time",
+                      hint="use e.g. 2026-11-25T18:00, '2026-11-25 18:00:00+00:00', or a time ago: 30m, 2h, 1d, "
+                           "90s, 1w") from None
+    return dt if dt.tzinfo else dt.astimezone()  # naive: local time, as the tables print it
+
+
+@dataclass
+class TrendResult:
+    by: str
+    source: str
+    key_columns: list[str]
+    label_columns: list[str]
+    columns: list[str]
+    rows: list[dict]
+    snapshots: list[Snapshot] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def key(self, row: dict) -> tuple:
+        return tuple(row.get(c) for c in self.key_columns)
+
+
+@dataclass
+class LeakResult:
+    by: str
+    metric: str
+    r2_min: float
+    min_points: int
+    key_columns: list[str]
+    columns: list[str]
+    rows: list[dict]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def suspects(self) -> list[dict]:
+        return [r for r in self.rows if r["suspect"]]
+
+
+def select_snapshots(store: Store, *, host: str | None = None, last: int | None = None, since=None,
+                     until=None) -> list[Snapshot]:
+    """Committed snapshots in time order, filtered; ``last`` keeps the last N of each host."""
+    snaps = store.snapshots(host)
+    if not snaps:
+        where = f" for host {host!r}" if host else ""
+        raise SnapshotNotFound(f"{', '.join(store.paths)}: no committed snapshots{where}",
+                               hint="record some with `memsnap record --interval 60 --count 0`, or check --host")
+    lo = parse_time(since, "--since") if since is not None else None
+    hi = parse_time(until, "--until") if until is not None else None
+    if lo and hi and lo > hi:
+        raise BadTime(f"--since {lo.isoformat()} is after --until {hi.isoformat()}", hint="swap them")
+    chosen = [s for s in snaps if (lo is None or s.capture_start >= lo) and (hi is None or s.capture_start <= hi)]
+    if last is not None:
+        if last < 1:
+            raise BadOption(f"--last {last} must be at least 1", hint="give the number of snapshots to keep")
+        per_host: dict[str, list[Snapshot]] = {}
+        for s in chosen:
+            per_host.setdefault(s.host, []).append(s)
+        keep = {id(s) for ss in per_host.values() for s in ss[-last:]}
+        chosen = [s for s in chosen if id(s) in keep]
+    if not chosen:
+        span = f"{snaps[0].capture_start.isoformat()} .. {snaps[-1].capture_start.isoformat()}"
+        raise SnapshotNotFound(f"no snapshot between --since and --until (the store holds {len(snaps)}, "
+                               f"captured {span})", hint="widen --since/--until, or list them with `memsnap snapshots`")
+    return chosen
+
+
+def trend(store: Store, *, by: str = "process", host: str | None = None, last: int | None = None, since=None,
+          until=None, source: str = "smaps", processfilter: str | None = None, userfilter: str | None = None,
+          mapfilter: str | None = None, progress=None) -> TrendResult:
+    """One row per (snapshot, key) with uss/pss/rss/swap kB.  ``progress(done, total)`` is called per snapshot."""
+    if by not in BY:
+        raise BadOption(f"unknown trend --by {by}", hint=f"choose from {', '.join(BY)}")
+    snaps = select_snapshots(store, host=host, last=last, since=since, until=until)
+    rows: list[dict] = []
+    notes: list[str] = []
+    total = len(snaps)
+    if progress:
+        progress(0, total)
+    for i, s in enumerate(snaps):
+        res = sizes(store, by=by, source=source, snapshot=s.snapshot_id, host=s.host,
+                    processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter,
+                    columns=[c for c in SERIES_COLUMNS[by] if c not in ("capture_start", "boot_id")])
+        for r in res.rows:
+            row = {c: r.get(c) for c in SERIES_COLUMNS[by]}
+            row["snapshot_id"], row["host"], row["capture_start"] = s.snapshot_id, s.host, s.capture_start
+            if by == "process":
+                row["boot_id"] = s.boot_id
+            rows.append(row)
+        for n in res.notes:
+            if n not in notes:
+                notes.append(n)
+        if progress:
+            progress(i + 1, total)
+    keys = KEY_COLUMNS[by]
+    rows.sort(key=lambda r: (tuple((r[k] is None, r[k] if r[k] is not None else 0) for k in keys),
+                             r["capture_start"], r["snapshot_id"]))
+    hosts = sorted({s.host for s in snaps})
+    if len(hosts) > 1:
+        notes.append(f"{len(hosts)} hosts ({', '.join(hosts)}): each key's series stays within its host")
+    return TrendResult(by, source, list(keys), list(LABEL_COLUMNS[by]), list(SERIES_COLUMNS[by]), rows, snaps,
+                       notes)
+
+
+def top_keys(series: TrendResult, metric: str, top: int) -> list[tuple]:
+    """The ``top`` keys with the largest last value of ``metric`` (the value at each key's last point)."""
+    _check_metric(metric)
+    last: dict[tuple, float] = {}
+    for r in series.rows:  # rows are in time order within a key
+        if r.get(metric) is not None:
+            last[series.key(r)] = r[metric]
+    return [k for k, _ in sorted(last.items(), key=lambda kv: kv[1], reverse=True)[:top]]
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise BadOption(f"unknown --metric {metric}", hint=f"choose from {', '.join(METRICS)}")
+
+
+def leak_suspects(series: TrendResult, metric: str = "uss", min_points: int = 3,
+                  r2_min: float = R2_MIN) -> LeakResult:
+    """Rank keys by how steadily ``metric`` grows: least-squares slope (kB/hour) against capture time.
+
+    Suspects (``suspect=True``) have at least ``min_points`` points, a positive slope and R² >= ``r2_min``;
+    they come first, largest slope first; every other key with ``min_points`` points follows, by slope.
+    R² is null for a perfectly flat series (no variance to explain).  Keys with fewer points are left out
+    (counted in ``notes``).
+    """
+    import numpy as np
+
+    _check_metric(metric)
+    if min_points < 2:
+        raise BadOption(f"min_points {min_points} is too small for a slope", hint="use 2 or more (default 3)")
+    groups: dict[tuple, list[dict]] = {}
+    for r in series.rows:
+        if r.get(metric) is not None:
+            groups.setdefault(series.key(r), []).append(r)
+    out, short = [], 0
+    for k, rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["capture_start"])
+        t0 = rs[0]["capture_start"]
+        x = np.array([(r["capture_start"] - t0).total_seconds() / 3600.0 for r in rs])
+        y = np.array([float(r[metric]) for r in rs])
+        if len(rs) < min_points or np.ptp(x) == 0:
+            short += 1
+            continue
+        dx, dy = x - x.mean(), y - y.mean()
+        sxx, sxy, syy = float(dx @ dx), float(dx @ dy), float(dy @ dy)
+        slope = sxy / sxx
+        r2 = (sxy * sxy) / (sxx * syy) if syy > 0 else None
+        row = {c: rs[-1].get(c) for c in series.label_columns}
+        row.update(slope_kb_per_hour=round(slope, 3), r2=round(r2, 6) if r2 is not None else None,
+                   points=len(rs), first_kb=rs[0][metric], last_kb=rs[-1][metric],
+                   growth_kb=rs[-1][metric] - rs[0][metric],
+                   suspect=bool(slope > 0 and r2 is not None and r2 >= r2_min),
+                   first_seen=rs[0]["capture_start"], last_seen=rs[-1]["capture_start"])
+        out.append(row)
+    out.sort(key=lambda r: (not r["suspect"], -r["slope_kb_per_hour"]))
+    notes = []
+    if short:
+        notes.append(f"{short} key(s) with fewer than {min_points} snapshots (or one capture time) are not ranked")
+    return LeakResult(series.by, metric, r2_min, min_points, list(series.key_columns),
+                      list(series.label_columns) + LEAK_COLUMNS, out, notes)
