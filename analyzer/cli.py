@@ -535,6 +535,78 @@ def trend(
         _err(f"wrote {plot}")
 
 
+@app.command(epilog="Examples:\n\n  memsnap shared --groups command           # what each program really costs\n\n"
+                    "  memsnap shared --groups 'regex:gunicorn'   # one service: USS = freed if it all exited\n\n"
+                    "  memsnap shared --pairs --plot pairs.png    # who shares with whom (heatmap)\n\n"
+                    "  memsnap shared --by mapping --detail -M libc\n\n"
+                    "  memsnap shared --histogram | --flags | --reconcile")
+def shared(
+    stores: Optional[List[str]] = StoresArg,
+    groups: Optional[str] = typer.Option(None, "--groups", "-g", help="Group costs by user, command, cgroup or "
+                                         "regex:PATTERN (on the command line; the rest is '(other)')."),
+    pairs: bool = typer.Option(False, "--pairs", help="Process x process shared memory, top pairs first."),
+    by: Optional[str] = typer.Option(None, "--by", help="'mapping': per file or library, like librank."),
+    detail: bool = typer.Option(False, "--detail", help="With --by mapping: one row per process and mapping."),
+    histogram: bool = typer.Option(False, "--histogram", help="Frames by number of sharers (1, 2, 3-4, 5-8, ...)."),
+    flags: bool = typer.Option(False, "--flags", help="Memory by page kind (anon, file, shmem, ksm, thp, zero "
+                                                      "page, hugetlb, mlocked)."),
+    reconcile: bool = typer.Option(False, "--reconcile", help="Distinct frames by kind against meminfo, with an "
+                                                              "unaccounted row."),
+    snapshot: str = typer.Option("latest", "--snapshot", help="Snapshot id (or unique prefix), or 'latest'."),
+    host: Optional[str] = typer.Option(None, "--host", help="Host (needed when the stores hold several)."),
+    processfilter: Optional[str] = typer.Option(None, "--processfilter", "-P", help="Regex on process name or command line."),
+    userfilter: Optional[str] = typer.Option(None, "--userfilter", "-U", help="Regex on user name."),
+    mapfilter: Optional[str] = typer.Option(None, "--mapfilter", "-M", help="Regex on mapping path (--by mapping)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Show only the first N rows (groups, pairs, mapping)."),
+    fmt: OutFmt = typer.Option(OutFmt.table, "--format", "-f", help="table, csv, json or markdown."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="FILE.png|svg: heatmap for --pairs, stacked bars for --groups."),
+    top: int = typer.Option(20, "--top", min=2, help="Processes in the heatmap / groups in the bar chart."),
+):
+    """Shared-page attribution from physical frames (needs a snapshot recorded as root).
+
+    Choose one view: --groups (default: command), --pairs, --by mapping, --histogram, --flags, --reconcile.
+    A group's uss_kb counts frames mapped only by its members: the memory freed if the whole group exited
+    (the sum of the members' own USS undercounts it; it is shown as members_uss_kb).
+    """
+    from analyzer import shared as sh
+    from analyzer.output import render
+
+    chosen = [v for v, on in (("groups", groups is not None), ("pairs", pairs), ("mapping", by is not None),
+                              ("histogram", histogram), ("flags", flags), ("reconcile", reconcile)) if on]
+    if len(chosen) > 1:
+        fail(MemsnapError(f"choose one view, not {' and '.join('--' + c for c in chosen)}",
+                          hint="run the command once per view"))
+    if by is not None and by != "mapping":
+        fail(MemsnapError(f"--by {by} is not a shared view", hint="use --by mapping, or --groups for groups"))
+    view = chosen[0] if chosen else "groups"
+    if plot and view not in ("pairs", "groups"):
+        fail(MemsnapError("--plot draws --pairs (heatmap) or --groups (stacked bars)", hint="add one of them"))
+    try:
+        with _open(stores) as st:
+            res = sh.shared(st, view, snapshot=snapshot, host=host, groups=groups or "command",
+                            processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter,
+                            detail=detail, limit=limit)
+    except MemsnapError as e:
+        fail(e)
+    amount = {c for c in res.columns if c.endswith("_kb") or c in ("kb", "rss", "pss", "uss", "swap", "avgpss",
+                                                                    "avguss", "avgrss", "meminfo_kb")}
+    typer.echo(render(res.rows, res.columns, fmt.value, amount_columns=amount,
+                      numeric_columns=("processes", "pid_a", "pid_b", "pid", "pids", "count", "frames",
+                                       "mappings", "offset")), nl=False)
+    for n in res.notes:
+        _err(f"note: {n}")
+    if plot:
+        from analyzer.plot import groups_chart, pairs_heatmap
+        try:
+            if view == "pairs":
+                pairs_heatmap(sh.pair_matrix(res.rows, top), plot, res.snapshot)
+            else:
+                groups_chart(res.rows[:top], plot, res.snapshot, groups or "command")
+        except MemsnapError as e:
+            fail(e)
+        _err(f"wrote {plot}")
+
+
 import_app = typer.Typer(help="Import captures made by other tools into a store.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 

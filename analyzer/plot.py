@@ -133,3 +133,53 @@ def trend_chart(series, path: str, metric: str = "uss", top: int = 10, suspects=
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def pairs_heatmap(matrix, path: str, snapshot) -> str:
+    """Heatmap of process x process shared MiB (from analyzer.shared.pair_matrix)."""
+    _check_path(path)
+    plt = _plt()
+    pids, labels, m = matrix
+    n = len(pids)
+    fig, ax = plt.subplots(figsize=(max(5, 0.45 * n + 3), max(4, 0.45 * n + 2)))
+    if n:
+        data = [[v / 1024 for v in row] for row in m]
+        im = ax.imshow(data, cmap="viridis")
+        ax.set_xticks(range(n), labels=labels, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(n), labels=labels, fontsize=8)
+        fig.colorbar(im, ax=ax, label="shared (MiB)")
+        if n <= 12:
+            for i in range(n):
+                for j in range(n):
+                    if i != j and data[i][j]:
+                        ax.text(j, i, f"{data[i][j]:.1f}", ha="center", va="center", fontsize=7, color="white")
+    else:
+        ax.text(0.5, 0.5, "no shared frames", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(f"Shared memory between processes ({snapshot.host}, {snapshot.snapshot_id[:15]})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def groups_chart(rows, path: str, snapshot, by: str) -> str:
+    """Stacked bars per group: USS of the whole group + memory it shares outside; PSS marked."""
+    _check_path(path)
+    plt = _plt()
+    rows = list(reversed(rows))
+    fig, ax = plt.subplots(figsize=(10, max(2.5, 0.4 * len(rows) + 1.5)))
+    labels = [str(r["group"])[:40] for r in rows]
+    uss = [r["uss_kb"] / 1024 for r in rows]
+    outside = [r["shared_outside_kb"] / 1024 for r in rows]
+    ax.barh(labels, uss, color="#2e6da4", label="USS of the group (freed if it all exited)")
+    ax.barh(labels, outside, left=uss, color="#9cc3e6", label="shared with processes outside the group")
+    ax.scatter([r["pss_kb"] / 1024 for r in rows], labels, color="#c0392b", marker="|", s=300, zorder=3,
+               label="PSS of the group")
+    ax.set_xlabel("MiB (bar length = RSS: distinct frames the group maps)")
+    ax.set_title(f"Memory cost by {by} ({snapshot.host}, {snapshot.snapshot_id[:15]})", fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

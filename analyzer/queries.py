@@ -25,8 +25,8 @@ def _parse(text: str, filename: str) -> NamedQuery:
         key, sep, val = line[2:].strip().partition(":")
         if sep and key.strip() in ("name", "kind", "description", "params"):
             meta[key.strip()] = val.strip()
-    if "name" not in meta or meta.get("kind") not in ("view", "query"):
-        raise MemsnapError(f"queries/{filename}: header needs '-- name:' and '-- kind: view|query'")
+    if "name" not in meta or meta.get("kind") not in ("view", "query", "macro"):
+        raise MemsnapError(f"queries/{filename}: header needs '-- name:' and '-- kind: view|query|macro'")
     params = {}
     for part in filter(None, (p.strip() for p in meta.get("params", "").split(";"))):
         k, _, v = part.partition(":")
@@ -52,7 +52,10 @@ def get(name: str) -> NamedQuery:
 
 
 def install_views(con) -> None:
-    """Create every ``kind: view`` query as a view (in file order; views may use earlier ones)."""
+    """Create every ``kind: macro`` file (a CREATE MACRO statement), then every ``kind: view`` as a view."""
+    for q in all_queries().values():
+        if q.kind == "macro":
+            con.execute(q.sql)
     for q in all_queries().values():
         if q.kind == "view":
             con.execute(f'CREATE OR REPLACE VIEW "{q.name}" AS {q.sql}')

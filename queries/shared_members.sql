@@ -1,0 +1,17 @@
+-- name: shared_members
+-- kind: macro
+-- description: Table macro shared_members(h, sid, grp_by, pat, pfilter, ufilter): the processes of one snapshot that pass the -P/-U filters (kernel threads excluded), with their group under grp_by = user | command | cgroup | regex (pat on the command line; the rest is '(other)').
+CREATE OR REPLACE MACRO shared_members(h, sid, grp_by, pat, pfilter, ufilter) AS TABLE
+SELECT pid, comm, cmdline, "user",
+       CASE grp_by
+           WHEN 'user' THEN coalesce("user", CAST(euid AS VARCHAR))
+           WHEN 'command' THEN coalesce(comm, '?')
+           WHEN 'cgroup' THEN coalesce(cgroup, '?')
+           WHEN 'regex' THEN CASE WHEN regexp_matches(coalesce(cmdline, comm, ''), coalesce(pat, ''))
+                                  THEN 'regex:' || pat ELSE '(other)' END
+           ELSE CAST(pid AS VARCHAR)
+       END AS grp
+FROM processes
+WHERE host = h AND snapshot_id = sid AND NOT coalesce(kernel_thread, false) AND status IN ('ok', 'partial')
+  AND (pfilter IS NULL OR regexp_matches(coalesce(comm, ''), pfilter) OR regexp_matches(coalesce(cmdline, ''), pfilter))
+  AND (ufilter IS NULL OR regexp_matches(coalesce("user", CAST(euid AS VARCHAR)), ufilter))

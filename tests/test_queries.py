@@ -1,0 +1,193 @@
+"""Every named query in queries/*.sql runs on sample_data/store and returns rows; the facts behind
+`memsnap sizes` agree with the raw tables they are derived from."""
+from __future__ import annotations
+
+import re
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from analyzer import queries
+from analyzer.store import open_store
+from conftest import SAMPLE_STORE
+
+STORE = str(SAMPLE_STORE)
+ALL = queries.all_queries()
+
+
+def _rows(cur) -> list[dict]:
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+@pytest.fixture(scope="module")
+def st():
+    with open_store(STORE) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def snaps(st):
+    s = st.snapshots()
+    assert len(s) == 2
+    return s
+
+
+def params_for(q: queries.NamedQuery, snaps) -> dict:
+    """Values for a query's declared parameters, from the sample store."""
+    first, last = snaps[0], snaps[-1]
+    known = {"snapshot_ids": [s.snapshot_id for s in snaps],
+             "from_host": first.host, "from_id": first.snapshot_id,
+             "to_host": last.host, "to_id": last.snapshot_id,
+             "mapfilter": None}
+    missing = set(q.params) - set(known)
+    assert not missing, f"queries/{q.name}.sql: add sample values for parameter(s) {missing} to this test"
+    return {k: known[k] for k in q.params}
+
+
+def macro_args(q: queries.NamedQuery, snaps) -> list:
+    """Arguments for a table macro, by the names in its CREATE MACRO signature (latest sample snapshot)."""
+    m = re.search(rf"MACRO\s+\"?{re.escape(q.name)}\"?\s*\(([^)]*)\)", q.sql, re.I)
+    assert m, f"queries/{q.name}.sql: no CREATE MACRO {q.name}(...) signature"
+    known = {"h": snaps[-1].host, "host": snaps[-1].host, "sid": snaps[-1].snapshot_id,
+             "snapshot_id": snaps[-1].snapshot_id}
+    names = [a.strip() for a in m.group(1).split(",") if a.strip()]
+    missing = set(names) - set(known)
+    assert not missing, f"queries/{q.name}.sql: add sample values for macro argument(s) {missing} to this test"
+    return [known[n] for n in names]
+
+
+def test_every_sql_file_is_a_named_query():
+    files = sorted(f.name for f in resources.files("queries").iterdir() if f.name.endswith(".sql"))
+    assert files
+    assert sorted(f"{q.name}.sql" for q in ALL.values()) == files  # one query per file, named after it
+    for q in ALL.values():
+        assert q.kind in ("view", "query", "macro")
+        assert q.description, q.name
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_declared_params_are_the_bound_ones(name):
+    q = ALL[name]
+    body = "\n".join(ln.split("--", 1)[0] for ln in q.sql.splitlines())  # drop comments
+    used = set(re.findall(r"\$([A-Za-z_]\w*)", body))
+    assert used == set(q.params), (name, used, set(q.params))
+    if q.kind == "view":
+        assert not used
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_every_query_runs_on_sample_data(st, snaps, name):
+    q = ALL[name]
+    if q.kind == "view":
+        cur = st.execute(f'SELECT * FROM "{name}"')
+    elif q.kind == "macro":
+        args = macro_args(q, snaps)
+        cur = st.execute(f'SELECT * FROM "{name}"({", ".join("?" for _ in args)})', args)
+    else:
+        cur = queries.run(st.con, name, params_for(q, snaps))
+    rows = _rows(cur)
+    assert rows, f"{name} returned no rows on sample_data/store"
+
+
+def test_query_missing_param_is_a_clean_error(st):
+    q = next(q for q in ALL.values() if q.params)
+    with pytest.raises(queries.MemsnapError, match="needs parameter"):
+        queries.run(st.con, q.name, {})
+
+
+def test_smaps_mapping_facts_cover_every_mapping(st, snaps):
+    facts = _rows(queries.run(st.con, "smaps_mapping_facts", {"snapshot_ids": [s.snapshot_id for s in snaps]}))
+    maps = _rows(st.execute("SELECT host, snapshot_id, pid, idx, pss_kb, rss_kb, private_clean_kb + private_dirty_kb "
+                            "AS uss FROM mappings"))
+    assert len(facts) == len(maps)
+    by_key = {(m["host"], m["snapshot_id"], m["pid"], m["idx"]): m for m in maps}
+    for f in facts:
+        m = by_key[(f["host"], f["snapshot_id"], f["pid"], f["idx"])]
+        assert (f["pss_kb"], f["rss_kb"], f["uss_kb"]) == (m["pss_kb"], m["rss_kb"], m["uss"])
+
+
+def test_page_mapping_facts_equal_smaps_per_mapping(st, snaps):
+    """On the latest sample snapshot the pagemap/kpagecount rules reproduce every smaps entry to the kB."""
+    sid = snaps[-1].snapshot_id
+    facts = _rows(queries.run(st.con, "page_mapping_facts", {"snapshot_ids": [sid]}))
+    maps = _rows(st.execute("SELECT pid, idx, pss_kb, rss_kb, private_clean_kb + private_dirty_kb AS uss, "
+                            "swap_kb FROM mappings WHERE snapshot_id = ?", [sid]))
+    assert len(facts) == len(maps) > 0
+    by_key = {(m["pid"], m["idx"]): m for m in maps}
+    ps_kb = snaps[-1].page_size_bytes // 1024
+    for f in facts:
+        m = by_key[(f["pid"], f["idx"])]
+        got = (f["pss_fp"] >> 22, f["rss_pages"] * ps_kb, f["uss_pages"] * ps_kb, f["swap_pages"] * ps_kb)
+        assert got == (m["pss_kb"], m["rss_kb"], m["uss"], m["swap_kb"]), (f["pid"], f["idx"], f["map"])
+    assert sum(f["unknown_frames"] for f in facts) == 0
+
+
+def test_pages_decoded_matches_frames(st):
+    n_pages = st.execute("SELECT count(*) FROM pages").fetchone()[0]
+    d = st.execute("SELECT count(*), count(*) FILTER (WHERE present), count(*) FILTER (WHERE present AND swapped), "
+                   "count(*) FILTER (WHERE NOT present AND NOT swapped) FROM pages_decoded").fetchone()
+    assert d[0] == n_pages and d[1] > 0
+    assert d[2] == 0 and d[3] == 0  # only present or swapped pages are stored, never both
+    orphans = st.execute("SELECT count(*) FROM pages_decoded p WHERE present AND NOT EXISTS (SELECT 1 FROM frames f "
+                         "WHERE f.host = p.host AND f.snapshot_id = p.snapshot_id AND f.pfn = p.pfn)").fetchone()[0]
+    assert orphans == 0  # every present PFN has its kpagecount/kpageflags row
+
+
+def test_snapshot_list_matches_snapshots(st):
+    listed = _rows(st.execute("SELECT * FROM snapshot_list"))
+    raw = {r["snapshot_id"]: r for r in _rows(st.execute("SELECT * FROM snapshots"))}
+    assert [r["snapshot_id"] for r in listed] == sorted(raw)
+    for r in listed:
+        s = raw[r["snapshot_id"]]
+        assert (r["host"], r["pages"], r["frames"], r["bytes"], r["processes_recorded"]) == \
+            (s["host"], s["pages_rows"], s["frames_rows"], s["bytes_written"], s["processes_recorded"])
+        assert r["capture_s"] > 0
+
+
+def test_page_transitions_finds_the_cow_break(st, snaps):
+    """Between the two sample snapshots one worker wrote inherited memory: it has the largest USS growth and the
+    largest became-private figure."""
+    rows = _rows(queries.run(st.con, "page_transitions", params_for(ALL["page_transitions"], snaps)))
+    uss = {}
+    for s in snaps:
+        uss[s.snapshot_id] = dict(st.execute(
+            "SELECT pid, rollup_private_clean_kb + rollup_private_dirty_kb FROM processes WHERE snapshot_id = ?",
+            [s.snapshot_id]).fetchall())
+    growth = {p: uss[snaps[-1].snapshot_id][p] - uss[snaps[0].snapshot_id][p] for p in uss[snaps[-1].snapshot_id]}
+    writer = max(growth, key=growth.get)
+    assert growth[writer] > 0
+    priv = {r["pid"]: r["became_private_kb"] for r in rows}
+    assert set(priv) == set(growth)
+    assert max(priv, key=priv.get) == writer
+    rss = st.execute("SELECT rollup_rss_kb FROM processes WHERE snapshot_id = ? AND pid = ?",
+                     [snaps[-1].snapshot_id, writer]).fetchone()[0]
+    assert 0 < priv[writer] <= rss
+
+
+def _copy(dst: Path, host: str) -> str:
+    shutil.copytree(STORE, dst)
+    for part in dst.glob("*/host=sample"):
+        part.rename(part.with_name(f"host={host}"))
+    return str(dst)
+
+
+def test_facts_on_merged_stores_keep_hosts_apart(tmp_path, st, snaps):
+    """The same snapshot ids under two hosts (one store copied): each host's facts are its own, not a cross join."""
+    ids = [s.snapshot_id for s in snaps]
+    with open_store(STORE) as one:
+        single = {name: sorted(map(repr, queries.run(one.con, name, {"snapshot_ids": ids}).fetchall()))
+                  for name in ("smaps_mapping_facts", "page_mapping_facts")}
+    with open_store([_copy(tmp_path / "a", "a"), _copy(tmp_path / "b", "b")]) as two:
+        assert two.execute("SELECT count(*) FROM processes").fetchone()[0] == \
+            2 * st.execute("SELECT count(*) FROM processes").fetchone()[0]
+        for name, want in single.items():
+            cur = queries.run(two.con, name, {"snapshot_ids": ids})
+            rows = _rows(cur)
+            assert len(rows) == 2 * len(want), name
+            for h in ("a", "b"):
+                mine = sorted(repr(tuple("sample" if k == "host" else v for k, v in r.items()))
+                              for r in rows if r["host"] == h)
+                assert mine == want, (name, h)
