@@ -607,6 +607,209 @@ def shared(
         _err(f"wrote {plot}")
 
 
+class SqlFmt(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+    parquet = "parquet"
+
+
+def _emit_sql_result(st, query, params, fmt, out):
+    from analyzer.output import render
+    from analyzer.sql import run_sql, run_sql_arrow
+
+    if fmt == SqlFmt.parquet:
+        if not out:
+            fail(MemsnapError("--format parquet needs -o FILE", hint="e.g. -o result.parquet"))
+        for p in st.paths:
+            if os.path.abspath(out).startswith(p + os.sep):
+                fail(MemsnapError(f"{out} is inside the store {p}", hint="write results outside the store"))
+        import pyarrow.parquet as pq
+
+        tbl = run_sql_arrow(st, query, params)
+        if tbl is not None:
+            pq.write_table(tbl, out)
+        _err(f"wrote {tbl.num_rows if tbl is not None else 0} rows to {out}")
+        return
+    cols, rows = run_sql(st, query, params)
+    text = render([dict(zip(cols, r)) for r in rows], cols, fmt.value) if cols else ""
+    if out:
+        with open(out, "w") as f:
+            f.write(text)
+        _err(f"wrote {len(rows)} rows to {out}")
+    else:
+        typer.echo(text, nl=False)
+
+
+@app.command(epilog="Examples:\n\n  memsnap sql \"SELECT * FROM snapshot_list\"\n\n"
+                    "  memsnap sql \"SELECT name, sum(pss_kb) FROM process_sizes_smaps GROUP BY ALL ORDER BY 2 DESC\"\n\n"
+                    "  memsnap sql \"SELECT * FROM processes WHERE pid = $pid\" --param pid=1234 -f json\n\n"
+                    "  memsnap sql -f parquet -o top.parquet \"SELECT * FROM process_sizes_smaps\"\n\n"
+                    "  memsnap sql                                  # interactive prompt")
+def sql(
+    args: Optional[List[str]] = typer.Argument(None, help="[STORE...] QUERY: store directories or globs, then the "
+                                                          "SQL (the last argument). No query: interactive prompt."),
+    param: List[str] = typer.Option([], "--param", help="Bind $NAME in the query: NAME=VALUE (repeatable; JSON "
+                                                        "lists/numbers/null are typed)."),
+    fmt: SqlFmt = typer.Option(SqlFmt.table, "--format", "-f", help="table, csv, json, markdown or parquet (with -o)."),
+    out: Optional[str] = typer.Option(None, "--output", "-o", help="Write the result to FILE instead of stdout."),
+):
+    """Run SQL on stores with DuckDB: the raw tables (committed snapshots only) and memsnap's views.
+
+    Tables: snapshots, meminfo, processes, mappings, pages, frames. Views: process_sizes_smaps,
+    pages_decoded, mapping_kinds, frame_sharers, snapshot_list; table macros snapshot_pages(host, id) and
+    shared_members(...). Column docs: docs/sql.md and docs/schema.md. Queries are read-only: COPY, EXPORT,
+    ATTACH, LOAD and SET are refused, and user values are bound with --param, never spliced in.
+    """
+    from analyzer.sql import parse_params
+
+    args = list(args or [])
+    query = None
+    if args and not os.path.isdir(args[-1]) and not any(ch in args[-1] for ch in "*?["):
+        query = args.pop()
+    elif args and len(args) >= 1 and " " in args[-1]:
+        query = args.pop()
+    try:
+        params = parse_params(param)
+        with _open(args) as st:
+            if query is None:
+                if not sys.stdin.isatty():
+                    query = sys.stdin.read()
+                    if not query.strip():
+                        fail(MemsnapError("no query given", hint="pass the SQL as the last argument"))
+                else:
+                    _interactive(st, params)
+                    return
+            _emit_sql_result(st, query, params, fmt, out)
+    except MemsnapError as e:
+        fail(e)
+
+
+def _interactive(st, params):
+    """A small prompt: multi-line statements ending in ';', history, .tables, .schema NAME, .help, .quit."""
+    from analyzer.output import render
+    from analyzer.sql import run_sql
+
+    try:
+        import readline
+
+        hist = os.path.expanduser("~/.memsnap_history")
+        try:
+            readline.read_history_file(hist)
+        except OSError:
+            pass
+    except ImportError:  # pragma: no cover
+        readline = None
+    typer.echo(f"memsnap sql on {', '.join(st.paths)} — end statements with ';', .help for help, .quit to leave")
+    buf: list[str] = []
+    while True:
+        try:
+            line = input("memsnap> " if not buf else "    ...> ")
+        except EOFError:
+            typer.echo("")
+            break
+        except KeyboardInterrupt:
+            typer.echo("")
+            buf = []
+            continue
+        if not buf and line.strip().startswith("."):
+            cmd, _, arg = line.strip().partition(" ")
+            if cmd in (".quit", ".exit"):
+                break
+            if cmd == ".help":
+                typer.echo(".tables            list tables and views\n.schema NAME       columns of a table or view\n"
+                           ".quit              leave\nSQL ends with ';'. Parameters given with --param are bound.")
+            elif cmd == ".tables":
+                rows = st.execute("SELECT table_name, table_type FROM information_schema.tables "
+                                  "WHERE table_name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY 1").fetchall()
+                typer.echo(render([{"name": n, "type": t} for n, t in rows], ["name", "type"], "table"), nl=False)
+            elif cmd == ".schema" and arg:
+                rows = st.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                  "WHERE table_name = ? ORDER BY ordinal_position", [arg.strip()]).fetchall()
+                if not rows:
+                    typer.echo(f"no table or view {arg.strip()!r}; try .tables")
+                typer.echo(render([{"column": c, "type": t} for c, t in rows], ["column", "type"], "table"), nl=False)
+            else:
+                typer.echo(f"unknown command {line.strip()!r}; try .help")
+            continue
+        buf.append(line)
+        if line.rstrip().endswith(";"):
+            query = "\n".join(buf)
+            buf = []
+            try:
+                cols, rows = run_sql(st, query, {k: v for k, v in params.items() if f"${k}" in query})
+                if cols:
+                    typer.echo(render([dict(zip(cols, r)) for r in rows], cols, "table"), nl=False)
+                    typer.echo(f"({len(rows)} rows)")
+            except MemsnapError as e:
+                typer.echo(f"Error: {e}" + (f" — {e.hint}" if e.hint else ""))
+    if readline is not None:
+        try:
+            readline.write_history_file(hist)
+        except OSError:
+            pass
+
+
+@app.command()
+def query(
+    name: Optional[str] = typer.Argument(None, help="Named query from queries/ (see --list)."),
+    stores: Optional[List[str]] = typer.Argument(None, help="Store directories or globs."),
+    param: List[str] = typer.Option([], "--param", help="NAME=VALUE (repeatable). host/snapshot_id default to the "
+                                                        "latest snapshot; optional filters to NULL."),
+    list_: bool = typer.Option(False, "--list", help="List the named queries and views with their descriptions."),
+    fmt: SqlFmt = typer.Option(SqlFmt.table, "--format", "-f", help="table, csv, json, markdown or parquet (with -o)."),
+    out: Optional[str] = typer.Option(None, "--output", "-o", help="Write the result to FILE."),
+):
+    """Run a named query shipped in queries/ (its header says what it does and its parameters)."""
+    from analyzer import queries as qs
+    from analyzer.output import render
+    from analyzer.sql import named_query_params, parse_params
+
+    if list_ or not name:
+        rows = [{"name": q.name, "kind": q.kind, "params": ", ".join(q.params), "description": q.description}
+                for q in qs.all_queries().values()]
+        typer.echo(render(rows, ["name", "kind", "params", "description"], fmt.value if fmt != SqlFmt.parquet
+                          else "table"), nl=False)
+        return
+    try:
+        q = qs.get(name)
+        with _open(stores) as st:
+            if q.kind == "query":
+                params = named_query_params(st, name, parse_params(param))
+                _emit_sql_result(st, q.sql, params, fmt, out)
+            elif q.kind == "view":
+                _emit_sql_result(st, f'SELECT * FROM "{q.name}"', None, fmt, out)
+            else:
+                fail(MemsnapError(f"{name} is a table macro", hint=f"use it in `memsnap sql`: {q.description}"))
+    except MemsnapError as e:
+        fail(e)
+
+
+@app.command("export-db")
+def export_db(
+    stores: List[str] = typer.Argument(..., help="STORE... OUT.duckdb: the stores, then the database file to write."),
+    materialize: bool = typer.Option(False, "--materialize", help="Copy the tables into the database instead of "
+                                                                  "views over the Parquet files."),
+):
+    """Write a DuckDB database file with every table and view, for the duckdb CLI, DBeaver or a notebook.
+
+    By default the tables are views over the store's Parquet files (small; new snapshots appear). With
+    --materialize they are copied in (self-contained; can be moved without the store).
+    """
+    from analyzer.sql import export_db as do_export
+
+    if len(stores) < 2:
+        fail(MemsnapError("give the store(s) and then the output file", hint="memsnap export-db STORE OUT.duckdb"))
+    out = stores[-1]
+    try:
+        counts = do_export(stores[:-1], out, materialize)
+    except MemsnapError as e:
+        fail(e)
+    typer.echo(f"wrote {out}: " + ", ".join(f"{t} {n} rows" for t, n in counts.items()) +
+               (" (materialized)" if materialize else " (views over Parquet)"))
+
+
 import_app = typer.Typer(help="Import captures made by other tools into a store.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 

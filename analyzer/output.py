@@ -66,7 +66,11 @@ def render(rows: list[dict], columns: list[str], fmt: str = "table", *, amount_c
 
     body = [fmt_row(r) for r in rows]
     tot = fmt_row(totals, True) if totals else None
-    right = set(amount_columns) | set(numeric_columns)
+    right = set(amount_columns) | set(numeric_columns) | {
+        c for c in columns
+        if any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) for r in rows)
+        and all(r.get(c) is None or (isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool))
+                for r in rows)}
     if fmt == "markdown":
         out = []
         if header:

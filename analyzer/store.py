@@ -44,6 +44,33 @@ def resolve_stores(paths) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def sql_literal(text: str) -> str:
+    """A SQL string literal.  Only for file paths found by glob, where DuckDB takes no parameters (CREATE VIEW)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def raw_view_sql(table: str, files) -> str:
+    """``CREATE VIEW _raw_<table>`` over Parquet files (a list, or one glob), or an empty typed view."""
+    cols = [c.name for c in TABLES[table].columns] + ["host", "date"]
+    if files:
+        flist = "[" + ", ".join(sql_literal(f) for f in ([files] if isinstance(files, str) else files)) + "]"
+        sel = ", ".join(f'"{c}"' for c in cols)
+        return (f"CREATE OR REPLACE VIEW _raw_{table} AS SELECT {sel} FROM read_parquet({flist}, "
+                "hive_partitioning = true, union_by_name = true)")
+    sch = arrow_schema(table)
+    sel = ", ".join(f'CAST(NULL AS {_duck_type(f.type)}) AS "{f.name}"' for f in sch) + \
+        ', CAST(NULL AS VARCHAR) AS host, CAST(NULL AS DATE) AS "date"'
+    return f"CREATE OR REPLACE VIEW _raw_{table} AS SELECT {sel} WHERE false"
+
+
+def committed_view_sql(table: str) -> str:
+    if table == "snapshots":
+        return "CREATE OR REPLACE VIEW snapshots AS SELECT * FROM _raw_snapshots"
+    # A snapshot is (host, snapshot_id): merged stores may hold the same id under several hosts.
+    return (f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _raw_{table} "
+            "WHERE (host, snapshot_id) IN (SELECT host, snapshot_id FROM _raw_snapshots)")
+
+
 @dataclass
 class Snapshot:
     snapshot_id: str
@@ -78,30 +105,13 @@ class Store:
         return files
 
     def _create_view(self, table: str) -> None:
-        files = self._files(table)
-        cols = [c.name for c in TABLES[table].columns] + ["host", "date"]
-        if files:
-            # The file list is ours (from glob), not user text; it is passed as a bound list where DuckDB
-            # allows it.  DuckDB does not accept parameters in CREATE VIEW, so we create a table function
-            # relation and register it.
-            try:
-                rel = self.con.read_parquet(files, hive_partitioning=True, union_by_name=True)
-            except duckdb.Error as e:
-                raise StoreCorrupt(f"cannot read {table} files of {', '.join(self.paths)}: {e}",
-                                   hint="a file is truncated or not Parquet; remove it or re-record") from None
-            rel = rel.select(", ".join(f'"{c}"' for c in cols if c in rel.columns))
-            rel.create_view(f"_raw_{table}", replace=True)
-        else:
-            sch = arrow_schema(table)
-            sel = ", ".join(f'CAST(NULL AS {_duck_type(f.type)}) AS "{f.name}"' for f in sch) + \
-                ', CAST(NULL AS VARCHAR) AS host, CAST(NULL AS DATE) AS "date"'
-            self.con.execute(f"CREATE OR REPLACE VIEW _raw_{table} AS SELECT {sel} WHERE false")
-        if table == "snapshots":
-            self.con.execute("CREATE OR REPLACE VIEW snapshots AS SELECT * FROM _raw_snapshots")
-        else:
-            # A snapshot is (host, snapshot_id): merged stores may hold the same id under several hosts.
-            self.con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _raw_{table} "
-                             "WHERE (host, snapshot_id) IN (SELECT host, snapshot_id FROM _raw_snapshots)")
+        self.con.execute(raw_view_sql(table, self._files(table)))
+        try:
+            self.con.execute(f"SELECT * FROM _raw_{table} LIMIT 0")
+        except duckdb.Error as e:
+            raise StoreCorrupt(f"cannot read {table} files of {', '.join(self.paths)}: {e}",
+                               hint="a file is truncated or not Parquet; remove it or re-record") from None
+        self.con.execute(committed_view_sql(table))
 
     def _check_versions(self) -> None:
         try:
@@ -149,7 +159,62 @@ class Store:
                                    hint="give more characters of the id")
         return hits
 
+    # ------------------------------------------------------------------ the CLI's operations
+    def sizes(self, **kw):
+        """Set sizes; keyword arguments as :func:`analyzer.sizes.sizes` (by, source, snapshot, filters...)."""
+        from .sizes import sizes
+
+        return sizes(self, **kw)
+
+    def diff(self, **kw):
+        """A diff of two snapshots; keyword arguments as :func:`analyzer.diff.diff`."""
+        from .diff import diff
+
+        return diff(self, **kw)
+
+    def shared(self, view: str = "groups", **kw):
+        """Shared-page attribution; see :func:`analyzer.shared.shared`."""
+        from .shared import shared
+
+        return shared(self, view, **kw)
+
+    def query(self, name: str, params: dict | None = None) -> duckdb.DuckDBPyRelation:
+        """Run a named query of ``queries/`` with bound parameters; returns a relation."""
+        q = queries.get(name)
+        if q.kind != "query":
+            return self.con.sql(f'SELECT * FROM "{q.name}"') if q.kind == "view" else self.con.sql("SELECT 1 WHERE false")
+        missing = set(q.params) - set(params or {})
+        if missing:
+            from recorder.errors import MemsnapError
+            raise MemsnapError(f"query {name} needs parameter(s) {', '.join(sorted(missing))}",
+                               hint="pass them with --param NAME=VALUE")
+        return self.con.sql(q.sql, params={k: (params or {})[k] for k in q.params})
+
+    @property
+    def tables(self):
+        """SQLAlchemy Core ``Table`` objects of the stored tables (declared from schema/, not reflected)."""
+        if not hasattr(self, "_tables"):
+            from schema.sa import tables
+
+            self._tables = tables()
+        return self._tables
+
+    @property
+    def engine(self):
+        """A SQLAlchemy engine on this store's DuckDB database (same views, same data)."""
+        if not hasattr(self, "_engine"):
+            import sqlalchemy as sa
+            from duckdb_engine import ConnectionWrapper
+            from sqlalchemy.pool import StaticPool
+
+            cursor = self.con.cursor()
+            self._engine = sa.create_engine("duckdb://", creator=lambda: ConnectionWrapper(cursor),
+                                            poolclass=StaticPool)
+        return self._engine
+
     def close(self) -> None:
+        if hasattr(self, "_engine"):
+            self._engine.dispose()
         self.con.close()
 
     def __enter__(self):

@@ -1,0 +1,154 @@
+"""Ad-hoc SQL on stores: the read-only guard, --param parsing, named queries, and export to a DuckDB file."""
+from __future__ import annotations
+
+import json
+import os
+
+import duckdb
+
+from recorder.errors import MemsnapError
+from schema import TABLES
+
+from . import queries
+from .store import Store, committed_view_sql, raw_view_sql, sql_literal
+
+#: statements that could write outside the in-memory database or change its configuration
+REFUSED = {"COPY", "EXPORT", "ATTACH", "DETACH", "LOAD", "EXTENSION", "COPY_DATABASE", "UPDATE_EXTENSIONS",
+           "SET", "VARIABLE_SET"}
+
+
+class SQLError(MemsnapError):
+    """A query failed in DuckDB, or was refused."""
+
+
+def statement_kinds(con, sql: str) -> list[str]:
+    try:
+        return [str(s.type).rsplit(".", 1)[-1] for s in con.extract_statements(sql)]
+    except duckdb.Error as e:
+        raise SQLError(f"SQL does not parse: {_first_line(e)}", hint=_hint(e)) from None
+
+
+def check_read_only(con, sql: str) -> None:
+    """Refuse statements that could write files (COPY, EXPORT, ATTACH, ...): the store is never modified."""
+    bad = [k for k in statement_kinds(con, sql) if k in REFUSED]
+    if bad:
+        raise SQLError(f"{', '.join(sorted(set(bad)))} statements are not allowed here: memsnap sql never writes "
+                       "files or changes settings", hint="to save results use --format csv|json, or --format parquet "
+                                                         "-o FILE")
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _hint(e: Exception) -> str:
+    text = str(e)
+    if "does not exist" in text or "not found" in text:
+        return "list the tables and views with `.tables` in `memsnap sql`, or see docs/sql.md"
+    if "Parameter" in text or "parameter" in text:
+        return "bind each $name with --param name=VALUE"
+    return "check the SQL; tables and views are described in docs/sql.md"
+
+
+def run_sql(store: Store, sql: str, params: dict | None = None) -> tuple[list[str], list[tuple]]:
+    """Run user SQL (read-only guard, bound parameters).  Returns column names and rows."""
+    check_read_only(store.con, sql)
+    try:
+        cur = store.con.execute(sql, params or {}) if params else store.con.execute(sql)
+        if cur.description is None:
+            return [], []
+        return [d[0] for d in cur.description], cur.fetchall()
+    except duckdb.Error as e:
+        raise SQLError(f"DuckDB: {_first_line(e)}", hint=_hint(e)) from None
+
+
+def run_sql_arrow(store: Store, sql: str, params: dict | None = None):
+    check_read_only(store.con, sql)
+    try:
+        rel = store.con.sql(sql, params=params or None)
+        return rel.to_arrow_table() if rel is not None else None
+    except duckdb.Error as e:
+        raise SQLError(f"DuckDB: {_first_line(e)}", hint=_hint(e)) from None
+
+
+def parse_params(items) -> dict:
+    """``NAME=VALUE`` pairs.  VALUE is JSON when it parses as a JSON list, number, true/false or null;
+    otherwise the text itself.  Values are always bound, never spliced into SQL."""
+    out = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise MemsnapError(f"--param {item!r} is not NAME=VALUE", hint="e.g. --param pid=1234 --param ids='[\"a\"]'")
+        v: object = value
+        try:
+            parsed = json.loads(value)
+            if isinstance(parsed, (list, int, float, bool)) or parsed is None:
+                v = parsed
+        except ValueError:
+            pass
+        out[name.strip()] = v
+    return out
+
+
+def named_query_params(store: Store, name: str, given: dict) -> dict:
+    """Fill in what a named query needs and was not given: the latest snapshot (host, snapshot_id,
+    snapshot_ids) and NULL for optional filters (params documented 'or NULL')."""
+    q = queries.get(name)
+    params = dict(given)
+    unknown = set(params) - set(q.params)
+    if unknown:
+        raise MemsnapError(f"query {name} has no parameter(s) {', '.join(sorted(unknown))}",
+                           hint=f"its parameters: {', '.join(q.params) or 'none'}")
+    need = set(q.params) - set(params)
+    if need & {"host", "snapshot_id", "snapshot_ids"}:
+        snaps = store.resolve(params.get("snapshot_id", "latest"), params.get("host"))
+        if "snapshot_ids" in need:
+            params["snapshot_ids"] = [s.snapshot_id for s in snaps]
+        if len(snaps) > 1 and need & {"host", "snapshot_id"}:
+            raise MemsnapError(f"{len(snaps)} hosts: which snapshot?", hint="pass --param host=NAME")
+        params.setdefault("host", snaps[0].host)
+        params.setdefault("snapshot_id", snaps[0].snapshot_id)
+    for p, doc in q.params.items():
+        if p not in params and "or NULL" in doc:
+            params[p] = None
+    return {k: params[k] for k in q.params if k in params}
+
+
+def export_db(stores: list[str], out: str, materialize: bool = False) -> dict:
+    """Write a DuckDB database with every table and view.  Views read the stores' Parquet files by glob
+    (new snapshots appear); with ``materialize`` the tables are copied in."""
+    if os.path.exists(out):
+        raise MemsnapError(f"{out} already exists", hint="remove it or choose another file name")
+    from .store import resolve_stores
+
+    paths = resolve_stores(stores)
+    for p in paths:
+        if os.path.abspath(out).startswith(p + os.sep):
+            raise MemsnapError(f"{out} is inside the store {p}", hint="write the database outside the store")
+    con = duckdb.connect(out)
+    try:
+        counts = {}
+        for table in TABLES:
+            globs = [os.path.join(p, table, "host=*", "date=*", "*.parquet") for p in paths]
+            has_files = any(__import__("glob").glob(g) for g in globs)
+            con.execute(raw_view_sql(table, globs if has_files else []))
+            con.execute(committed_view_sql(table))
+            if materialize:
+                con.execute(f'CREATE TABLE "_m_{table}" AS SELECT * FROM "{table}"')
+                con.execute(f'DROP VIEW "{table}"')
+                con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM "_m_{table}"')
+                if table == "snapshots":
+                    con.execute('CREATE OR REPLACE VIEW _raw_snapshots AS SELECT * FROM "_m_snapshots"')
+            counts[table] = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+        queries.install_views(con)
+        con.execute("CREATE TABLE memsnap_export AS SELECT ? AS stores, ? AS materialized, now() AS exported_at",
+                    [", ".join(paths), materialize])
+    except BaseException:
+        con.close()
+        os.unlink(out)
+        raise
+    con.close()
+    return counts
+
+
+__all__ = ["check_read_only", "run_sql", "parse_params", "named_query_params", "export_db", "sql_literal"]

@@ -1,0 +1,22 @@
+-- name: process_sizes_smaps
+-- kind: view
+-- description: Per process and snapshot, set sizes in kB from the kernel's smaps as recorded (what `memsnap sizes` shows): vss, rss, pss, uss, swap, swappss, maps, with identity (host, boot_id, pid, starttime) and owner; smaps_rollup figures where only maps was read. Kernel threads excluded.
+SELECT p.host, p.snapshot_id, s.capture_start, s.boot_id, p.pid, p.starttime_ticks, p."user", p.euid AS uid,
+       p.comm AS name, p.cmdline AS command, p.cgroup,
+       coalesce(m.vss_kb, p.vm_size_kb) AS vss_kb,
+       coalesce(m.rss_kb, p.rollup_rss_kb) AS rss_kb,
+       coalesce(m.pss_kb, p.rollup_pss_kb) AS pss_kb,
+       coalesce(m.uss_kb, p.rollup_private_clean_kb + p.rollup_private_dirty_kb) AS uss_kb,
+       coalesce(m.swap_kb, p.rollup_swap_kb) AS swap_kb,
+       coalesce(m.swap_pss_kb, p.rollup_swap_pss_kb) AS swap_pss_kb,
+       p.rollup_pss_anon_kb AS pss_anon_kb, p.rollup_pss_file_kb AS pss_file_kb,
+       p.rollup_pss_shmem_kb AS pss_shmem_kb, m.maps
+FROM processes p
+JOIN snapshots s ON s.host = p.host AND s.snapshot_id = p.snapshot_id
+JOIN (
+    SELECT host, snapshot_id, pid, sum(size_kb) AS vss_kb, sum(rss_kb) AS rss_kb, sum(pss_kb) AS pss_kb,
+           sum(private_clean_kb + private_dirty_kb) AS uss_kb, sum(swap_kb) AS swap_kb,
+           sum(swap_pss_kb) AS swap_pss_kb, count(*) AS maps
+    FROM mappings GROUP BY host, snapshot_id, pid
+) m ON m.host = p.host AND m.snapshot_id = p.snapshot_id AND m.pid = p.pid
+WHERE NOT coalesce(p.kernel_thread, false)
