@@ -52,6 +52,16 @@ def _err(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
+def _parse_size(text: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().rstrip("B").rstrip("I")
+    num, unit = (t[:-1], t[-1]) if t and t[-1] in "KMGT" else (t, "")
+    try:
+        return int(float(num) * units[unit])
+    except ValueError:
+        fail(MemsnapError(f"--max-store-bytes {text!r} is not a size", hint="e.g. 2000000000, 500M or 2G"))
+
+
 class Fmt(str, Enum):
     table = "table"
     json = "json"
@@ -85,6 +95,17 @@ def record(
              "is marked partial."),
     nice: int = typer.Option(10, "--nice", min=0, max=19, help="CPU niceness increment for the recorder."),
     ionice: str = typer.Option("idle", "--ionice", help="I/O priority class: idle, best-effort or none."),
+    redact: List[str] = typer.Option([], "--redact", help="Hide secrets: 'cmdline' (command lines become keyed "
+                                     "hashes) and/or 'paths' (non-system file paths become keyed hashes). Repeatable."),
+    pseudonymize_pfns: bool = typer.Option(False, "--pseudonymize-pfns", help="Store keyed pseudonyms instead of "
+                                           "physical frame numbers (sharing, diffs and attribution still work)."),
+    key_file: Optional[str] = typer.Option(None, "--key-file", help="Key for --redact/--pseudonymize-pfns, kept "
+                                           "outside the store. Default: $MEMSNAP_KEY, else $MEMSNAP_KEY_FILE, else "
+                                           "/var/lib/memsnap/key (created 0600 if missing)."),
+    keep: Optional[int] = typer.Option(None, "--keep", min=1, help="Retention: keep only the newest N snapshots "
+                                       "of this host (older ones are removed after each commit, atomically)."),
+    max_store_bytes: Optional[str] = typer.Option(None, "--max-store-bytes", help="Retention: remove the oldest "
+                                                  "snapshots of this host while the store is larger (e.g. 2G, 500M)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print the snapshot id."),
     procfs: str = typer.Option("/proc", "--procfs", hidden=True, help="procfs root (tests)."),
 ):
@@ -103,7 +124,10 @@ def record(
     opts = Options(store=store or _default_store(), host=host, pids=tuple(pid), match=match,
                    sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
                    smaps_max_rss_kb=smaps_max_rss_mb * 1024 if smaps_max_rss_mb is not None else None,
-                   process_budget_ms=budget_ms, procfs=procfs)
+                   process_budget_ms=budget_ms, procfs=procfs,
+                   redact=tuple(r for item in redact for r in item.split(",") if r),
+                   pseudonymize_pfns=pseudonymize_pfns, key_file=key_file, keep=keep,
+                   max_store_bytes=_parse_size(max_store_bytes) if max_store_bytes else None)
     if ionice not in ("idle", "best-effort", "none"):
         fail(MemsnapError(f"--ionice {ionice!r} is not a class", hint="use idle, best-effort or none"))
     stop = {"sig": None}

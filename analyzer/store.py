@@ -52,15 +52,17 @@ def sql_literal(text: str) -> str:
 def raw_view_sql(table: str, files) -> str:
     """``CREATE VIEW _raw_<table>`` over Parquet files (a list, or one glob), or an empty typed view."""
     cols = [c.name for c in TABLES[table].columns] + ["host", "date"]
+    sch = arrow_schema(table)
+    typed_empty = "SELECT " + ", ".join(f'CAST(NULL AS {_duck_type(f.type)}) AS "{f.name}"' for f in sch) + \
+        ', CAST(NULL AS VARCHAR) AS host, CAST(NULL AS DATE) AS "date" WHERE false'
     if files:
         flist = "[" + ", ".join(sql_literal(f) for f in ([files] if isinstance(files, str) else files)) + "]"
         sel = ", ".join(f'"{c}"' for c in cols)
-        return (f"CREATE OR REPLACE VIEW _raw_{table} AS SELECT {sel} FROM read_parquet({flist}, "
-                "hive_partitioning = true, union_by_name = true)")
-    sch = arrow_schema(table)
-    sel = ", ".join(f'CAST(NULL AS {_duck_type(f.type)}) AS "{f.name}"' for f in sch) + \
-        ', CAST(NULL AS VARCHAR) AS host, CAST(NULL AS DATE) AS "date"'
-    return f"CREATE OR REPLACE VIEW _raw_{table} AS SELECT {sel} WHERE false"
+        # Files written with an older schema version lack the columns added since (DESIGN.md: new columns are
+        # nullable, old stores stay readable): UNION ALL BY NAME with the typed empty relation supplies them as NULL.
+        return (f"CREATE OR REPLACE VIEW _raw_{table} AS SELECT {sel} FROM (SELECT * FROM read_parquet({flist}, "
+                f"hive_partitioning = true, union_by_name = true) UNION ALL BY NAME {typed_empty})")
+    return f"CREATE OR REPLACE VIEW _raw_{table} AS {typed_empty}"
 
 
 def committed_view_sql(table: str) -> str:

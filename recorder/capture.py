@@ -24,7 +24,8 @@ from .errors import AccessDenied, Interrupted, MemsnapError, ParseError, Process
 from .procfs import (PF_KTHREAD, ProcFS, classify_oserror, merge_ranges, parse_cgroup, parse_cmdline,
                      parse_maps, parse_meminfo, parse_smaps, parse_smaps_rollup, parse_stat, parse_status,
                      parse_sysfs_choice)
-from .store import SnapshotWriter, recover, safe_host
+from .privacy import redact_cmdline, redact_path
+from .store import SnapshotWriter, apply_retention, recover, safe_host
 
 ALL_SOURCES = ("maps", "smaps", "smaps_rollup", "pagemap", "kpage")
 DEFAULT_SOURCES = ALL_SOURCES
@@ -53,8 +54,21 @@ class Options:
     #: per-process time budget (ms); sources not started before it ran out are skipped
     process_budget_ms: float | None = None
     procfs: str = "/proc"
+    #: what to hide: "cmdline" (keyed hash of command lines), "paths" (keyed hash of non-system paths)
+    redact: tuple[str, ...] = ()
+    #: store keyed pseudonyms instead of physical frame numbers
+    pseudonymize_pfns: bool = False
+    key_file: str | None = None
+    #: retention after each commit: keep the newest N snapshots of the host / cap the store size
+    keep: int | None = None
+    max_store_bytes: int | None = None
 
     def validate(self) -> None:
+        from .privacy import REDACT_CHOICES
+
+        bad_r = [r for r in self.redact if r not in REDACT_CHOICES]
+        if bad_r:
+            raise MemsnapError(f"unknown --redact {', '.join(bad_r)}", hint="choose cmdline and/or paths")
         bad = [s for s in self.sources if s not in ALL_SOURCES]
         if bad:
             raise MemsnapError(f"unknown source(s) {', '.join(bad)}", hint=f"choose from {', '.join(ALL_SOURCES)}")
@@ -373,6 +387,14 @@ class Recorder:
         self.fs = ProcFS(opts.procfs)
         self.progress = progress or (lambda done, total: None)
         self.should_stop = should_stop or (lambda: False)
+        self.key = None
+        self.pseudo = None
+        if opts.redact or opts.pseudonymize_pfns:
+            from .privacy import Pseudonymizer, load_key
+
+            self.key = load_key(opts.key_file)
+            if opts.pseudonymize_pfns:
+                self.pseudo = Pseudonymizer(self.key)
 
     def capture(self) -> Result:
         opts, fs = self.opts, self.fs
@@ -393,6 +415,10 @@ class Recorder:
         except BaseException:
             writer.abort()
             raise
+        if opts.keep is not None or opts.max_store_bytes is not None:
+            removed = apply_retention(opts.store, host, opts.keep, opts.max_store_bytes)
+            if removed:
+                res.warnings.append(f"retention removed {len(removed)} old snapshot(s): {', '.join(removed)}")
         res.seconds = time.monotonic() - t_start
         return res
 
@@ -422,6 +448,8 @@ class Recorder:
             pid = np.concatenate([np.full(v.size, p, np.int32) for p, v, _ in page_buf])
             vpn = np.concatenate([v for _, v, _ in page_buf])
             entry = np.concatenate([e for _, _, e in page_buf])
+            if self.pseudo is not None:
+                entry = self.pseudo.entries(entry)
             # entry-major order: shared pages' identical entries become neighbours (see schema PAGES);
             # stable, so (pid, vpn) order is kept among equal entries
             order = np.argsort(entry, kind="stable")
@@ -446,10 +474,16 @@ class Recorder:
             st = pc.row["status"]
             counts[st] += 1
             pc.row["snapshot_id"] = sid
+            if "cmdline" in opts.redact:
+                pc.row["cmdline"] = redact_cmdline(self.key, pc.row.get("cmdline"))
+            if "paths" in opts.redact:
+                pc.row["exe"] = redact_path(self.key, pc.row.get("exe"))
             proc_rows.append(pc.row)
             for m in pc.mappings:
                 m["snapshot_id"] = sid
                 m["pid"] = pid
+                if "paths" in opts.redact:
+                    m["path"] = redact_path(self.key, m.get("path"))
                 if "other_kb" in m:
                     m["other_kb"] = list(m["other_kb"].items())
             map_rows.extend(pc.mappings)
@@ -512,6 +546,11 @@ class Recorder:
             except OSError:
                 pass  # kernel without CONFIG_MEMCG: memcg_ino stays NULL
             n = pfns.size
+            if self.pseudo is not None:  # frames keyed by pseudonym, in pseudonym order
+                pseudo = self.pseudo.pfns(pfns)
+                order = np.argsort(pseudo)
+                pfns = pseudo[order]
+                cols = {k: v[order] for k, v in cols.items()}
             for step in range(0, n, FLUSH_PAGE_ROWS):
                 sl = slice(step, min(n, step + FLUSH_PAGE_ROWS))
                 m = sl.stop - sl.start
@@ -535,7 +574,8 @@ class Recorder:
             "recorder_pid": os.getpid(),
             "recorder_uid": os.geteuid(),
             "schema_version": SCHEMA_VERSION,
-            "options_json": json.dumps({k: v for k, v in asdict(opts).items() if k != "procfs"}, default=list),
+            "options_json": json.dumps({k: v for k, v in asdict(opts).items() if k not in ("procfs", "key_file")},
+                                       default=list),
             "sources": ",".join(opts.sources),
             "pfn_available": pfn_available,
             "kpage_available": kpage_ok,
@@ -550,6 +590,8 @@ class Recorder:
             "pages_rows": res.pages,
             "frames_rows": res.frames,
             "warnings": "\n".join(res.warnings) or None,
+            "pfn_pseudonymized": bool(self.pseudo is not None and pfn_available),
+            "redacted": ",".join(opts.redact) or None,
         })
         assert set(snap) <= set(arrow_schema("snapshots").names), set(snap) - set(arrow_schema("snapshots").names)
         res.bytes_written = writer.commit(snap)

@@ -289,3 +289,61 @@ def _recover(store: str) -> list[str]:
         finally:
             os.close(fd)
     return cleaned
+
+
+def committed_snapshots(store: str, host: str | None = None) -> list[tuple[str, str]]:
+    """(host, snapshot_id) of committed snapshots, oldest first (ids sort by capture time)."""
+    out = []
+    for p in glob.glob(os.path.join(store, "snapshots", f"host={host}" if host else "host=*", "date=*", "*.parquet")):
+        h = os.path.basename(os.path.dirname(os.path.dirname(p)))[len("host="):]
+        out.append((h, os.path.basename(p)[:-len(".parquet")]))
+    return sorted(out, key=lambda x: (x[1], x[0]))
+
+
+def snapshot_bytes(store: str, sid: str) -> int:
+    return sum(os.path.getsize(p) for p in _snapshot_files(store, sid) if os.path.exists(p))
+
+
+def delete_snapshot(store: str, host: str, sid: str) -> None:
+    """Remove a committed snapshot atomically: the commit row goes first (readers stop seeing it at once),
+    then the data files.  A crash in between is finished by :func:`recover`, like a crashed capture."""
+    inprog = os.path.join(store, INPROGRESS)
+    _makedirs(inprog)
+    marker = os.path.join(inprog, sid + ".lock")
+    try:
+        fd = os.open(marker, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    except FileExistsError:
+        return  # another recorder is deleting (or writing) it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        for p in glob.glob(os.path.join(store, "snapshots", f"host={host}", "date=*", sid + ".parquet")):
+            os.unlink(p)
+            _fsync_dir(os.path.dirname(p))
+        for p in _snapshot_files(store, sid):
+            os.unlink(p)
+        os.unlink(marker)
+    finally:
+        os.close(fd)
+
+
+def apply_retention(store: str, host: str, keep: int | None = None, max_bytes: int | None = None) -> list[str]:
+    """Delete the oldest snapshots of ``host`` beyond ``keep``, then while the store exceeds ``max_bytes``.
+    The newest snapshot is never deleted.  Returns the deleted ids."""
+    snaps = committed_snapshots(store, host)
+    doomed: list[str] = []
+    if keep is not None and len(snaps) > keep:
+        doomed = [sid for _, sid in snaps[:len(snaps) - max(keep, 1)]]
+    if max_bytes is not None:
+        total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(store) for f in fs
+                    if f.endswith(".parquet"))
+        total -= sum(snapshot_bytes(store, sid) for sid in doomed)
+        for _, sid in snaps[:-1]:
+            if total <= max_bytes:
+                break
+            if sid in doomed:
+                continue
+            total -= snapshot_bytes(store, sid)
+            doomed.append(sid)
+    for sid in doomed:
+        delete_snapshot(store, host, sid)
+    return doomed

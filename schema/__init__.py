@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Parquet key-value metadata keys carried by every file.
 META_VERSION = b"memsnap.schema_version"
 META_TABLE = b"memsnap.table"
@@ -177,6 +177,10 @@ SNAPSHOTS = Table(
         C("frames_rows", I64, None, "Rows written to `frames`."),
         C("bytes_written", I64, "bytes", "Bytes of Parquet written for this snapshot (all tables but this row)."),
         C("warnings", STR, None, "Warnings raised during capture, newline separated."),
+        C("pfn_pseudonymized", BOOL, None, "True when PFNs (pages.entry and frames.pfn) are keyed pseudonyms "
+          "(record --pseudonymize-pfns): equal within and across snapshots of the host, not physical.", since=2),
+        C("redacted", STR, None, "What `record --redact` hid: cmdline and/or paths (keyed hashes), or NULL.",
+          since=2),
     ),
     key=("snapshot_id",),
 )

@@ -30,7 +30,7 @@ def render() -> str:
                 *([f"Storage: {t.storage}", ""] if t.storage else []),
                 "| column | type | unit | null | description |", "|---|---|---|---|---|"]
         for c in t.columns:
-            desc = c.description.replace("|", "\\|")
+            desc = c.description.replace("|", "\\|") + (f" *(since schema {c.since})*" if c.since > 1 else "")
             out.append(f"| `{c.name}` | {c.type} | {c.unit or ''} | {'yes' if c.nullable else 'no'} | {desc} |")
         out.append("")
     return "\n".join(out)

@@ -292,3 +292,25 @@ def test_live_leak_ranked_first(tmp_path):
         for p in (leaker, flat):
             p.stdin.close()
             p.wait(timeout=10)
+
+
+def test_points_equal_sizes_per_snapshot(leak_store):
+    """A trend point is what `memsnap sizes --snapshot ID` computes, also across batch boundaries."""
+    import analyzer.trend as tr
+    from analyzer.sizes import sizes
+    from analyzer.store import open_store
+
+    calls = []
+    with open_store([leak_store["dir"]]) as st:
+        old = tr.BATCH
+        tr.BATCH = 4  # 6 snapshots: two batches
+        try:
+            series = tr.trend(st, progress=lambda d, t: calls.append((d, t)))
+        finally:
+            tr.BATCH = old
+        for sid in leak_store["sids"]:
+            ref = sizes(st, snapshot=sid, host="sample", columns=["pid", "starttime", *tr.METRICS]).rows
+            got = [r for r in series.rows if r["snapshot_id"] == sid]
+            assert sorted((r["pid"], r["starttime"], *(r[m] for m in tr.METRICS)) for r in got) == \
+                sorted((r["pid"], r["starttime"], *(r[m] for m in tr.METRICS)) for r in ref)
+    assert calls[0] == (0, 6) and calls[-1] == (6, 6) and len(calls) == 3
