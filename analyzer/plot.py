@@ -183,3 +183,47 @@ def groups_chart(rows, path: str, snapshot, by: str) -> str:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def consumers_chart(rows, path: str, title: str, label_key: str = "command") -> str:
+    """Stacked bars: private memory (USS) + proportional share of shared memory (PSS - USS); RSS marked."""
+    _check_path(path)
+    plt = _plt()
+    rows = list(reversed(rows))
+    fig, ax = plt.subplots(figsize=(10, max(2.5, 0.4 * len(rows) + 1.5)))
+    labels = [_label(r, [label_key] if label_key != "process" else ["pid", "name"]) for r in rows]
+    uss = [(r.get("uss") or 0) / 1024 for r in rows]
+    shared = [max(0, (r.get("pss") or 0) - (r.get("uss") or 0)) / 1024 for r in rows]
+    ax.barh(labels, uss, color="#2e6da4", label="private (USS)")
+    ax.barh(labels, shared, left=uss, color="#9cc3e6", label="share of shared memory (PSS - USS)")
+    ax.scatter([(r.get("rss") or 0) / 1024 for r in rows], labels, color="#c0392b", marker="|", s=300, zorder=3,
+               label="RSS (shared pages counted fully)")
+    ax.set_xlabel("MiB")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def histogram_chart(rows, path: str, title: str) -> str:
+    """Frames by number of sharers, split into recorded-only and also-mapped-elsewhere."""
+    _check_path(path)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    labels = [str(r["sharers"]) for r in rows]
+    a = [r["recorded_only_kb"] / 1024 for r in rows]
+    b = [r["also_unrecorded_kb"] / 1024 for r in rows]
+    ax.bar(labels, a, color="#2e6da4", label="shared only among recorded processes")
+    ax.bar(labels, b, bottom=a, color="#f0ad4e", label="also mapped by processes not recorded")
+    ax.set_xlabel("number of recorded processes mapping the frame")
+    ax.set_ylabel("MiB")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,281 @@
+"""A self-contained HTML comparison report: charts inline (SVG), sortable tables, no network fetches.
+
+Every number in a table comes from the same library calls as the CLI (sizes, diff, shared, trend), so
+the report and ``memsnap sizes|diff|shared`` agree (tests/test_report.py checks it).
+"""
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from recorder.errors import MemsnapError
+
+from . import plot
+from .diff import diff, pick_pair
+from .shared import shared
+from .sizes import sizes
+from .store import Snapshot, Store
+from .trend import leak_suspects, trend
+
+STEPS = ("header", "consumers", "changes", "trend", "sharing", "reconcile", "write")
+
+_CSS = """
+body{font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;margin:0 auto;max-width:1200px;
+padding:0 16px 40px;color:#222;line-height:1.45}
+h1{font-size:1.6em;margin:18px 0 4px}h2{margin-top:34px;border-bottom:2px solid #2e6da4;padding-bottom:3px}
+h3{margin:18px 0 6px}.meta{color:#555;font-size:.92em}.caveat{background:#fff4e0;border-left:4px solid #f0ad4e;
+padding:6px 10px;margin:6px 0}.chart svg{max-width:100%;height:auto}
+table{border-collapse:collapse;font-size:.85em;margin:8px 0 14px;width:100%;display:block;overflow-x:auto}
+th,td{border-bottom:1px solid #ddd;padding:3px 8px;white-space:nowrap}th{background:#f3f6fa;cursor:pointer;
+position:sticky;top:0;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
+th.n{text-align:right}tr.suspect td{background:#fdecea}.note{color:#666;font-size:.85em}
+@media (max-width:700px){body{padding:0 6px}table{font-size:.75em}}
+"""
+
+# A tiny sorter: click a header to sort by it (numbers by data-v).  Inline, no external script.
+_JS = """
+document.querySelectorAll('table.sortable').forEach(function(t){
+  t.querySelectorAll('th').forEach(function(th,i){
+    th.addEventListener('click',function(){
+      var b=t.tBodies[0],rows=Array.prototype.slice.call(b.rows),asc=th.dataset.asc!=='1';
+      rows.sort(function(x,y){var a=x.cells[i].dataset.v,c=y.cells[i].dataset.v;
+        if(a!==undefined&&c!==undefined&&a!==''&&c!==''){return asc?a-c:c-a;}
+        a=x.cells[i].textContent;c=y.cells[i].textContent;return asc?a.localeCompare(c):c.localeCompare(a);});
+      rows.forEach(function(r){b.appendChild(r);});th.dataset.asc=asc?'1':'0';});});});
+"""
+
+
+@dataclass
+class Report:
+    html: str
+    sections: list[str] = field(default_factory=list)
+    tables: dict = field(default_factory=dict)
+
+
+def _esc(x) -> str:
+    return html.escape("" if x is None else str(x))
+
+
+def _table(tid: str, rows: list[dict], columns: list[str], numeric=(), row_class=None) -> str:
+    head = "".join(f'<th class="{"n" if c in numeric else ""}">{_esc(c)}</th>' for c in columns)
+    body = []
+    for r in rows:
+        cells = []
+        for c in columns:
+            v = r.get(c)
+            if c in numeric and isinstance(v, (int, float)) and not isinstance(v, bool):
+                shown = f"{v:,.2f}" if isinstance(v, float) else str(v)
+                cells.append(f'<td class="n" data-v="{v}">{_esc(shown)}</td>')
+            else:
+                cells.append(f"<td>{_esc(v if v is not None else '-')}</td>")
+        cls = f' class="{row_class(r)}"' if row_class and row_class(r) else ""
+        body.append(f"<tr{cls}>{''.join(cells)}</tr>")
+    return (f'<table class="sortable" id="{tid}"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def _svg(draw) -> str:
+    """Run a plot function writing an SVG to a temp file; return the SVG markup (glyphs as paths)."""
+    import matplotlib
+
+    matplotlib.rcParams["svg.fonttype"] = "path"  # no font files to fetch
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "c.svg")
+        draw(p)
+        with open(p) as f:
+            text = f.read()
+    start = text.find("<svg")
+    return f'<div class="chart">{text[start:]}</div>'
+
+
+def _fmt_time(t) -> str:
+    return t.strftime("%Y-%m-%d %H:%M:%S UTC") if isinstance(t, datetime) else str(t)
+
+
+def build(store: Store, *, from_id: str | None = None, to_id: str | None = None, host: str | None = None,
+          by: str = "command", top: int = 15, progress=None) -> Report:
+    """Build the report for the snapshots ``from_id`` -> ``to_id`` (default: the last two of the host;
+    with a single snapshot, the sections that need two are skipped with a note)."""
+    progress = progress or (lambda step, total: None)
+    snaps = store.snapshots(host)
+    if not snaps:
+        raise MemsnapError("no committed snapshots to report on", hint="record some with `memsnap record`")
+    hosts = sorted({s.host for s in snaps})
+    if host is None and len(hosts) > 1 and not (from_id and to_id):
+        raise MemsnapError(f"the stores hold {len(hosts)} hosts ({', '.join(hosts)})", hint="pick one with --host")
+    single = len(snaps) == 1 and not from_id and not to_id
+    if single:
+        before = after = snaps[0]
+    else:
+        before, after = pick_pair(store, from_id, to_id, host)
+    rep = Report("")
+    parts: list[str] = []
+    pages_ok = bool(after.pfn_available and after.kpage_available)
+    both_pages = pages_ok and bool(before.pfn_available and before.kpage_available)
+
+    # 1. header --------------------------------------------------------------------------------------
+    progress(0, len(STEPS))
+    meta = store.con.execute(
+        "SELECT snapshot_id, host, kernel_release, capture_start, sources, pfn_available, processes_recorded, "
+        "processes_denied, processes_vanished, processes_partial, warnings FROM snapshots "
+        "WHERE (host, snapshot_id) IN (SELECT unnest(?), unnest(?))",
+        [[before.host, after.host], [before.snapshot_id, after.snapshot_id]]).fetchall()
+    caveats = []
+    for sid, h, kern, t, srcs, pfn, rec, den, van, part, warn in meta:
+        if not pfn:
+            caveats.append(f"{sid}: no PFNs (recorded without CAP_SYS_ADMIN or without pagemap): page-level "
+                           "figures, sharing and copy-on-write loss are not available")
+        if den:
+            caveats.append(f"{sid}: {den} processes could not be read (permission denied)")
+        if van:
+            caveats.append(f"{sid}: {van} processes exited during the capture")
+        if part:
+            caveats.append(f"{sid}: {part} processes partially captured (impact limits)")
+    parts.append(f"<h1>memsnap report: {_esc(after.host)}</h1>")
+    parts.append('<p class="meta">' + "<br>".join(
+        f"{'from' if sid == before.snapshot_id and not single else 'snapshot'}: <b>{_esc(sid)}</b> — "
+        f"{_esc(_fmt_time(t))}, host {_esc(h)}, kernel {_esc(kern)}, sources {_esc(srcs)}, "
+        f"{rec} processes recorded" for sid, h, kern, t, srcs, pfn, rec, den, van, part, warn in
+        sorted(meta, key=lambda m: m[3])) + "</p>")
+    parts += [f'<div class="caveat">{_esc(c)}</div>' for c in caveats]
+    rep.sections.append("header")
+
+    # 2. top consumers ---------------------------------------------------------------------------------
+    progress(1, len(STEPS))
+    src = "pages" if pages_ok else "smaps"
+    cols = ["command", "count", "uss", "pss", "rss", "swap"] if by == "command" else \
+        ["pid", "name", "user", "uss", "pss", "rss", "swap"]
+    top_rows = sizes(store, by=by, source=src, snapshot=after.snapshot_id, host=after.host, sort="pss",
+                     reverse=True, columns=cols, limit=top).rows
+    rep.tables["consumers"] = top_rows
+    parts.append(f"<h2>Top consumers (by {by}, PSS, source {src})</h2>")
+    parts.append(_svg(lambda p: plot.consumers_chart(top_rows, p, f"Top {len(top_rows)} by PSS — {after.host}",
+                                                     label_key=by)))
+    parts.append(_table("t-consumers", top_rows, cols, numeric={"pid", "count", "uss", "pss", "rss", "swap"}))
+    rep.sections.append("consumers")
+
+    # 3. what changed ---------------------------------------------------------------------------------
+    progress(2, len(STEPS))
+    if single:
+        parts.append('<h2>What changed</h2><p class="note">Only one snapshot: nothing to compare.</p>')
+    else:
+        same_boot = before.boot_id == after.boot_id
+        d = diff(store, from_id=before.snapshot_id, to_id=after.snapshot_id, host=host,
+                 by="process" if same_boot else "command", source="pages" if both_pages else "smaps",
+                 sort="pss_delta", reverse=True)
+        keys = d.key_columns
+        growers = [r for r in d.rows if (r["pss_delta"] or 0) > 0][:top]
+        shrinkers = sorted([r for r in d.rows if (r["pss_delta"] or 0) < 0], key=lambda r: r["pss_delta"])[:top]
+        newex = [r for r in d.rows if r["status"] in ("new", "exited")]
+        s = d.summary()
+        parts.append("<h2>What changed</h2>")
+        parts.append(f'<p class="meta">{s["new"]} new, {s["exited"]} exited, {s["changed"]} changed, '
+                     f'{s["same"]} unchanged; PSS {s["pss_delta"]:+,} kB, USS {s["uss_delta"]:+,} kB, '
+                     f'RSS {s["rss_delta"]:+,} kB</p>')
+        parts.append(_svg(lambda p: plot.diff_chart(d, p, top=top)))
+        dcols = ["status", *[k for k in keys if k != "command"], "pss_before", "pss_after", "pss_delta",
+                 "uss_delta", "rss_delta", "swap_delta"]
+        num = {c for c in dcols if c.endswith(("_before", "_after", "_delta"))} | {"pid"}
+        parts.append("<h3>Top growers</h3>" + _table("t-growers", growers, dcols, numeric=num))
+        parts.append("<h3>Top shrinkers</h3>" + _table("t-shrinkers", shrinkers, dcols, numeric=num))
+        parts.append("<h3>New and exited</h3>" + (_table("t-newexited", newex, dcols, numeric=num) if newex
+                                                    else '<p class="note">none</p>'))
+        rep.tables.update(growers=growers, shrinkers=shrinkers, newexited=newex, diff=d.rows)
+        if d.transitions:
+            cow = sorted([r for r in d.rows if r.get("became_private_kb")], key=lambda r: -r["became_private_kb"])
+            tcols = ["pid", "name", "became_private_kb", "became_shared_kb", "new_pages_kb", "gone_pages_kb",
+                     "swapped_out_kb", "swapped_in_kb"]
+            parts.append("<h3>Copy-on-write loss (pages that became private: PFN changed, shared before)</h3>" +
+                         (_table("t-cow", cow[:top], tcols, numeric=set(tcols) - {"name"}) if cow else
+                          '<p class="note">none</p>'))
+            rep.tables["cow"] = cow[:top]
+        elif not same_boot:
+            parts.append('<p class="note">The snapshots are from different boots: matched by command.</p>')
+        else:
+            parts.append('<p class="note">Copy-on-write loss needs PFNs in both snapshots.</p>')
+    rep.sections.append("changes")
+
+    # 4. trend ---------------------------------------------------------------------------------------
+    progress(3, len(STEPS))
+    in_range = [x for x in store.snapshots(after.host)
+                if before.capture_start <= x.capture_start <= after.capture_start]
+    parts.append("<h2>Trend</h2>")
+    if len(in_range) >= 2:
+        tby = "command" if by == "command" else "process"
+        ser = trend(store, by=tby, host=after.host, since=before.capture_start, until=after.capture_start)
+        leaks = leak_suspects(ser, metric="uss", min_points=min(3, len(in_range)))
+        parts.append(_svg(lambda p: plot.trend_chart(ser, p, metric="pss", top=min(top, 10), suspects=leaks)))
+        lcols = [*leaks.key_columns, "slope_kb_per_hour", "r2", "points", "first_kb", "last_kb", "growth_kb"]
+        lcols = [c for c in lcols if c in leaks.columns or c in leaks.key_columns]
+        parts.append("<h3>Leak suspects (USS growing steadily)</h3>" +
+                     _table("t-leaks", leaks.rows[:top], lcols,
+                            numeric={"pid", "slope_kb_per_hour", "r2", "points", "first_kb", "last_kb", "growth_kb"},
+                            row_class=lambda r: "suspect" if r.get("suspect") else ""))
+        rep.tables["leaks"] = leaks.rows[:top]
+    else:
+        parts.append('<p class="note">Fewer than two snapshots in range: no trend.</p>')
+    rep.sections.append("trend")
+
+    # 5. sharing -------------------------------------------------------------------------------------
+    progress(4, len(STEPS))
+    parts.append("<h2>Sharing</h2>")
+    if pages_ok:
+        from .shared import pair_matrix
+
+        pr = shared(store, "pairs", snapshot=after.snapshot_id, host=after.host)
+        parts.append(_svg(lambda p: plot.pairs_heatmap(pair_matrix(pr.rows, min(top, 20)), p, after)))
+        gr = shared(store, "groups", snapshot=after.snapshot_id, host=after.host, groups="command")
+        parts.append(_svg(lambda p: plot.groups_chart(gr.rows[:top], p, after, "command")))
+        parts.append("<h3>Group costs by command (USS of the whole group = freed if it all exited)</h3>" +
+                     _table("t-groups", gr.rows[:top], gr.columns, numeric=set(gr.columns) - {"group"}))
+        hi = shared(store, "histogram", snapshot=after.snapshot_id, host=after.host)
+        parts.append(_svg(lambda p: plot.histogram_chart(hi.rows, p, "Frames by number of sharers")))
+        parts.append("<h3>Frames by number of sharers</h3>" +
+                     _table("t-histogram", hi.rows, hi.columns, numeric=set(hi.columns) - {"sharers"}))
+        parts.append("<h3>Top sharing pairs</h3>" +
+                     _table("t-pairs", pr.rows[:top], pr.columns, numeric={"pid_a", "pid_b", "shared_kb"}))
+        rep.tables.update(groups=gr.rows[:top], histogram=hi.rows, pairs=pr.rows[:top])
+    else:
+        parts.append('<p class="note">Needs PFNs (a snapshot recorded as root).</p>')
+    rep.sections.append("sharing")
+
+    # 6. reconcile ------------------------------------------------------------------------------------
+    progress(5, len(STEPS))
+    parts.append("<h2>Reconciliation with /proc/meminfo</h2>")
+    if pages_ok:
+        rc = shared(store, "reconcile", snapshot=after.snapshot_id, host=after.host)
+        parts.append(_table("t-reconcile", rc.rows, rc.columns, numeric={"kb", "meminfo_kb"}))
+        rep.tables["reconcile"] = rc.rows
+    else:
+        sy = sizes(store, by="system", snapshot=after.snapshot_id, host=after.host)
+        parts.append(_table("t-reconcile", sy.rows, ["area", "kb", "percent"], numeric={"kb", "percent"}))
+        rep.tables["reconcile"] = sy.rows
+    rep.sections.append("reconcile")
+
+    progress(6, len(STEPS))
+    title = f"memsnap report {after.host} {after.snapshot_id}"
+    rep.html = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+                "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+                f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
+                + "\n".join(parts) +
+                f'<p class="note">Amounts in kB unless marked. Generated by memsnap from {_esc(", ".join(store.paths))}.'
+                f"</p><script>{_JS}</script></body></html>\n")
+    progress(7, len(STEPS))
+    return rep
+
+
+def write(report: Report, path: str) -> str:
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise MemsnapError(f"{path}: directory {d} does not exist", hint="create it or choose another path")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(report.html)
+    os.replace(tmp, path)
+    return path
+
+
+__all__ = ["build", "write", "Report", "Snapshot"]
