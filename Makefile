@@ -31,6 +31,7 @@ bench: setup /usr/bin/smem
 
 docs: setup
 	$(BIN)/python -m schema.docs
+	$(BIN)/python -m analyzer.sqldocs
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -507,7 +507,7 @@ def trend(
             check_path(plot)  # before the long work
         except MemsnapError as e:
             fail(e)
-    progress = _LazyProgress("trend: snapshots")
+    progress = _LazyProgress("trend: snapshots", min_total=tr.BATCH + 1)  # more than one step
     try:
         with _open(stores) as st:
             series = tr.trend(st, by=by.value, host=host, last=last, since=since, until=until, source=source.value,
@@ -832,6 +832,46 @@ def export_db(
         fail(e)
     typer.echo(f"wrote {out}: " + ", ".join(f"{t} {n} rows" for t, n in counts.items()) +
                (" (materialized)" if materialize else " (views over Parquet)"))
+
+
+@app.command(epilog="Examples:\n\n  memsnap report -o report.html                 # last two snapshots of the host\n\n"
+                    "  memsnap report --from ID1 --to ID2 --by process -o r.html")
+def report(
+    stores: Optional[List[str]] = StoresArg,
+    output: str = typer.Option("memsnap-report.html", "--output", "-o", help="HTML file to write."),
+    from_id: Optional[str] = typer.Option(None, "--from", help="Earlier snapshot (default: the second-to-last)."),
+    to_id: Optional[str] = typer.Option(None, "--to", help="Later snapshot (default: the last)."),
+    host: Optional[str] = typer.Option(None, "--host", help="Host (needed when the stores hold several)."),
+    by: str = typer.Option("command", "--by", help="Consumers and trends by 'command' or 'process'."),
+    top: int = typer.Option(15, "--top", min=1, help="Rows per chart and table."),
+):
+    """Write one self-contained HTML report (charts and sortable tables inline, opens offline).
+
+    Sections: header with caveats, top consumers (USS + share of shared, RSS marked), what changed (growers,
+    shrinkers, new/exited, copy-on-write loss), trend lines with leak suspects, sharing (pairs heatmap,
+    group costs, sharers histogram), reconciliation with meminfo.
+    """
+    from analyzer import report as rp
+
+    if by not in ("command", "process"):
+        fail(MemsnapError(f"--by {by} is not a report grouping", hint="use command or process"))
+    try:
+        with _open(stores) as st:
+            if sys.stderr.isatty():
+                from rich.progress import BarColumn, Progress, TextColumn
+
+                with Progress(TextColumn("report: {task.description}"), BarColumn(), transient=True,
+                              console=_stderr_console()) as prog:
+                    task = prog.add_task("header", total=len(rp.STEPS))
+                    rep = rp.build(st, from_id=from_id, to_id=to_id, host=host, by=by, top=top,
+                                   progress=lambda d, t: prog.update(task, completed=d,
+                                                                     description=rp.STEPS[min(d, t - 1)]))
+            else:
+                rep = rp.build(st, from_id=from_id, to_id=to_id, host=host, by=by, top=top)
+            rp.write(rep, output)
+    except MemsnapError as e:
+        fail(e)
+    typer.echo(f"wrote {output} ({len(rep.html) / 1024:.0f} kB; sections: {', '.join(rep.sections)})")
 
 
 import_app = typer.Typer(help="Import captures made by other tools into a store.", no_args_is_help=True)

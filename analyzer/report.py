@@ -136,7 +136,7 @@ def build(store: Store, *, from_id: str | None = None, to_id: str | None = None,
             caveats.append(f"{sid}: {part} processes partially captured (impact limits)")
     parts.append(f"<h1>memsnap report: {_esc(after.host)}</h1>")
     parts.append('<p class="meta">' + "<br>".join(
-        f"{'from' if sid == before.snapshot_id and not single else 'snapshot'}: <b>{_esc(sid)}</b> — "
+        f"{'snapshot' if single else ('from' if sid == before.snapshot_id else 'to')}: <b>{_esc(sid)}</b> — "
         f"{_esc(_fmt_time(t))}, host {_esc(h)}, kernel {_esc(kern)}, sources {_esc(srcs)}, "
         f"{rec} processes recorded" for sid, h, kern, t, srcs, pfn, rec, den, van, part, warn in
         sorted(meta, key=lambda m: m[3])) + "</p>")
@@ -206,7 +206,7 @@ def build(store: Store, *, from_id: str | None = None, to_id: str | None = None,
     if len(in_range) >= 2:
         tby = "command" if by == "command" else "process"
         ser = trend(store, by=tby, host=after.host, since=before.capture_start, until=after.capture_start)
-        leaks = leak_suspects(ser, metric="uss", min_points=min(3, len(in_range)))
+        leaks = leak_suspects(ser, metric="uss", min_points=3)  # two points always fit a line: no verdict
         parts.append(_svg(lambda p: plot.trend_chart(ser, p, metric="pss", top=min(top, 10), suspects=leaks)))
         lcols = [*leaks.key_columns, "slope_kb_per_hour", "r2", "points", "first_kb", "last_kb", "growth_kb"]
         lcols = [c for c in lcols if c in leaks.columns or c in leaks.key_columns]

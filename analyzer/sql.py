@@ -25,7 +25,7 @@ def statement_kinds(con, sql: str) -> list[str]:
     try:
         return [str(s.type).rsplit(".", 1)[-1] for s in con.extract_statements(sql)]
     except duckdb.Error as e:
-        raise SQLError(f"SQL does not parse: {_first_line(e)}", hint=_hint(e)) from None
+        raise SQLError(f"DuckDB: {_first_line(e)}", hint=_hint(e)) from None
 
 
 def check_read_only(con, sql: str) -> None:
@@ -37,6 +37,14 @@ def check_read_only(con, sql: str) -> None:
                                                          "-o FILE")
 
 
+def lock_configuration(con) -> None:
+    """Freeze DuckDB's settings before running user SQL.  The statement-type guard alone is not enough: table
+    functions and PRAGMAs change settings from inside a SELECT (``SELECT * FROM enable_logging(storage='file',
+    storage_path=...)`` writes log files; ``PRAGMA enable_profiling`` is a PRAGMA statement, not a SET)."""
+    if not con.execute("SELECT current_setting('lock_configuration')").fetchone()[0]:
+        con.execute("SET lock_configuration = true")
+
+
 def _first_line(e: Exception) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
@@ -45,6 +53,8 @@ def _hint(e: Exception) -> str:
     text = str(e)
     if "does not exist" in text or "not found" in text:
         return "list the tables and views with `.tables` in `memsnap sql`, or see docs/sql.md"
+    if "configuration has been locked" in text:
+        return "memsnap sql does not change settings or write files; save results with -f csv|json|parquet -o FILE"
     if "Parameter" in text or "parameter" in text:
         return "bind each $name with --param name=VALUE"
     return "check the SQL; tables and views are described in docs/sql.md"
@@ -53,6 +63,7 @@ def _hint(e: Exception) -> str:
 def run_sql(store: Store, sql: str, params: dict | None = None) -> tuple[list[str], list[tuple]]:
     """Run user SQL (read-only guard, bound parameters).  Returns column names and rows."""
     check_read_only(store.con, sql)
+    lock_configuration(store.con)
     try:
         cur = store.con.execute(sql, params or {}) if params else store.con.execute(sql)
         if cur.description is None:
@@ -64,6 +75,7 @@ def run_sql(store: Store, sql: str, params: dict | None = None) -> tuple[list[st
 
 def run_sql_arrow(store: Store, sql: str, params: dict | None = None):
     check_read_only(store.con, sql)
+    lock_configuration(store.con)
     try:
         rel = store.con.sql(sql, params=params or None)
         return rel.to_arrow_table() if rel is not None else None
@@ -108,10 +120,26 @@ def named_query_params(store: Store, name: str, given: dict) -> dict:
             raise MemsnapError(f"{len(snaps)} hosts: which snapshot?", hint="pass --param host=NAME")
         params.setdefault("host", snaps[0].host)
         params.setdefault("snapshot_id", snaps[0].snapshot_id)
+    if need & {"from_host", "from_id", "to_host", "to_id"}:  # two snapshots: the last two of the host
+        snaps = store.snapshots(params.get("to_host") or params.get("from_host"))
+        if len({s.host for s in snaps}) > 1:
+            raise MemsnapError(f"query {name} compares two snapshots of one host; the stores hold several",
+                               hint="pass --param from_host=NAME --param to_host=NAME")
+        if len(snaps) < 2:
+            raise MemsnapError(f"query {name} compares two snapshots; found {len(snaps)}",
+                               hint="record another snapshot, or pass --param from_id=ID --param to_id=ID")
+        params.setdefault("from_host", snaps[-2].host)
+        params.setdefault("from_id", snaps[-2].snapshot_id)
+        params.setdefault("to_host", snaps[-1].host)
+        params.setdefault("to_id", snaps[-1].snapshot_id)
     for p, doc in q.params.items():
         if p not in params and "or NULL" in doc:
             params[p] = None
-    return {k: params[k] for k in q.params if k in params}
+    missing = [p for p in q.params if p not in params]
+    if missing:
+        raise MemsnapError(f"query {name} needs parameter(s) {', '.join(missing)}",
+                           hint="pass --param NAME=VALUE; " + "; ".join(f"{p}: {q.params[p]}" for p in missing))
+    return {k: params[k] for k in q.params}
 
 
 def export_db(stores: list[str], out: str, materialize: bool = False) -> dict:

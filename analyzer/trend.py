@@ -174,7 +174,8 @@ def _batches(snaps: list[Snapshot], size: int):
 def trend(store: Store, *, by: str = "process", host: str | None = None, last: int | None = None, since=None,
           until=None, source: str = "smaps", processfilter: str | None = None, userfilter: str | None = None,
           mapfilter: str | None = None, progress=None) -> TrendResult:
-    """One row per (snapshot, key) with uss/pss/rss/swap kB.  ``progress(done, total)`` is called per snapshot."""
+    """One row per (snapshot, key) with uss/pss/rss/swap kB.  ``progress(done, total)`` counts snapshots done
+    (called at the start and after each batch)."""
     if by not in BY:
         raise BadOption(f"unknown trend --by {by}", hint=f"choose from {', '.join(BY)}")
     snaps = select_snapshots(store, host=host, last=last, since=since, until=until)

@@ -272,6 +272,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default=None, help="where stores are generated (default: a temporary directory)")
     ap.add_argument("--keep", action="store_true", help="keep the generated stores")
     ap.add_argument("--no-profile", action="store_true", help="skip the EXPLAIN ANALYZE-style profile")
+    ap.add_argument("--budget-s", type=float, default=300, help="soft time budget: fewer pages-vs-smaps repeats and no "
+                                                                "profile when the machine is too slow (default 300)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
 
@@ -369,6 +371,11 @@ def main(argv=None) -> int:
                 runs[src].append(r)
                 last_out[src] = r["stdout"]
                 log(f"   {src}: {r['wall_s']:.2f} s, peak {r['maxrss_kb'] / 1024:.0f} MiB")
+            if i + 1 < a.repeat_big and time.perf_counter() - t_all > 0.55 * a.budget_s:
+                result["notes"].append(f"time budget: pages vs smaps stopped after {i + 1} of {a.repeat_big} repeats "
+                                       f"(--budget-s {a.budget_s:g}; the machine was slow: load {loadavg()})")
+                break
+        result["repeat_big_done"] = len(runs["pages"])
         for src, rs in runs.items():
             result["pages_vs_smaps"][src] = {
                 "wall_s": [r["wall_s"] for r in rs], "median_s": med([r["wall_s"] for r in rs]),
@@ -404,6 +411,10 @@ def main(argv=None) -> int:
                                                           f"{c['smaps_vs_smem']['processes']}" if smem else ""))
 
         # ---------------------------------------------------------------- 5. analyzer query profile
+        if not a.no_profile and time.perf_counter() - t_all > 0.75 * a.budget_s:
+            a.no_profile = True
+            result["notes"].append(f"time budget: profile of page_mapping_facts skipped (--budget-s {a.budget_s:g}; "
+                                   f"load {loadavg()}); run with a larger budget to get it")
         log("== page_mapping_facts: per-mapping check" + ("" if a.no_profile else ", profile, prototype"))
         alt = HERE / "page_mapping_facts_alt.sql"
         prof_txt = out_dir / "sizes_profile.txt"
@@ -443,7 +454,8 @@ def markdown(r: dict) -> str:
     L.append("Synthetic stores from `bench/synth.py` (seeded; services of forked workers sharing libraries, "
              "COW anonymous memory and shmem, private heaps, swap), each also written as an smem tree "
              "(`proc/<pid>/smaps` with the same numbers) so smem and memsnap read the same capture. "
-             f"Medians of {r['repeat']} interleaved runs (memsnap vs smem) and {r['repeat_big']} (pages vs smaps), "
+             f"Medians of {r['repeat']} interleaved runs (memsnap vs smem) and {r.get('repeat_big_done', r['repeat_big'])} "
+             "(pages vs smaps), "
              "each in a fresh subprocess after one warm-up; peak RSS is `ru_maxrss` of the child. "
              f"Load average {r['loadavg_start']} at start, {r.get('loadavg_end')} at the end.")
     L += ["", "| processes | pages rows | mappings | frames | store on disk | smem tree | generated in | generator peak RSS |",

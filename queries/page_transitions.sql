@@ -1,7 +1,7 @@
 -- name: page_transitions
 -- kind: query
 -- description: Per process present in both snapshots with the same identity (pid and start time), kB of pages that became private (copy-on-write break: PFN changed, shared before, private after), became shared, appeared, disappeared, were swapped out or swapped in. Needs PFNs in both snapshots.
--- params: from_host: host of the earlier snapshot; from_id: earlier snapshot id; to_host: host of the later snapshot; to_id: later snapshot id; mapfilter: regex on mapping path (NULL for all pages)
+-- params: from_host: host of the earlier snapshot; from_id: earlier snapshot id; to_host: host of the later snapshot; to_id: later snapshot id; mapfilter: regex on mapping path, or NULL for all pages
 WITH
 pb AS (SELECT pid, starttime_ticks FROM processes WHERE host = $from_host AND snapshot_id = $from_id),
 pa AS (SELECT pid, starttime_ticks FROM processes WHERE host = $to_host AND snapshot_id = $to_id),

@@ -41,7 +41,9 @@ def params_for(q: queries.NamedQuery, snaps) -> dict:
     known = {"snapshot_ids": [s.snapshot_id for s in snaps],
              "from_host": first.host, "from_id": first.snapshot_id,
              "to_host": last.host, "to_id": last.snapshot_id,
-             "mapfilter": None}
+             "mapfilter": None,
+             "host": last.host, "snapshot_id": last.snapshot_id,
+             "by": "command", "pattern": None, "pfilter": None, "ufilter": None}
     missing = set(q.params) - set(known)
     assert not missing, f"queries/{q.name}.sql: add sample values for parameter(s) {missing} to this test"
     return {k: known[k] for k in q.params}
@@ -52,7 +54,8 @@ def macro_args(q: queries.NamedQuery, snaps) -> list:
     m = re.search(rf"MACRO\s+\"?{re.escape(q.name)}\"?\s*\(([^)]*)\)", q.sql, re.I)
     assert m, f"queries/{q.name}.sql: no CREATE MACRO {q.name}(...) signature"
     known = {"h": snaps[-1].host, "host": snaps[-1].host, "sid": snaps[-1].snapshot_id,
-             "snapshot_id": snaps[-1].snapshot_id}
+             "snapshot_id": snaps[-1].snapshot_id,
+             "grp_by": "command", "pat": None, "pfilter": None, "ufilter": None}  # shared_members: no filters
     names = [a.strip() for a in m.group(1).split(",") if a.strip()]
     missing = set(names) - set(known)
     assert not missing, f"queries/{q.name}.sql: add sample values for macro argument(s) {missing} to this test"

@@ -201,21 +201,27 @@ def test_identity_pid_reuse_is_a_new_series(leak_store):
 
 
 def test_last_since_until(leak_store):
+    from analyzer.store import open_store
+    from analyzer.trend import select_snapshots
+
     s = leak_store
-    for n in (1, 4):
-        got = {r["snapshot_id"] for r in _json(s["dir"], "--last", str(n))}
-        assert got == set(s["sids"][-n:])
-    # relative: the store ends "now" with snapshots every 10 minutes
+    # through the CLI: the series holds exactly the chosen snapshots
+    assert {r["snapshot_id"] for r in _json(s["dir"], "--last", "4")} == set(s["sids"][-4:])
     half = SPACING / 2
-    since = f"{int((2 * SPACING + half).total_seconds() // 60)}m"   # 25m ago: the last 3
+    since = f"{int((2 * SPACING + half).total_seconds() // 60)}m"  # 25m ago: the store ends "now", so the last 3
     assert {r["snapshot_id"] for r in _json(s["dir"], "--since", since)} == set(s["sids"][-3:])
-    until = f"{int((4 * SPACING - half).total_seconds())}s"         # 35 minutes ago: the first 2
-    assert {r["snapshot_id"] for r in _json(s["dir"], "--until", until)} == set(s["sids"][:2])
-    got = {r["snapshot_id"] for r in _json(s["dir"], "--since", s["times"][1].isoformat(),
-                                            "--until", s["times"][3].isoformat())}
-    assert got == set(s["sids"][1:4])
-    got = {r["snapshot_id"] for r in _json(s["dir"], "--since", s["times"][1].isoformat(), "--last", "2")}
-    assert got == set(s["sids"][-2:])
+    with open_store([s["dir"]]) as st:
+        def ids(**kw):
+            return [x.snapshot_id for x in select_snapshots(st, **kw)]
+
+        assert ids(last=1) == s["sids"][-1:]
+        assert ids(last=100) == s["sids"]
+        assert ids(until=f"{int((4 * SPACING - half).total_seconds())}s") == s["sids"][:2]  # 35 minutes ago
+        assert ids(since=f"{(2 * SPACING + half).total_seconds() / 3600}h") == s["sids"][-3:]
+        assert ids(since=s["times"][1].isoformat(), until=s["times"][3].isoformat()) == s["sids"][1:4]
+        assert ids(since=s["times"][1].isoformat(), last=2) == s["sids"][-2:]
+        naive_local = s["times"][4].astimezone().replace(tzinfo=None).isoformat()  # naive = local time
+        assert ids(since=naive_local) == s["sids"][4:]
 
 
 @pytest.mark.parametrize("args, what", [

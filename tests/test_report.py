@@ -1,0 +1,140 @@
+"""The HTML report: same numbers as the CLI, self-contained, and it renders in a real headless browser."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import pytest
+
+from conftest import ROOT, SAMPLE_STORE, memsnap
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class Tables(HTMLParser):
+    """Collects every <table id=...> as a list of rows {header: data-v or text}."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._t, self._row, self._cell, self._hdr, self._in = {}, None, None, None, [], None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table":
+            self._t = a.get("id")
+            self.tables[self._t] = []
+            self._hdr = []
+        elif tag == "tr" and self._t:
+            self._row = []
+        elif tag in ("td", "th") and self._t:
+            self._in = tag
+            self._cell = {"v": a.get("data-v"), "text": ""}
+
+    def handle_data(self, data):
+        if self._in:
+            self._cell["text"] += data
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._in:
+            if self._in == "th":
+                self._hdr.append(self._cell["text"])
+            else:
+                self._row.append(self._cell)
+            self._in = None
+        elif tag == "tr" and self._row:
+            self.tables[self._t].append({h: (int(c["v"]) if c["v"] not in (None, "") and
+                                             re.fullmatch(r"-?\d+", c["v"]) else
+                                             (float(c["v"]) if c["v"] not in (None, "") else c["text"]))
+                                         for h, c in zip(self._hdr, self._row)})
+            self._row = None
+        elif tag == "table":
+            self._t = None
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "r.html"
+    memsnap("report", str(SAMPLE_STORE), "-o", str(out), "--top", "15")
+    text = out.read_text()
+    p = Tables()
+    p.feed(text)
+    return out, text, p.tables
+
+
+def test_report_numbers_equal_the_cli(report):
+    _, _, t = report
+    cols = "command count uss pss rss swap"
+    cli = json.loads(memsnap("sizes", str(SAMPLE_STORE), "--by", "command", "--source", "pages", "-s", "pss", "-r",
+                             "-c", cols, "--limit", "15", "-f", "json").stdout)
+    assert t["t-consumers"] == [{c: r[c] for c in cols.split()} for r in cli]
+    diff = json.loads(memsnap("diff", str(SAMPLE_STORE), "--source", "pages", "-s", "pss_delta", "-r",
+                              "-f", "json").stdout)
+    growers = [r for r in diff if r["pss_delta"] > 0][:15]
+    assert [(r["pid"], r["pss_delta"], r["uss_delta"]) for r in t["t-growers"]] == \
+        [(r["pid"], r["pss_delta"], r["uss_delta"]) for r in growers]
+    cow = sorted([r for r in diff if r["became_private_kb"]], key=lambda r: -r["became_private_kb"])
+    assert [(r["pid"], r["became_private_kb"]) for r in t["t-cow"]] == [(r["pid"], r["became_private_kb"]) for r in cow]
+    groups = json.loads(memsnap("shared", str(SAMPLE_STORE), "--groups", "command", "-f", "json").stdout)
+    assert t["t-groups"] == groups[:15]
+    rec = json.loads(memsnap("shared", str(SAMPLE_STORE), "--reconcile", "-f", "json").stdout)
+    assert [(r["area"], r["kb"]) for r in t["t-reconcile"]] == [(r["area"], r["kb"]) for r in rec]
+    hist = json.loads(memsnap("shared", str(SAMPLE_STORE), "--histogram", "-f", "json").stdout)
+    assert [r["kb"] for r in t["t-histogram"]] == [r["kb"] for r in hist]
+
+
+def test_report_is_self_contained(report):
+    _, text, _ = report
+    assert "<svg" in text and text.count("<svg") >= 5  # charts inline
+    for m in re.finditer(r'\b(?:src|href)\s*=\s*["\']([^"\']+)', text):
+        assert not re.match(r"(https?:)?//", m.group(1)), m.group(1)
+    assert "<link" not in text and "@import" not in text and "url(http" not in text
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)")
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    path, _, _ = report
+    shot, netlog = tmp_path / "shot.png", tmp_path / "net.json"
+    cp = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+         "--enable-logging=stderr", "--v=0", f"--log-net-log={netlog}", "--window-size=1280,2400",
+         f"--screenshot={shot}", "--virtual-time-budget=3000", f"file://{path}"],
+        capture_output=True, text=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 20_000, cp.stderr[-2000:]
+    # the report logs nothing: any console line (console.error, an uncaught exception) is a failure
+    console = [ln for ln in cp.stderr.splitlines() if ":CONSOLE" in ln]
+    assert console == []
+    assert page_requests(netlog) == []
+    if os.environ.get("MEMSNAP_UPDATE_SCREENSHOT"):
+        shutil.copy(shot, ROOT / "docs" / "report.png")
+
+
+def page_requests(netlog) -> list[str]:
+    """URLs the page itself asked the network for.  Chromium's own background requests have the initiator
+    'not an origin'; anything the file:// page loads has initiator 'null'."""
+    d = json.loads(netlog.read_text())
+    kinds = {v: k for k, v in d["constants"]["logEventTypes"].items()}
+    return [e["params"].get("url") for e in d["events"]
+            if kinds.get(e["type"]) == "URL_REQUEST_START_JOB" and e.get("params", {}).get("url")
+            and e["params"].get("initiator") != "not an origin"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)")
+def test_browser_check_catches_fetches_and_console_errors(report, tmp_path):
+    """The browser test can fail: a page with a remote image and a console error is caught."""
+    path, text, _ = report
+    bad = tmp_path / "bad.html"
+    bad.write_text(text.replace("<body>", '<body><img src="http://127.0.0.1:9/x.png"><script>console.error("x")'
+                                "</script>", 1))
+    netlog = tmp_path / "net.json"
+    cp = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                         "--disable-background-networking", f"--user-data-dir={tmp_path / 'p'}",
+                         "--enable-logging=stderr", "--v=0", f"--log-net-log={netlog}",
+                         f"--screenshot={tmp_path / 's.png'}", "--virtual-time-budget=3000", f"file://{bad}"],
+                        capture_output=True, text=True, timeout=120)
+    assert any(":CONSOLE" in ln for ln in cp.stderr.splitlines())
+    assert page_requests(netlog) == ["http://127.0.0.1:9/x.png"]
