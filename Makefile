@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STORE ?= ./memsnap-store
 
-.PHONY: setup demo test bench docs clean
+.PHONY: setup apt-deps demo test bench docs clean
 
 $(BIN)/memsnap: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -14,19 +14,28 @@ $(BIN)/memsnap: pyproject.toml
 
 setup: $(BIN)/memsnap
 
-# smem is the peer the tests compare with (Debian package).
-/usr/bin/smem:
-	(command -v apt-get >/dev/null && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq smem >/dev/null)) || echo "warning: could not install smem; smem comparison tests will be skipped"
+# Debian packages the tests use: smem (the peer we compare with) and chromium (renders the HTML report).
+APT_PKGS := smem chromium
+apt-deps:
+	@missing=""; for p in $(APT_PKGS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  (command -v apt-get >/dev/null && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	  || echo "warning: could not install$$missing; the tests that need them will be skipped"; \
+	fi
 
 demo: setup
-	$(BIN)/memsnap record --store $(STORE)
+	$(BIN)/memsnap record --store $(STORE) --count 2 --interval 5
 	$(BIN)/memsnap snapshots $(STORE)
 	$(BIN)/memsnap sizes $(STORE) --sort pss --reverse --limit 25 --totals
+	$(BIN)/memsnap sizes $(STORE) --by user --totals
+	$(BIN)/memsnap diff $(STORE) --by command --sort pss_delta --reverse --min-change 100
+	-$(BIN)/memsnap shared $(STORE) --groups command --limit 15
+	$(BIN)/memsnap report $(STORE) -o memsnap-report.html
 
-test: setup /usr/bin/smem
+test: setup apt-deps
 	$(BIN)/python -m pytest -q
 
-bench: setup /usr/bin/smem
+bench: setup apt-deps
 	$(BIN)/python bench/run.py
 
 docs: setup
