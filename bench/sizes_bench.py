@@ -371,7 +371,11 @@ def main(argv=None) -> int:
                 runs[src].append(r)
                 last_out[src] = r["stdout"]
                 log(f"   {src}: {r['wall_s']:.2f} s, peak {r['maxrss_kb'] / 1024:.0f} MiB")
-            if i + 1 < a.repeat_big and time.perf_counter() - t_all > 0.55 * a.budget_s:
+            # what is left after this loop: the correctness runs (~1 smaps CLI + smem per store) and the profile
+            # (about one pages run for the shipped query, a third of one for the prototype)
+            per_round = sum(r["wall_s"] for r in (runs["pages"][-1], runs["smaps"][-1]))
+            rest = 15 + (0 if a.no_profile else 1.4 * runs["pages"][-1]["wall_s"])
+            if i + 1 < a.repeat_big and time.perf_counter() - t_all + per_round + rest > a.budget_s:
                 result["notes"].append(f"time budget: pages vs smaps stopped after {i + 1} of {a.repeat_big} repeats "
                                        f"(--budget-s {a.budget_s:g}; the machine was slow: load {loadavg()})")
                 break

@@ -267,14 +267,14 @@ PAGES = Table(
         C("entry", U64, None, "Raw 64-bit pagemap entry.", False),
     ),
     key=("snapshot_id", "pid", "vpn"),
-    # Measured on this machine (bench/record_bench.py, /tmp captures of forked workloads): ordering rows by the
-    # raw entry (flags, then PFN) inside each row group puts the identical entries of pages shared by forked
-    # processes next to each other and private pages in PFN order.  With entry DELTA_BINARY_PACKED, vpn
-    # BYTE_STREAM_SPLIT and zstd 9 that was 0.41 B/page on both a 20-process fork workload and the sample
-    # workload, against 0.84-1.49 B/page for (pid, vpn) order and 0.26-0.56 for (vpn, pid) order.
+    # Measured on this machine (three captures: a 20-process fork workload on fresh and on very fragmented
+    # memory, and the sample workload): private pages in (pid, vpn) order, then pages whose entry repeats
+    # grouped by entry, with entry DELTA_BINARY_PACKED, vpn BYTE_STREAM_SPLIT and zstd 3 gave 0.35 / 0.89 /
+    # 0.53 B/page, against 1.53 / 2.19 / 0.87 for plain (pid, vpn) order with DELTA; zstd 9 saved < 5 %.
     encodings=(("entry", "DELTA_BINARY_PACKED"), ("vpn", "BYTE_STREAM_SPLIT"), ("pid", "DELTA_BINARY_PACKED")),
-    compression_level=9,
-    storage="Within each row group, rows are ordered by (entry, pid, vpn); do not rely on file order.",
+    compression_level=3,
+    storage="Within each row group, private pages (an entry seen once) come first in (pid, vpn) order, then "
+            "pages whose entry repeats, grouped by entry; do not rely on file order.",
 )
 
 FRAMES = Table(
