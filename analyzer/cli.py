@@ -31,9 +31,14 @@ app = typer.Typer(
 DEFAULT_STORE = "./memsnap-store"
 
 
+_STATE = {"skip_bad": False}
+
+
 @app.callback()
-def _root():
+def _root(skip_bad: bool = typer.Option(False, "--skip-bad", help="Analyzer commands: leave out snapshots with a "
+                                        "damaged, foreign or too-new file (each is reported) instead of stopping.")):
     """memsnap: record process memory into Parquet, analyse it with DuckDB."""
+    _STATE["skip_bad"] = skip_bad
 
 
 def _default_store() -> str:
@@ -200,7 +205,10 @@ StoresArg = typer.Argument(None, help="Store directories or globs (stores from m
 def _open(stores):
     from analyzer.store import open_store
 
-    return open_store(list(stores) if stores else [_default_store()])
+    st = open_store(list(stores) if stores else [_default_store()], skip_bad=_STATE["skip_bad"])
+    for f, why in st.skipped:
+        _err(f"warning: skipped {f}: {why} (its snapshot is left out)")
+    return st
 
 
 class OutFmt(str, Enum):
@@ -912,6 +920,14 @@ def main():
     except MemsnapError as e:  # pragma: no cover - commands call fail() themselves
         typer.echo(f"Error: {e}" + (f" — {e.hint}" if e.hint else ""), err=True)
         sys.exit(1)
+    except Exception as e:
+        # DuckDB reading a damaged data page (the footer was fine) fails mid-query; its message names the file
+        if type(e).__module__.split(".")[0] in ("duckdb", "_duckdb"):
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            typer.echo(f"Error: DuckDB: {first} — a store file may be damaged; `memsnap --skip-bad ...` checks "
+                       "every file and leaves out snapshots with a damaged one", err=True)
+            sys.exit(1)
+        raise
 
 
 if __name__ == "__main__":

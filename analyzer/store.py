@@ -87,24 +87,73 @@ class Snapshot:
 class Store:
     """DuckDB views over one or more stores.  ``con`` is the DuckDB connection."""
 
-    def __init__(self, paths, *, memory_limit: str | None = None, threads: int | None = None):
+    def __init__(self, paths, *, memory_limit: str | None = None, threads: int | None = None,
+                 skip_bad: bool = False):
         self.paths = resolve_stores(paths if isinstance(paths, (list, tuple)) else [paths])
         self.con = duckdb.connect(":memory:")
         if memory_limit:
             self.con.execute("SET memory_limit = ?", [memory_limit])  # value bound, never interpolated
         if threads:
             self.con.execute("SET threads = ?", [int(threads)])
+        self.skip_bad = skip_bad
+        self.skipped: list[tuple[str, str]] = []  # (file, reason) left out with skip_bad
+        self._good = self._validate_files()
         for name in TABLES:
             self._create_view(name)
         self._check_versions()
         queries.install_views(self.con)
 
     # ------------------------------------------------------------------ views
-    def _files(self, table: str) -> list[str]:
+    def _all_files(self, table: str) -> list[str]:
         files: list[str] = []
         for s in self.paths:
             files += sorted(glob.glob(os.path.join(s, table, "host=*", "date=*", "*.parquet")))
         return files
+
+    def _files(self, table: str) -> list[str]:
+        return self._good[table]
+
+    def _validate_files(self) -> dict[str, list[str]]:
+        """Read every file's Parquet footer: truncated, empty, foreign or too-new files are an error naming
+        the file, or (skip_bad) are left out together with every other file of their snapshot."""
+        import pyarrow.parquet as pq
+
+        from schema import META_TABLE, META_VERSION
+
+        files = {t: self._all_files(t) for t in TABLES}
+        bad: dict[str, str] = {}
+        for table, fs in files.items():
+            for f in fs:
+                try:
+                    meta = pq.read_schema(f).metadata or {}
+                    if self.skip_bad:  # the footer can be fine while a data page is damaged: decode it all
+                        pq.read_table(f, page_checksum_verification=True)
+                except Exception as e:  # pyarrow raises several types for damaged files
+                    why = f"not a readable Parquet file ({str(e).splitlines()[0][:120]})"
+                else:
+                    v, t = meta.get(META_VERSION), meta.get(META_TABLE)
+                    if v is None or t is None:
+                        why = "not a memsnap file (no memsnap.schema_version/table metadata)"
+                    elif t.decode() != table:
+                        why = f"a {t.decode()!r} file in the {table!r} directory"
+                    elif int(v) > SCHEMA_VERSION:
+                        if not self.skip_bad:
+                            raise SchemaMismatch(f"{f}: written with schema version {int(v)}, this memsnap reads "
+                                                 f"up to {SCHEMA_VERSION}", hint="upgrade memsnap on this "
+                                                 "workstation, or run `memsnap --skip-bad ...` to leave such files out", path=f)
+                        why = f"schema version {int(v)} is newer than {SCHEMA_VERSION}"
+                    else:
+                        continue
+                if not self.skip_bad:
+                    raise StoreCorrupt(f"{f}: {why}", hint="remove or move the file (the rest of its snapshot "
+                                       "goes with it), or run `memsnap --skip-bad ...` to leave its snapshot out", path=f)
+                bad[f] = why
+        if not bad:
+            return files
+        dead = {os.path.basename(f)[:-len(".parquet")] for f in bad}  # snapshot ids with a bad file
+        for f, why in bad.items():
+            self.skipped.append((f, why))
+        return {t: [f for f in fs if os.path.basename(f)[:-len(".parquet")] not in dead] for t, fs in files.items()}
 
     def _create_view(self, table: str) -> None:
         self.con.execute(raw_view_sql(table, self._files(table)))

@@ -111,6 +111,7 @@ class TableWriter:
                 column_encoding=enc or None,
                 compression_level=self.table.compression_level,
                 write_statistics=True,
+                write_page_checksum=True,  # lets `memsnap --skip-bad` find damaged data pages (CRC)
             )
         except OSError as e:
             self._file.close()
