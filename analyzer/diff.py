@@ -110,14 +110,14 @@ def diff(store: Store, *, from_id: str | None = None, to_id: str | None = None, 
     cross_host = before.host != after.host
     if normalize is None:
         normalize = cross_host
-    if before.boot_id != after.boot_id and by == "process":
+    if (before.boot_id != after.boot_id or cross_host) and by == "process":
         why = "different hosts" if cross_host else "a reboot between them (boot ids differ)"
         raise ProcessMatchRefused(
             f"cannot match processes between {before.snapshot_id} and {after.snapshot_id}: {why}; "
             "PIDs and start times only identify a process within one boot",
             hint="use --by command, --by user, --by cgroup or --by mapping")
     filters = dict(processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter)
-    view = "pmap" if (by == "mapping" and before.boot_id == after.boot_id) else by
+    view = "pmap" if (by == "mapping" and before.boot_id == after.boot_id and not cross_host) else by
     b = _rows(store, before, view, source, filters)
     a = _rows(store, after, view, source, filters)
 

@@ -162,43 +162,14 @@ def pairs_heatmap(matrix, path: str, snapshot) -> str:
     return path
 
 
-def groups_chart(rows, path: str, snapshot, by: str) -> str:
-    """Stacked bars per group: USS of the whole group + memory it shares outside; PSS marked."""
-    _check_path(path)
+def _stacked_bars(path: str, labels, first, second, marks, names, xlabel: str, title: str) -> str:
+    """Horizontal stacked bars (first + second, MiB) with a marker per row; ``names`` label the three."""
     plt = _plt()
-    rows = list(reversed(rows))
-    fig, ax = plt.subplots(figsize=(10, max(2.5, 0.4 * len(rows) + 1.5)))
-    labels = [str(r["group"])[:40] for r in rows]
-    uss = [r["uss_kb"] / 1024 for r in rows]
-    outside = [r["shared_outside_kb"] / 1024 for r in rows]
-    ax.barh(labels, uss, color="#2e6da4", label="USS of the group (freed if it all exited)")
-    ax.barh(labels, outside, left=uss, color="#9cc3e6", label="shared with processes outside the group")
-    ax.scatter([r["pss_kb"] / 1024 for r in rows], labels, color="#c0392b", marker="|", s=300, zorder=3,
-               label="PSS of the group")
-    ax.set_xlabel("MiB (bar length = RSS: distinct frames the group maps)")
-    ax.set_title(f"Memory cost by {by} ({snapshot.host}, {snapshot.snapshot_id[:15]})", fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def consumers_chart(rows, path: str, title: str, label_key: str = "command") -> str:
-    """Stacked bars: private memory (USS) + proportional share of shared memory (PSS - USS); RSS marked."""
-    _check_path(path)
-    plt = _plt()
-    rows = list(reversed(rows))
-    fig, ax = plt.subplots(figsize=(10, max(2.5, 0.4 * len(rows) + 1.5)))
-    labels = [_label(r, [label_key] if label_key != "process" else ["pid", "name"]) for r in rows]
-    uss = [(r.get("uss") or 0) / 1024 for r in rows]
-    shared = [max(0, (r.get("pss") or 0) - (r.get("uss") or 0)) / 1024 for r in rows]
-    ax.barh(labels, uss, color="#2e6da4", label="private (USS)")
-    ax.barh(labels, shared, left=uss, color="#9cc3e6", label="share of shared memory (PSS - USS)")
-    ax.scatter([(r.get("rss") or 0) / 1024 for r in rows], labels, color="#c0392b", marker="|", s=300, zorder=3,
-               label="RSS (shared pages counted fully)")
-    ax.set_xlabel("MiB")
+    fig, ax = plt.subplots(figsize=(10, max(2.5, 0.4 * len(labels) + 1.5)))
+    ax.barh(labels, first, color="#2e6da4", label=names[0])
+    ax.barh(labels, second, left=first, color="#9cc3e6", label=names[1])
+    ax.scatter(marks, labels, color="#c0392b", marker="|", s=300, zorder=3, label=names[2])
+    ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
@@ -206,6 +177,30 @@ def consumers_chart(rows, path: str, title: str, label_key: str = "command") -> 
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def groups_chart(rows, path: str, snapshot, by: str) -> str:
+    """Stacked bars per group: USS of the whole group + memory it shares outside; PSS marked."""
+    _check_path(path)
+    rows = list(reversed(rows))
+    return _stacked_bars(
+        path, [str(r["group"])[:40] for r in rows], [r["uss_kb"] / 1024 for r in rows],
+        [r["shared_outside_kb"] / 1024 for r in rows], [r["pss_kb"] / 1024 for r in rows],
+        ("USS of the group (freed if it all exited)", "shared with processes outside the group", "PSS of the group"),
+        "MiB (bar length = RSS: distinct frames the group maps)",
+        f"Memory cost by {by} ({snapshot.host}, {snapshot.snapshot_id[:15]})")
+
+
+def consumers_chart(rows, path: str, title: str, label_key: str = "command") -> str:
+    """Stacked bars: private memory (USS) + proportional share of shared memory (PSS - USS); RSS marked."""
+    _check_path(path)
+    rows = list(reversed(rows))
+    return _stacked_bars(
+        path, [_label(r, [label_key] if label_key != "process" else ["pid", "name"]) for r in rows],
+        [(r.get("uss") or 0) / 1024 for r in rows],
+        [max(0, (r.get("pss") or 0) - (r.get("uss") or 0)) / 1024 for r in rows],
+        [(r.get("rss") or 0) / 1024 for r in rows],
+        ("private (USS)", "share of shared memory (PSS - USS)", "RSS (shared pages counted fully)"), "MiB", title)
 
 
 def histogram_chart(rows, path: str, title: str) -> str:

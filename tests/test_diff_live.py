@@ -108,3 +108,26 @@ def test_reboot_refuses_process_matching(tmp_path):
     assert "Traceback" not in cp.stderr
     ok = memsnap("diff", str(store), "--by", "command", "-f", "json")
     assert json.loads(ok.stdout)[0]["command"] == "python"
+
+
+@needs_root
+def test_cross_host_diff_by_command_and_mapping_normalizes_names(tmp_path, workload):
+    from analyzer.diff import normalize_name
+
+    assert normalize_name("/usr/lib/x86_64-linux-gnu/libc.so.6") == "/usr/lib/x86_64-linux-gnu/libc.so"
+    assert normalize_name("/usr/lib/libssl-3.0.2.so") == "/usr/lib/libssl.so"
+    assert normalize_name("/tmp/worker-12345.sock") == "/tmp/worker-N.sock"
+    w = workload("--workers", "2")
+    ids = []
+    for host in ("web-a", "web-b"):
+        ids.append(record_pids(tmp_path, w.pids, "--host", host))
+    cp = memsnap("diff", str(tmp_path), "--from", ids[0], "--to", ids[1], check=False)
+    assert cp.returncode != 0 and "different hosts" in cp.stderr and "--by command" in cp.stderr
+    rows = json.loads(memsnap("diff", str(tmp_path), "--from", ids[0], "--to", ids[1], "--by", "command",
+                              "-f", "json").stdout)
+    assert [(r["command"], r["count_before"], r["count_after"]) for r in rows] == [("python", 3, 3)]
+    maps = {r["map"]: r for r in json.loads(memsnap("diff", str(tmp_path), "--from", ids[0], "--to", ids[1],
+                                                     "--by", "mapping", "-f", "json").stdout)}
+    libc = [m for m in maps if m.endswith("/libc.so")]
+    assert libc and maps[libc[0]]["status"] in ("same", "changed")
+    assert not any(m.endswith(".so.6") for m in maps)  # versions stripped on both sides
