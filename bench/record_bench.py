@@ -56,8 +56,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # The recorder's own read parameters (recorder/capture.py); the floor uses the same ones.
-PAGEMAP_CHUNK_PAGES = 1 << 20
-KPAGE_GAP = 512
+try:
+    from recorder.capture import KPAGE_GAP, PAGEMAP_CHUNK_PAGES
+except ImportError:
+    PAGEMAP_CHUNK_PAGES, KPAGE_GAP = 1 << 20, 128
 READ_SIZE = 1 << 20  # ProcFS.read reads in 1 MiB chunks until EOF
 
 SOURCE_SETS = {
@@ -484,7 +486,11 @@ def main(argv=None) -> int:
     ap.add_argument("--sources", default=";".join(SOURCE_SETS),
                     help="source sets to time, ';'-separated, among: %(default)s")
     ap.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
+    ap.add_argument("--quick", action="store_true", help="2 rounds, default and smaps_rollup only, no profile "
+                                                         "(for trying the script)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.repeat, args.sources, args.no_profile = 2, "default;smaps_rollup", True
     if os.geteuid() != 0:
         print("warning: not root: pagemap PFNs read as 0 and kpage* cannot be read; "
               "the figures will not be representative", file=sys.stderr)

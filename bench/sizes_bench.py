@@ -274,8 +274,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-profile", action="store_true", help="skip the EXPLAIN ANALYZE-style profile")
     ap.add_argument("--budget-s", type=float, default=300, help="soft time budget: fewer pages-vs-smaps repeats and no "
                                                                 "profile when the machine is too slow (default 300)")
+    ap.add_argument("--quick", action="store_true", help="100 and 500 processes, 2 + 1 repeats, no profile (for "
+                                                         "trying the script)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.quick and not a.child:
+        a.procs, a.repeat, a.repeat_big, a.no_profile = "100,500", 2, 1, True
 
     if a.child:
         if a.child[0] == "lib":

@@ -41,7 +41,7 @@ LIMIT 25;
 -- frame_sharers has one row per distinct frame with the sorted list of recorded pids mapping it. The two
 -- list_has_all tests ask for exactly this set of sharers (use only the first for "at least these"). Needs a
 -- snapshot recorded as root (PFNs).
--- param: pids=[26650, 26662, 26663, 26664] | the pids (a JSON list); here the parent and the three workers of sample_data
+-- param: pids=[19036, 19037, 19038, 19039] | the pids (a JSON list); here the parent and the three workers of sample_data
 SELECT fs.host, fs.snapshot_id, fs.kind, count(*) AS frames, count(*) * any_value(s.page_size_bytes) // 1024 AS kb,
        max(fs.mapcount) AS max_mapcount
 FROM frame_sharers fs JOIN snapshots s USING (host, snapshot_id)

@@ -455,18 +455,15 @@ def test_pages_source_equals_smaps_rollup(snaps, which):
         assert r["uss"] == e["rollup_uss"], r["pid"]
         for c in ("rss", "pss_anon", "pss_shmem"):
             assert r[c] == e[ROLLUP[c]], (r["pid"], c)
-        if which == len(snaps) - 1:
-            for c in ("pss", "pss_file"):
-                assert r[c] == e[ROLLUP[c]], (r["pid"], c)
-        else:
-            # In the first sample snapshot the recorder, capturing its first process, had not yet mapped some
-            # shared libraries it maps later (lazy imports), so kpagecount - read after that process's
-            # smaps_rollup - is higher for those file pages: PSS from pages can only be lower, and only in file
-            # pages.  (Mapcount is global: DESIGN.md "Side effects of measuring".)
-            for c in ("pss", "pss_file"):
-                assert r[c] <= e[ROLLUP[c]], (r["pid"], c)
-            # anon and shmem agree exactly, so the whole PSS deficit is the file deficit (each floored: +-2 kB)
-            assert abs((e[ROLLUP["pss"]] - r["pss"]) - (e[ROLLUP["pss_file"]] - r["pss_file"])) <= 2
+        # PSS of file pages is the one figure a live capture cannot pin down: mapcount is global, and shared
+        # library pages are mapped and unmapped by other processes (the recorder itself, short-lived commands)
+        # between the read of a process's smaps_rollup and the read of /proc/kpagecount.  The sample shows it
+        # (its first snapshot is off by ~15 kB of file PSS per process, the second by a fraction of a kB).  Anon
+        # and shmem pages are mapped only by the paused workload, so those agree exactly (above); the whole
+        # difference must then be in file pages (each figure floored separately: +-2 kB) and stay small.
+        d_pss, d_file = e[ROLLUP["pss"]] - r["pss"], e[ROLLUP["pss_file"]] - r["pss_file"]
+        assert abs(d_pss - d_file) <= 2, (r["pid"], d_pss, d_file)
+        assert abs(d_file) <= 2 + e[ROLLUP["pss_file"]] // 10, (r["pid"], d_file)
 
 
 def test_pages_source_without_pfns_fails_clearly(tmp_path):
