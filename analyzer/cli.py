@@ -98,7 +98,9 @@ def record(
         None, "--budget-ms", min=1,
         help="Impact limit: per-process time budget; sources not started in time are skipped and the process "
              "is marked partial."),
-    nice: int = typer.Option(10, "--nice", min=0, max=19, help="CPU niceness increment for the recorder."),
+    nice: int = typer.Option(10, "--nice", min=0, max=19, help="CPU niceness increment for the recorder. On a "
+                             "busy host a high value can lengthen a target's mmap/munmap stall: the kernel holds the "
+                             "target's mmap lock while the recorder reads its smaps/pagemap (bench/impact_bench.py)."),
     ionice: str = typer.Option("idle", "--ionice", help="I/O priority class: idle, best-effort or none."),
     redact: List[str] = typer.Option([], "--redact", help="Hide secrets: 'cmdline' (command lines become keyed "
                                      "hashes) and/or 'paths' (non-system file paths become keyed hashes). Repeatable."),
