@@ -126,7 +126,7 @@ def record(
     but says pfn_available=false. A snapshot is visible only once complete: SIGKILL never leaves half of
     one behind, and SIGINT/SIGTERM discard the one in progress and exit cleanly.
     """
-    from recorder.capture import Options, Recorder, set_low_priority
+    from recorder.capture import Options, set_low_priority
 
     opts = Options(store=store or _default_store(), host=host, pids=tuple(pid), match=match,
                    sources=tuple(s.strip() for s in sources.split(",") if s.strip()),

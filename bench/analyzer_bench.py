@@ -31,24 +31,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from common import du, loadavg, log, med, run  # noqa: E402  (bench/common.py)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 OPS = ("sizes", "diff", "shared")
 OP_LABEL = {"sizes": "`sizes --source pages`", "diff": "`diff --source pages`", "shared": "`shared --groups command`"}
-
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
 
 
 def parse_count(s: str) -> int:
@@ -59,52 +53,6 @@ def parse_count(s: str) -> int:
 
 def label(n: int) -> str:
     return f"{n / 1e6:g}M"
-
-
-def med(xs):
-    return statistics.median(xs) if xs else None
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
-
-
-def child_env() -> dict:
-    env = dict(os.environ)
-    env.pop("MEMSNAP_STORE", None)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
-def run(argv: list[str], *, cwd: str | None = None, check: bool = True) -> dict:
-    """A child process: wall time, peak RSS (ru_maxrss of the child, kB), CPU seconds."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        p = subprocess.Popen(argv, stdout=out, stderr=err, cwd=cwd, env=child_env())
-        _, status, ru = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - t0
-        rc = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        res = {"wall_s": wall, "maxrss_kb": ru.ru_maxrss, "cpu_s": ru.ru_utime + ru.ru_stime, "rc": rc,
-               "stdout": out.read().decode(errors="replace"), "stderr": err.read().decode(errors="replace")}
-    if check and rc != 0:
-        raise RuntimeError(f"{' '.join(argv)} exited {rc}:\n{res['stderr'][-3000:]}")
-    return res
-
-
-def du(path: str) -> int:
-    total = 0
-    for dp, _, fns in os.walk(path):
-        for fn in fns:
-            try:
-                total += os.lstat(os.path.join(dp, fn)).st_size
-            except OSError:
-                pass
-    return total
 
 
 # ---------------------------------------------------------------------------------------------- the child

@@ -45,22 +45,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from common import loadavg, log  # noqa: E402  (bench/common.py)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 PAGE = mmap.PAGESIZE
-
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
 
 
 # ---------------------------------------------------------------------------------------------- target

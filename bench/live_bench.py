@@ -37,7 +37,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,66 +49,15 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
 import record_bench as rb  # noqa: E402  (the floor and the recorder child, shared with record_bench.py)
-
-MARKER = "msbenchsmall"
-REGEX = "msbench[s]mall"
-
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def med(xs):
-    return statistics.median(xs) if xs else None
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
-
-
-def memsnap_cmd() -> list[str]:
-    exe = Path(sys.executable).parent / "memsnap"
-    if exe.exists():
-        return [str(exe)]
-    return [sys.executable, "-c", "import sys; from analyzer.cli import main; sys.argv[0] = 'memsnap'; main()"]
-
-
-def child_env() -> dict:
-    env = dict(os.environ)
-    env.pop("MEMSNAP_STORE", None)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
+from common import du, loadavg, log, med, memsnap_cmd, run as _run  # noqa: E402  (bench/common.py)
 
 
 def run(argv: list[str], check: bool = True) -> dict:
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        p = subprocess.Popen(argv, stdout=out, stderr=err, env=child_env(), cwd=tempfile.gettempdir())
-        _, status, ru = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - t0
-        rc = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        res = {"wall_s": wall, "maxrss_kb": ru.ru_maxrss, "cpu_s": ru.ru_utime + ru.ru_stime,
-               "user_s": ru.ru_utime, "sys_s": ru.ru_stime, "rc": rc,
-               "stdout": out.read().decode(errors="replace"), "stderr": err.read().decode(errors="replace")}
-    if check and rc != 0:
-        raise RuntimeError(f"{' '.join(argv)} exited {rc}:\n{res['stderr'][-3000:]}")
-    return res
+    return _run(argv, cwd=tempfile.gettempdir(), check=check)
 
 
-def du(path: str) -> int:
-    total = 0
-    for dp, _, fns in os.walk(path):
-        for fn in fns:
-            try:
-                total += os.lstat(os.path.join(dp, fn)).st_size
-            except OSError:
-                pass
-    return total
+MARKER = "msbenchsmall"
+REGEX = "msbench[s]mall"
 
 
 def by_table(store: str) -> dict[str, int]:

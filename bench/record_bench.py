@@ -41,7 +41,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import med  # noqa: E402  (bench/common.py)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -393,10 +393,6 @@ class Workload:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
-
-
-def med(xs):
-    return statistics.median(xs) if xs else None
 
 
 def markdown(r: dict) -> str:

@@ -36,12 +36,11 @@ import json
 import os
 import resource
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from common import child_env, du, loadavg, log, med, memsnap_cmd, run  # noqa: E402  (bench/common.py)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -55,63 +54,6 @@ SMEM_COLS = ["pid", "pss", "rss", "uss", "swap", "vss"]
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def run(argv: list[str], *, cwd: str | None = None, env: dict | None = None, check: bool = True) -> dict:
-    """Run a child; wall time and its own peak RSS (ru_maxrss from wait4, kB)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        p = subprocess.Popen(argv, stdout=out, stderr=err, cwd=cwd, env=env)
-        _, status, ru = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        res = {"wall_s": wall, "maxrss_kb": ru.ru_maxrss, "rc": p.returncode,
-               "stdout": out.read().decode(errors="replace"), "stderr": err.read().decode(errors="replace")}
-    if check and res["rc"] != 0:
-        raise RuntimeError(f"{' '.join(argv)} exited {res['rc']}:\n{res['stderr'][-3000:]}")
-    return res
-
-
-def memsnap_cmd() -> list[str]:
-    exe = Path(sys.executable).parent / "memsnap"
-    if exe.exists():
-        return [str(exe)]
-    return [sys.executable, "-c", "import sys; from analyzer.cli import main; sys.argv[0] = 'memsnap'; main()"]
-
-
-def child_env() -> dict:
-    env = dict(os.environ)
-    env.pop("MEMSNAP_STORE", None)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
-def med(xs):
-    return statistics.median(xs) if xs else None
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
-
-
-def du(path: str) -> int:
-    total = 0
-    for dp, _, fns in os.walk(path):
-        for fn in fns:
-            try:
-                total += os.lstat(os.path.join(dp, fn)).st_size
-            except OSError:
-                pass
-    return total
-
 
 # ---------------------------------------------------------------------------------------------- children
 

@@ -6,9 +6,8 @@ import os
 
 import numpy as np
 import pyarrow.compute as pc
-import pytest
 
-from conftest import memsnap, needs_root, read_table, record_pids
+from conftest import memsnap, needs_root, read_table
 from recorder.privacy import Pseudonymizer, redact_path
 from recorder.store import apply_retention, committed_snapshots
 

@@ -57,7 +57,7 @@ def test_group_uss_pairs_and_pss_conservation(tmp_path, workload):
         assert other.stdout.readline().strip() == "ready"
         w.cow(0, 2)  # worker 0 rewrites 2 MiB of the inherited memory before the snapshot
         record_pids(tmp_path, [*w.workers, w.parent, other.pid])
-        groups = json.loads(memsnap("shared", str(tmp_path), "--groups", f"regex:workload.py",
+        groups = json.loads(memsnap("shared", str(tmp_path), "--groups", "regex:workload.py",
                                     "-P", "workload|mmap", "-f", "json").stdout)
         g = {r["group"]: r for r in groups}["regex:workload.py"]
         assert g["processes"] == 3
