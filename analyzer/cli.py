@@ -327,19 +327,17 @@ def sizes(
                 tot[c] = None
         if by.value == "system":
             tot = None  # the rows already end with the total
-    pct = None
-    if percent:
-        def pct(r, c):
-            if r is None or c not in amount_cols:
-                return None
-            d = res.swaptotal_kb if c in ("swap", "swappss") else res.memtotal_kb
-            return d.get(r.get("snapshot_id")) or (next(iter(d.values()), 0) if d else 0)
+    def pct(r, c):  # -p: the denominator of each amount (MemTotal, or SwapTotal for swap columns)
+        if r is None or c not in amount_cols:
+            return None
+        d = res.swaptotal_kb if c in ("swap", "swappss") else res.memtotal_kb
+        return d.get(r.get("snapshot_id")) or (next(iter(d.values()), 0) if d else 0)
     if fmt in (OutFmt.json, OutFmt.csv) and totals and tot:
         rows = res.rows + [dict(tot, **{res.columns[0]: "TOTAL"})]
     else:
         rows = res.rows
     typer.echo(render(rows, res.columns, fmt.value, amount_columns=amount_cols, header=not no_header,
-                      abbreviate=abbreviate, percent_totals=pct,
+                      abbreviate=abbreviate, percent_totals=pct if percent else None,
                       totals=tot if fmt in (OutFmt.table, OutFmt.markdown) else None,
                       numeric_columns=("pid", "maps", "count", "pids", "uid")), nl=False)
     for n in res.notes:

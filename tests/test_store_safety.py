@@ -268,7 +268,7 @@ def _ro_prefix(store):
     if probe.returncode != 0:
         pytest.skip(f"cannot create a mount namespace: {probe.stderr.decode().strip()}")
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-            f'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"', str(store)]
+            'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"', str(store)]
 
 
 @pytest.mark.parametrize("how", ["read_only_mount", "non_root_user", "rlimit_fsize"])
