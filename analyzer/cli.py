@@ -331,7 +331,10 @@ def sizes(
         if r is None or c not in amount_cols:
             return None
         d = res.swaptotal_kb if c in ("swap", "swappss") else res.memtotal_kb
-        return d.get(r.get("snapshot_id")) or (next(iter(d.values()), 0) if d else 0)
+        sid = r.get("snapshot_id")
+        if sid in d:
+            return d[sid]  # 0 (no swap configured) shows as N/A, never another snapshot's total
+        return sum(d.values()) if d else 0  # the totals row: the machines' totals together
     if fmt in (OutFmt.json, OutFmt.csv) and totals and tot:
         rows = res.rows + [dict(tot, **{res.columns[0]: "TOTAL"})]
     else:
