@@ -927,8 +927,13 @@ def main():
         # DuckDB reading a damaged data page (the footer was fine) fails mid-query; its message names the file
         if type(e).__module__.split(".")[0] in ("duckdb", "_duckdb"):
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            typer.echo(f"Error: DuckDB: {first} — a store file may be damaged; `memsnap --skip-bad ...` checks "
-                       "every file and leaves out snapshots with a damaged one", err=True)
+            if "Out of Memory" in first:
+                hint = ("raise the analyzer's DuckDB memory limit, e.g. MEMSNAP_MEMORY_LIMIT=4GB (default 1GB; "
+                        "what does not fit spills to a temporary directory)")
+            else:
+                hint = ("a store file may be damaged; `memsnap --skip-bad ...` checks every file and leaves out "
+                        "snapshots with a damaged one")
+            typer.echo(f"Error: DuckDB: {first} — {hint}", err=True)
             sys.exit(1)
         raise
 

@@ -8,13 +8,16 @@ pf AS (
     WHERE p.counted AND p.pid IN (SELECT pid FROM mem)
 ),
 sets AS (SELECT list(pid ORDER BY pid) AS pids FROM pf GROUP BY pfn HAVING count(*) >= 2),
-setc AS (SELECT pids, count(*) AS frames FROM sets GROUP BY pids),
-ex AS (SELECT pids, frames, unnest(pids) AS pid_a FROM setc),
-ex2 AS (SELECT pid_a, unnest(pids) AS pid_b, frames FROM ex),
+setc AS (SELECT row_number() OVER () AS set_id, pids, count(*) OVER (PARTITION BY pids) AS frames
+         FROM sets QUALIFY row_number() OVER (PARTITION BY pids) = 1),
+members AS (SELECT set_id, frames, unnest(pids) AS pid FROM setc),
+-- the self-join streams into an aggregate of at most processes^2 groups: no per-frame expansion is stored
+pairs AS (
+    SELECT a.pid AS pid_a, b.pid AS pid_b, sum(a.frames) AS frames
+    FROM members a JOIN members b ON a.set_id = b.set_id AND a.pid < b.pid
+    GROUP BY a.pid, b.pid
+),
 ps AS (SELECT page_size_bytes AS ps FROM snapshots WHERE host = $host AND snapshot_id = $snapshot_id)
-SELECT e.pid_a, ma.comm AS name_a, e.pid_b, mb.comm AS name_b,
-       sum(e.frames) * (SELECT ps FROM ps) // 1024 AS shared_kb
-FROM ex2 e JOIN mem ma ON ma.pid = e.pid_a JOIN mem mb ON mb.pid = e.pid_b
-WHERE e.pid_a < e.pid_b
-GROUP BY e.pid_a, ma.comm, e.pid_b, mb.comm
-ORDER BY shared_kb DESC, e.pid_a, e.pid_b
+SELECT p.pid_a, ma.comm AS name_a, p.pid_b, mb.comm AS name_b, p.frames * (SELECT ps FROM ps) // 1024 AS shared_kb
+FROM pairs p JOIN mem ma ON ma.pid = p.pid_a JOIN mem mb ON mb.pid = p.pid_b
+ORDER BY shared_kb DESC, p.pid_a, p.pid_b
