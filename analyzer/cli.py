@@ -406,7 +406,9 @@ def diff(
     elif fmt in (OutFmt.json, OutFmt.csv):
         cols = res.columns
     else:
-        cols = [c for c in res.columns if not c.endswith(("_before", "_after")) and c != "command"]
+        # the full command line stays in csv/json; in a table the process name is enough
+        cols = [c for c in res.columns if not c.endswith(("_before", "_after"))
+                and not (c == "command" and by == DiffBy.process)]
     amount_cols = {c for c in res.columns if c.endswith(("_before", "_after", "_delta", "_kb"))}
     typer.echo(render(res.rows, cols, fmt.value, amount_columns=amount_cols,
                       numeric_columns=("pid", "offset", "count_before", "count_after")), nl=False)
@@ -805,7 +807,7 @@ def query(
         rows = [{"name": q.name, "kind": q.kind, "params": ", ".join(q.params), "description": q.description}
                 for q in qs.all_queries().values()]
         typer.echo(render(rows, ["name", "kind", "params", "description"], fmt.value if fmt != SqlFmt.parquet
-                          else "table"), nl=False)
+                          else "table", cut=False), nl=False)
         return
     try:
         q = qs.get(name)

@@ -7,6 +7,8 @@ import json
 from datetime import date, datetime
 
 FORMATS = ("table", "csv", "json", "markdown")
+#: free-text columns a table may cut to fit the terminal
+CUTTABLE = {"command", "cmdline", "map", "path", "cgroup", "exe", "area", "description", "group", "name_a", "name_b"}
 
 
 def units(kb) -> str:
@@ -45,7 +47,8 @@ def cell(value, column: str, amount_columns, *, abbreviate=False, percent_of=Non
 
 
 def render(rows: list[dict], columns: list[str], fmt: str = "table", *, amount_columns=(), header=True,
-           abbreviate=False, percent_totals=None, totals: dict | None = None, numeric_columns=()) -> str:
+           abbreviate=False, percent_totals=None, totals: dict | None = None, numeric_columns=(),
+           cut: bool = True) -> str:
     """``percent_totals(row, column)`` gives the denominator for -p; ``totals`` is an extra last row."""
     if fmt == "json":
         return json.dumps([{c: r.get(c) for c in columns} for r in rows], default=_json_default, indent=1) + "\n"
@@ -81,6 +84,24 @@ def render(rows: list[dict], columns: list[str], fmt: str = "table", *, amount_c
         return "\n".join(out) + "\n"
     widths = [max([len(c) if header else 0] + [len(b[i]) for b in body + ([tot] if tot else [])])
               for i, c in enumerate(columns)]
+    if fmt == "table" and cut:
+        # like smem: long text columns (command lines, paths) are cut to fit the terminal (80 when piped);
+        # csv/json/markdown keep every character
+        import shutil
+
+        room = max(80, shutil.get_terminal_size((80, 24)).columns) - (len(columns) - 1)
+        text = [i for i, c in enumerate(columns) if c in CUTTABLE]  # never ids, hosts or numbers
+        while sum(widths) > room and text:
+            i = max(text, key=lambda k: widths[k])
+            fixed = sum(widths) - widths[i]
+            new = max(20, room - fixed)
+            if new >= widths[i]:
+                break
+            widths[i] = new
+            for rowvals in body + ([tot] if tot else []):
+                if len(rowvals[i]) > new:
+                    rowvals[i] = rowvals[i][:new - 1] + "…"
+            text.remove(i)
 
     def line(vals):
         return " ".join(v.rjust(w) if c in right else v.ljust(w)
