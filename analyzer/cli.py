@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from enum import Enum
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -93,7 +93,8 @@ def record(
     smaps_max_rss_mb: Optional[int] = typer.Option(
         None, "--smaps-max-rss-mb", min=0,
         help="Impact limit: for processes with more RSS than this, read maps instead of full smaps "
-             "(smaps blocks the target's mmap/munmap ~12 ms per GiB). smaps_rollup and pagemap are still read."),
+             "(the smaps walk holds the target's mmap lock: ~12 ms per GiB of 4 KiB pages per DESIGN.md). "
+             "smaps_rollup and pagemap are still read; bench/impact_bench.py measures what this bounds."),
     budget_ms: Optional[float] = typer.Option(
         None, "--budget-ms", min=1,
         help="Impact limit: per-process time budget; sources not started in time are skipped and the process "
@@ -200,6 +201,11 @@ def _stderr_console():
 
 # ---------------------------------------------------------------------------------------------- analyzer
 
+# The process filters every analyzer command takes (smem's -P and -U), declared once.
+ProcessFilter = Annotated[Optional[str], typer.Option("--processfilter", "-P",
+                                                      help="Regex on process name or command line.")]
+UserFilter = Annotated[Optional[str], typer.Option("--userfilter", "-U", help="Regex on user name.")]
+
 StoresArg = typer.Argument(None, help="Store directories or globs (stores from many hosts merge). "
                                       "Default: $MEMSNAP_STORE, else ./memsnap-store.")
 
@@ -276,8 +282,8 @@ def sizes(
     host: Optional[str] = typer.Option(None, "--host", help="Only this host."),
     columns: Optional[str] = typer.Option(None, "--columns", "-c", help="Space/comma separated columns to show. "
                                           "Use --list-columns to see them."),
-    processfilter: Optional[str] = typer.Option(None, "--processfilter", "-P", help="Regex on process name or command line."),
-    userfilter: Optional[str] = typer.Option(None, "--userfilter", "-U", help="Regex on user name."),
+    processfilter: ProcessFilter = None,
+    userfilter: UserFilter = None,
     mapfilter: Optional[str] = typer.Option(None, "--mapfilter", "-M", help="Regex on mapping name (path); only "
                                             "matching mappings are counted."),
     sort: Optional[str] = typer.Option(None, "--sort", "-s", help="Column to sort by (default pss), ascending like smem."),
@@ -369,8 +375,8 @@ def diff(
                               "command, user, cgroup, or mapping (path, perms, offset; anonymous by kind)."),
     source: Source = typer.Option(Source.smaps, "--source", help="smaps (kernel accounting) or pages (recomputed "
                                   "from pagemap; needs PFNs)."),
-    processfilter: Optional[str] = typer.Option(None, "--processfilter", "-P", help="Regex on process name or command line."),
-    userfilter: Optional[str] = typer.Option(None, "--userfilter", "-U", help="Regex on user name."),
+    processfilter: ProcessFilter = None,
+    userfilter: UserFilter = None,
     mapfilter: Optional[str] = typer.Option(None, "--mapfilter", "-M", help="Regex on mapping path; also restricts "
                                             "the page-level transitions."),
     min_change: int = typer.Option(0, "--min-change", min=0, help="Hide rows whose largest change is below this (kB)."),
@@ -489,9 +495,8 @@ def trend(
     host: Optional[str] = typer.Option(None, "--host", help="Only this host."),
     source: Source = typer.Option(Source.smaps, "--source", help="smaps (kernel accounting) or pages "
                                   "(recomputed from pagemap; needs PFNs)."),
-    processfilter: Optional[str] = typer.Option(None, "--processfilter", "-P", help="Regex on process name or "
-                                                "command line."),
-    userfilter: Optional[str] = typer.Option(None, "--userfilter", "-U", help="Regex on user name."),
+    processfilter: ProcessFilter = None,
+    userfilter: UserFilter = None,
     mapfilter: Optional[str] = typer.Option(None, "--mapfilter", "-M", help="Regex on mapping path; only "
                                             "matching mappings are counted."),
     leaks: bool = typer.Option(False, "--leaks", help="Print the leak ranking instead of the series: slope "
@@ -591,8 +596,8 @@ def shared(
                                                               "unaccounted row."),
     snapshot: str = typer.Option("latest", "--snapshot", help="Snapshot id (or unique prefix), or 'latest'."),
     host: Optional[str] = typer.Option(None, "--host", help="Host (needed when the stores hold several)."),
-    processfilter: Optional[str] = typer.Option(None, "--processfilter", "-P", help="Regex on process name or command line."),
-    userfilter: Optional[str] = typer.Option(None, "--userfilter", "-U", help="Regex on user name."),
+    processfilter: ProcessFilter = None,
+    userfilter: UserFilter = None,
     mapfilter: Optional[str] = typer.Option(None, "--mapfilter", "-M", help="Regex on mapping path (--by mapping)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Show only the first N rows (groups, pairs, mapping)."),
     fmt: OutFmt = typer.Option(OutFmt.table, "--format", "-f", help="table, csv, json or markdown."),

@@ -36,7 +36,8 @@ PM_SWAP = np.uint64(1 << 62)
 PFN_MASK = np.uint64((1 << 55) - 1)
 CAP_SYS_ADMIN = 21
 
-PAGEMAP_CHUNK_PAGES = 1 << 16   # 512 KiB per pread: the kernel holds the target's mmap lock for one read (bench/impact_bench.py)
+PAGEMAP_CHUNK_PAGES = 1 << 16   # 512 KiB per pread.  (The kernel itself drops the target's mmap lock every
+                                # PMD of address space inside one read: fs/proc/task_mmu.c pagemap_read.)
 FLUSH_PAGE_ROWS = 1 << 20       # bounded recorder memory: flush page rows in row groups of this size
 FLUSH_MAPPING_ROWS = 50_000
 KPAGE_GAP = 128                 # PFNs closer than this share one pread (measured: 128 beat 8..512 here)

@@ -256,17 +256,17 @@ def _assert_clean_failure(cp) -> None:
 
 
 def _nonroot_prefix():
-    if not shutil.which("setpriv"):
-        pytest.skip("setpriv not installed")
+    # setpriv is util-linux, an Essential package on Debian: missing means a broken setup, not a skip
+    assert shutil.which("setpriv"), "setpriv (util-linux) is needed to run the recorder as an unprivileged user"
     return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
 def _ro_prefix(store):
-    if not shutil.which("unshare"):
-        pytest.skip("unshare not installed")
+    assert shutil.which("unshare"), "unshare (util-linux) is needed for the read-only store test"
+    if os.geteuid() != 0:
+        pytest.skip("a private mount namespace with a read-only bind mount needs root")
     probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip(f"cannot create a mount namespace: {probe.stderr.decode().strip()}")
+    assert probe.returncode == 0, f"root cannot create a mount namespace here: {probe.stderr.decode().strip()}"
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
             'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"', str(store)]
 
