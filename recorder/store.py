@@ -26,7 +26,6 @@ import glob
 import json
 import os
 import re
-import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,7 +37,6 @@ from .errors import StoreError
 FILE_MODE = 0o600
 DIR_MODE = 0o750
 INPROGRESS = ".inprogress"
-STALE_EMPTY_MARKER_S = 60
 _HOST_OK = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -82,6 +80,31 @@ def _storage_error(e: OSError, path: str) -> StoreError:
     }
     return StoreError(f"cannot write {path}: {e.strerror or e}", hint=hints.get(e.errno, "check the store directory"),
                       path=path)
+
+
+def _take_marker(path: str, payload: str) -> int:
+    """Create the marker ``path`` (O_EXCL), flock it and write ``payload``; return the locked fd.
+
+    Between the create and the flock the marker is empty and unlocked, and :func:`recover` removes such
+    markers (a recorder killed there leaves exactly that).  If recovery did so before our flock, the
+    file we hold is unlinked (st_nlink 0): we create it again.  So a marker that exists and is locked is
+    always ours, and a marker recovery can lock belongs to nobody, empty or not.
+    Raises FileExistsError if another process holds ``path``."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink:
+                os.write(fd, payload.encode())
+                return fd
+        except BaseException:
+            os.close(fd)
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            raise
+        os.close(fd)  # removed by a recovery before we locked it: try again
 
 
 class TableWriter:
@@ -178,21 +201,11 @@ class SnapshotWriter:
         self._writers: dict[str, TableWriter] = {}
         self.bytes_written = 0
         inprog = os.path.join(store, INPROGRESS)
+        self.marker = os.path.join(inprog, snapshot_id + ".lock")
         try:
             _makedirs(inprog)
-            self.marker = os.path.join(inprog, snapshot_id + ".lock")
-            fd = os.open(self.marker, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+            fd = _take_marker(self.marker, json.dumps({"pid": os.getpid(), "host": self.host, "date": date}))
         except OSError as e:
-            raise _storage_error(e, os.path.join(inprog, snapshot_id + ".lock")) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, json.dumps({"pid": os.getpid(), "host": self.host, "date": date}).encode())
-        except OSError as e:
-            os.close(fd)
-            try:
-                os.unlink(self.marker)
-            except OSError:
-                pass
             raise _storage_error(e, self.marker) from None
         self._marker_fd = fd
 
@@ -275,10 +288,8 @@ def _recover(store: str) -> list[str]:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # a live recorder owns it
-            if os.fstat(fd).st_size == 0 and time.time() - os.fstat(fd).st_mtime < STALE_EMPTY_MARKER_S:
-                # created by a recorder that has not flock-ed it yet (it writes its pid right after
-                # flock): not ours to remove.  An empty marker left by a kill goes once it is old.
-                continue
+            # Unlocked: its recorder is dead, or (empty marker) has created it but not locked it yet;
+            # that one notices the unlink after its flock and creates a new marker (_take_marker).
             committed = glob.glob(os.path.join(store, "snapshots", "host=*", "date=*", sid + ".parquet"))
             for p in _snapshot_files(store, sid):
                 if committed and not p.endswith(".tmp"):
@@ -312,11 +323,10 @@ def delete_snapshot(store: str, host: str, sid: str) -> None:
     _makedirs(inprog)
     marker = os.path.join(inprog, sid + ".lock")
     try:
-        fd = os.open(marker, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        fd = _take_marker(marker, json.dumps({"pid": os.getpid(), "delete": sid}))
     except FileExistsError:
         return  # another recorder is deleting (or writing) it
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         for p in glob.glob(os.path.join(store, "snapshots", f"host={host}", "date=*", sid + ".parquet")):
             os.unlink(p)
             _fsync_dir(os.path.dirname(p))

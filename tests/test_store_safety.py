@@ -300,3 +300,56 @@ def test_unwritable_store_fails_cleanly(how):
         check_snapshot(store, sid)
     finally:
         shutil.rmtree(base)
+
+
+# --- the marker's create→flock window, deterministically (no root, no /proc: pure store functions) ---
+
+@pytest.mark.parametrize("open_by_other", [False, True], ids=["creator_dead", "creator_alive"])
+def test_recovery_removes_an_empty_unlocked_marker_at_once(tmp_path, open_by_other):
+    """A recorder SIGKILLed between creating its marker and flock-ing it leaves an empty, unlocked marker
+    (CI hit this: the next recorder left it for a minute).  Recovery removes it, and its staged files,
+    at once; a creator that was merely slow is covered by the next test."""
+    from recorder import store as st
+    store = tmp_path / "store"
+    sid = "20000101T000000000000Z-deadbeef-2"
+    (store / INPROGRESS).mkdir(parents=True)
+    marker = store / INPROGRESS / f"{sid}.lock"
+    marker.write_bytes(b"")
+    fd = os.open(marker, os.O_RDONLY) if open_by_other else None  # open, not locked: like a slow creator
+    try:
+        assert st.recover(str(store)) == [sid]
+        assert not marker.exists()
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def test_marker_taken_again_when_recovery_removed_it_before_the_flock(tmp_path, monkeypatch):
+    """The other side of the window: recovery runs between our create and our flock and unlinks the marker.
+    The writer notices (the locked file has no link) and creates the marker again, so a capture never runs
+    without a marker that recovery can see and respects."""
+    from recorder import store as st
+    store = tmp_path / "store"
+    real_flock = st.fcntl.flock
+    recovered = []
+
+    def flock_after_a_recovery(fd, op):
+        if not recovered:  # first flock call: the writer's, right after its O_EXCL create
+            recovered.append(None)  # recovery flocks too
+            recovered[0] = st.recover(str(store))
+        return real_flock(fd, op)
+
+    monkeypatch.setattr(st.fcntl, "flock", flock_after_a_recovery)
+    sid = "20000101T000000000000Z-deadbeef-3"
+    w = st.SnapshotWriter(str(store), "h", sid, "2000-01-01")
+    monkeypatch.setattr(st.fcntl, "flock", real_flock)
+    try:
+        assert recovered == [[sid]]  # recovery did remove the first, empty marker
+        assert markers(store) == {sid}
+        assert os.fstat(w._marker_fd).st_nlink == 1  # the writer holds the marker that exists now
+        assert b'"pid"' in (store / INPROGRESS / f"{sid}.lock").read_bytes()
+        assert st.recover(str(store)) == []  # and recovery respects it: locked
+        assert markers(store) == {sid}
+    finally:
+        w.abort()
+    assert markers(store) == set()
