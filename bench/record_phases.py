@@ -51,15 +51,17 @@ def child(store: str, sources: str, pids: list[int]) -> None:
             pass  # immutable (extension) type
 
     wrap(np, "unique", "np.unique")
-    wrap(os, "pread", "os.pread (pagemap + kpage*)")
+    wrap(os, "pread", "os.pread (pagemap)")
+    wrap(os, "preadv", "os.preadv (kpage*)")
     wrap(os, "fsync", "os.fsync")
     for name in ("parse_smaps", "parse_smaps_rollup", "parse_maps", "parse_stat", "parse_status",
-                 "const_string_array", "_read_kpage", "system_info", "recover", "select_pids"):
+                 "storage_order", "sorted_unique", "system_info", "recover", "select_pids"):
         wrap(capture, name)
     wrap(procfs.ProcFS, "read", "ProcFS.read (text files)")
     wrap(procfs.ProcFS, "readlink", "ProcFS.readlink")
     wrap(capture._ProcessCapture, "read_pagemap", "_ProcessCapture.read_pagemap")
     wrap(capture._ProcessCapture, "identity", "_ProcessCapture.identity")
+    wrap(capture._KpageRuns, "read", "_KpageRuns.read (kpage* values)")
     wrap(st.TableWriter, "write", "TableWriter.write (parquet encode)")
     wrap(st.TableWriter, "close", "TableWriter.close (finish + fsync + rename)")
     wrap(st.SnapshotWriter, "commit", "SnapshotWriter.commit")

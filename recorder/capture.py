@@ -4,6 +4,7 @@ Nothing here prints: progress goes to a callback, warnings into the result.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -11,6 +12,7 @@ import pwd
 import re
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
@@ -41,6 +43,7 @@ PAGEMAP_CHUNK_PAGES = 1 << 16   # 512 KiB per pread.  (The kernel itself drops t
 FLUSH_PAGE_ROWS = 1 << 20       # bounded recorder memory: flush page rows in row groups of this size
 FLUSH_MAPPING_ROWS = 50_000
 KPAGE_GAP = 128                 # PFNs closer than this share one pread (measured: 128 beat 8..512 here)
+KPAGE_BATCH = 1 << 20           # PFNs of kpage* runs read into one buffer (8 MiB)
 
 
 @dataclass
@@ -122,13 +125,6 @@ def sorted_unique(a: np.ndarray) -> np.ndarray:
     keep[0] = True
     np.not_equal(a[1:], a[:-1], out=keep[1:])
     return a[keep]
-
-
-def const_string_array(s: str, n: int) -> pa.Array:
-    """n copies of s as a StringArray, built from buffers (no Python list)."""
-    b = s.encode()
-    offsets = np.arange(n + 1, dtype=np.int32) * len(b)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(b * n))
 
 
 def _read_opt(fs: ProcFS, *parts) -> str | None:
@@ -375,24 +371,77 @@ def select_pids(fs: ProcFS, opts: Options, self_pid: int) -> list[int]:
     return pids
 
 
-def _read_kpage(path: str, pfns: np.ndarray) -> np.ndarray:
-    """Values of a /proc/kpage* file at the sorted distinct ``pfns``, read in runs (never one pread per PFN)."""
-    out = np.empty(pfns.size, dtype=np.uint64)
-    if not pfns.size:  # only zombies, kernel threads or denied processes: nothing to read
-        return out
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
+class _KpageRuns:
+    """How to read /proc/kpage* at sorted distinct PFNs: in runs (PFNs closer than KPAGE_GAP share one
+    pread, never one pread per PFN), runs grouped into batches of at most KPAGE_BATCH PFNs read into one
+    buffer, and each PFN's slot in its batch buffer.  Computed once for the three files."""
+
+    def __init__(self, pfns: np.ndarray):
+        self.n = pfns.size
+        self.batches: list[tuple[int, int, int, list[tuple[int, int, int]], np.ndarray]] = []
+        if not pfns.size:
+            return
         breaks = np.flatnonzero(np.diff(pfns) > KPAGE_GAP) + 1
         starts = np.concatenate(([0], breaks))
         ends = np.concatenate((breaks, [pfns.size]))
-        for s, e in zip(starts.tolist(), ends.tolist()):
-            lo, hi = int(pfns[s]), int(pfns[e - 1])
-            buf = os.pread(fd, (hi - lo + 1) * 8, lo * 8)
-            a = np.frombuffer(buf, dtype=np.uint64)
-            out[s:e] = a[(pfns[s:e] - np.uint64(lo)).astype(np.int64)]
-    finally:
-        os.close(fd)
-    return out
+        los = pfns[starts]
+        spans = pfns[ends - 1] - los + np.uint64(1)
+        first = 0
+        while first < starts.size:
+            last, total = first, int(spans[first])  # a run longer than a batch is a batch of its own
+            while last + 1 < starts.size and total + int(spans[last + 1]) <= KPAGE_BATCH:
+                last += 1
+                total += int(spans[last])
+            offs = np.concatenate(([0], np.cumsum(spans[first:last + 1])[:-1])).astype(np.uint64)
+            s, e = int(starts[first]), int(ends[last])
+            run_of = np.repeat(np.arange(last + 1 - first), (ends[first:last + 1] - starts[first:last + 1]))
+            slot = (pfns[s:e] - los[first:last + 1][run_of] + offs[run_of]).astype(np.int64)
+            reads = [(int(lo), int(sp), int(off)) for lo, sp, off in zip(los[first:last + 1],
+                                                                          spans[first:last + 1], offs)]
+            self.batches.append((s, e, total, reads, slot))
+            first = last + 1
+
+    def read(self, path: str) -> np.ndarray:
+        """The file's 64-bit values at the PFNs.  OSError if it cannot be read (or is shorter than the PFNs)."""
+        out = np.empty(self.n, dtype=np.uint64)
+        if not self.n:  # only zombies, kernel threads or denied processes: nothing to read
+            return out
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            for s, e, total, reads, slot in self.batches:
+                buf = bytearray(total * 8)
+                mv = memoryview(buf)
+                for lo, span, off in reads:
+                    if os.preadv(fd, [mv[off * 8:(off + span) * 8]], lo * 8) != span * 8:
+                        raise OSError(errno.EIO, "short read (PFN beyond the end of the file)", path)
+                out[s:e] = np.frombuffer(buf, dtype=np.uint64)[slot]
+        finally:
+            os.close(fd)
+        return out
+
+
+class _WriterThread:
+    """One background thread for the page-row flushes: their sort and Parquet encoding run in numpy and
+    Arrow without the GIL, so they overlap the next /proc reads (and, for the last flush, the kpage*
+    reads).  At most one flush runs: :meth:`submit` first waits for the previous one, so at most two
+    flushes of rows are held at once."""
+
+    def __init__(self):
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memsnap-writer")
+        self._job = None
+
+    def submit(self, fn, *args) -> None:
+        self.wait()
+        self._job = self._pool.submit(fn, *args)
+
+    def wait(self) -> None:
+        """Wait for the running flush; its error (e.g. a full disk) is raised here."""
+        job, self._job = self._job, None
+        if job is not None:
+            job.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)  # also on errors: nothing may write while the snapshot is aborted
 
 
 class Recorder:
@@ -440,6 +489,14 @@ class Recorder:
         return res
 
     def _capture_into(self, writer: SnapshotWriter, res: Result, info: dict, meminfo, start) -> None:
+        bg = _WriterThread()
+        try:
+            self._capture_with(writer, res, info, meminfo, start, bg)
+        finally:
+            bg.close()
+
+    def _capture_with(self, writer: SnapshotWriter, res: Result, info: dict, meminfo, start,
+                      bg: _WriterThread) -> None:
         opts, fs = self.opts, self.fs
         sid, page_size = res.snapshot_id, info["page_size_bytes"]
         writer.table("meminfo").write({"snapshot_id": [sid] * len(meminfo), "key": [k for k, _, _ in meminfo],
@@ -457,24 +514,25 @@ class Recorder:
         pages_w = writer.table("pages")
         maps_w = writer.table("mappings")
 
-        def flush_pages():
-            nonlocal page_buf, page_buf_rows
-            if not page_buf:
-                return
-            n = page_buf_rows
-            pid = np.concatenate([np.full(v.size, p, np.int32) for p, v, _ in page_buf])
-            vpn = np.concatenate([v for _, v, _ in page_buf])
-            entry = np.concatenate([e for _, _, e in page_buf])
+        def write_pages(buf: list[tuple[int, np.ndarray, np.ndarray]], n: int) -> None:
+            pid = np.concatenate([np.full(v.size, p, np.int32) for p, v, _ in buf])
+            vpn = np.concatenate([v for _, v, _ in buf])
+            entry = np.concatenate([e for _, _, e in buf])
             if self.pseudo is not None:
                 entry = self.pseudo.entries(entry)
             order = storage_order(entry)
             pages_w.write(pa.table({
-                "snapshot_id": const_string_array(sid, n),
+                "snapshot_id": pa.repeat(sid, n),
                 "pid": pid[order],
                 "vpn": vpn[order],
                 "entry": entry[order],
             }, schema=pages_w.schema))
-            page_buf, page_buf_rows = [], 0
+
+        def flush_pages():
+            nonlocal page_buf, page_buf_rows
+            if page_buf:
+                bg.submit(write_pages, page_buf, page_buf_rows)
+                page_buf, page_buf_rows = [], 0
 
         def flush_mappings():
             if map_rows:
@@ -547,16 +605,17 @@ class Recorder:
             del pfn_sets
             fw = writer.table("frames")
             cols = {}
+            runs = _KpageRuns(pfns)
             try:
-                cols["mapcount"] = _read_kpage(fs.path("kpagecount"), pfns).astype(np.int64)
-                cols["flags"] = _read_kpage(fs.path("kpageflags"), pfns)
+                cols["mapcount"] = runs.read(fs.path("kpagecount")).astype(np.int64)
+                cols["flags"] = runs.read(fs.path("kpageflags"))
                 kpage_ok = True
             except OSError as e:
                 res.warnings.append(f"cannot read {e.filename or fs.path('kpagecount')}: {e.strerror}; "
                                     "frames has PFNs without mapcount/flags")
                 cols = {}
             try:
-                cols["memcg_ino"] = _read_kpage(fs.path("kpagecgroup"), pfns)
+                cols["memcg_ino"] = runs.read(fs.path("kpagecgroup"))
                 cg_ok = True
             except OSError:
                 pass  # kernel without CONFIG_MEMCG: memcg_ino stays NULL
@@ -570,7 +629,7 @@ class Recorder:
                 sl = slice(step, min(n, step + FLUSH_PAGE_ROWS))
                 m = sl.stop - sl.start
                 fw.write(pa.table({
-                    "snapshot_id": const_string_array(sid, m),
+                    "snapshot_id": pa.repeat(sid, m),
                     "pfn": pfns[sl],
                     "mapcount": cols["mapcount"][sl] if "mapcount" in cols else pa.nulls(m, pa.int64()),
                     "flags": cols["flags"][sl] if "flags" in cols else pa.nulls(m, pa.uint64()),
@@ -609,6 +668,7 @@ class Recorder:
             "redacted": ",".join(opts.redact) or None,
         })
         assert set(snap) <= set(arrow_schema("snapshots").names), set(snap) - set(arrow_schema("snapshots").names)
+        bg.wait()  # the last page rows are written
         res.bytes_written = writer.commit(snap)
 
 

@@ -531,3 +531,37 @@ def test_fake_procfs_capture(tmp_path):
             for key, col in MAPPING_ONLY_FIELDS + SMAPS_KB_FIELDS:
                 assert m[col] == int(fields[key].split()[0])
     assert read_table(store, "pages").num_rows == 0 and read_table(store, "frames").num_rows == 0
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pfns=st.lists(st.integers(0, 20_000), max_size=400, unique=True), batch=st.sampled_from([1, 7, 300, 1 << 20]),
+       gap=st.sampled_from([0, 1, 5, 128]))
+def test_kpage_runs_read_each_pfn_like_one_pread_per_pfn(tmp_path, monkeypatch, pfns, batch, gap):
+    """The kpage* reader (runs of nearby PFNs, runs batched into one buffer) returns, for every PFN, the
+    8-byte value at PFN*8, as a naive pread per PFN would; on a file with known values."""
+    import numpy as np
+
+    from recorder import capture
+    f = tmp_path / "kpage"
+    if not f.exists():
+        f.write_bytes((np.arange(20_001, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)).tobytes())
+    monkeypatch.setattr(capture, "KPAGE_BATCH", batch)
+    monkeypatch.setattr(capture, "KPAGE_GAP", gap)
+    sorted_pfns = np.array(sorted(pfns), dtype=np.uint64)
+    got = capture._KpageRuns(sorted_pfns).read(str(f))
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        want = [int.from_bytes(os.pread(fd, 8, p * 8), "little") for p in sorted(pfns)]
+    finally:
+        os.close(fd)
+    assert got.tolist() == want
+
+
+def test_kpage_runs_short_file_is_an_oserror(tmp_path):
+    import numpy as np
+
+    from recorder import capture
+    f = tmp_path / "kpage"
+    f.write_bytes(bytes(8 * 10))
+    with pytest.raises(OSError):
+        capture._KpageRuns(np.array([3, 10], dtype=np.uint64)).read(str(f))
