@@ -367,6 +367,39 @@ def test_fuzz_mutated_real_text(parser, data_):
 
 
 @FUZZ
+@given(st.data())
+def test_smaps_fast_path_reads_what_the_general_code_reads(data_):
+    """parse_smaps reads the kernel's padded "Key:<spaces>value kB" lines by position; on mutated real
+    smaps (values with '+', '_', tabs, junk, cut lines, ...) it must give exactly the general code's
+    result or the same ParseError."""
+    from recorder import procfs
+    blob = data_.draw(mutated("cat.smaps"))
+
+    def outcome():
+        try:
+            return parse_smaps(blob, "/proc/77/smaps")
+        except ParseError as e:
+            return ("error", str(e))
+
+    fast = outcome()
+    saved = procfs._SMAPS_KB_PREFIX, procfs._SMAPS_INT_PREFIX
+    procfs._SMAPS_KB_PREFIX, procfs._SMAPS_INT_PREFIX = {}, {}
+    try:
+        general = outcome()
+    finally:
+        procfs._SMAPS_KB_PREFIX, procfs._SMAPS_INT_PREFIX = saved
+    assert fast == general
+
+
+def test_smaps_fast_path_covers_every_field_of_this_kernel():
+    """Every kB/int field of the real fixture is read by the fast path (it is not dead code)."""
+    from recorder import procfs
+    for line in data("cat.smaps").decode().split("\n"):
+        if line[:1].isupper() and not line.startswith("VmFlags"):
+            assert line[:16] in procfs._SMAPS_KB_PREFIX or line[:16] in procfs._SMAPS_INT_PREFIX, line
+
+
+@FUZZ
 @given(st.one_of(st.binary(max_size=300), st.text(max_size=300)))
 def test_fuzz_cmdline(blob):
     out = parse_cmdline(blob)
