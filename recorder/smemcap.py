@@ -15,16 +15,18 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import lzma
 import os
 import pwd
 import tarfile
 import time
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pyarrow as pa
 
-from schema import SCHEMA_VERSION
+from schema import SCHEMA_VERSION, arrow_schema
 
 from . import __version__
 from .errors import MemsnapError
@@ -63,6 +65,19 @@ def _norm(name: str) -> str:
     return name[5:] if name.startswith("proc/") else name
 
 
+PID_MAX_LIMIT = 1 << 22  # include/linux/threads.h: no pid is larger
+
+
+def _pid(name: str, path: str) -> int | None:
+    """The pid a member name stands for; None if it is not a number (not a process entry)."""
+    if not (name.isascii() and name.isdigit()):
+        return None
+    pid = int(name)
+    if not 0 < pid <= PID_MAX_LIMIT:
+        raise BadCapture(f"{path}: entry {name!r} is not a valid pid (1..{PID_MAX_LIMIT})", path=path)
+    return pid
+
+
 def _load_tar(path: str) -> Capture:
     procs: dict[int, _Proc] = {}
     meminfo = version = None
@@ -75,14 +90,15 @@ def _load_tar(path: str) -> Capture:
                     meminfo = tar.extractfile(ti).read()
                 elif name == "version" and ti.isfile():
                     version = tar.extractfile(ti).read().decode("utf-8", "replace")
-                elif parts[0].isdigit():
-                    p = procs.setdefault(int(parts[0]), _Proc(int(parts[0])))
+                elif (pid := _pid(parts[0], path)) is not None:
+                    p = procs.setdefault(pid, _Proc(pid))
                     if len(parts) == 1:
                         p.uid, p.gid, p.user = ti.uid, ti.gid, ti.uname or None
                     elif len(parts) == 2 and ti.isfile() and parts[1] in ("smaps", "cmdline", "stat"):
                         p.files[parts[1]] = tar.extractfile(ti).read()
             mtime = os.stat(path).st_mtime
-    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error, lzma.LZMAError) as e:
+        # a damaged compressed stream raises its codec's own error (zlib, lzma), not TarError
         raise BadCapture(f"{path}: cannot read smemcap archive: {e}", path=path) from None
     return Capture(path, mtime, meminfo, version, procs)
 
@@ -101,10 +117,11 @@ def _load_dir(path: str) -> Capture:
         version = read(vpath).decode("utf-8", "replace") if os.path.exists(vpath) else None
         for name in os.listdir(base):
             d = os.path.join(base, name)
-            if not (name.isdigit() and os.path.isdir(d)):
+            pid = _pid(name, path)
+            if pid is None or not os.path.isdir(d):
                 continue
             st = os.stat(d)
-            p = procs[int(name)] = _Proc(int(name), st.st_uid, st.st_gid)
+            p = procs[pid] = _Proc(pid, st.st_uid, st.st_gid)
             for f in ("smaps", "cmdline", "stat"):
                 if os.path.exists(os.path.join(d, f)):
                     p.files[f] = read(os.path.join(d, f))
@@ -169,20 +186,26 @@ def import_smemcap(path: str, store: str, host: str | None = None) -> dict:
     digest = hashlib.sha1(f"{os.path.abspath(path)}\0{cap.mtime}".encode()).hexdigest()[:16]
     host = safe_host(host or f"smemcap-{os.path.basename(os.path.normpath(path)).split('.')[0]}")
     sid = f"{start:%Y%m%dT%H%M%S%f}Z-{digest[:8]}-smemcap"
+    for r in proc_rows:
+        r["snapshot_id"] = sid
+    for m in map_rows:
+        m["snapshot_id"] = sid
+    # Arrow tables before any file: a value the schema cannot hold (a 30-digit kB figure) writes nothing
+    try:
+        tables = {
+            "meminfo": pa.table({"snapshot_id": [sid] * len(meminfo), "key": [k for k, _, _ in meminfo],
+                                 "value_kb": [kb for _, kb, _ in meminfo], "value": [v for _, _, v in meminfo]},
+                                schema=arrow_schema("meminfo")),
+            "processes": pa.Table.from_pylist(proc_rows, schema=arrow_schema("processes")),
+            "mappings": pa.Table.from_pylist(map_rows, schema=arrow_schema("mappings")),
+        }
+    except (pa.ArrowException, OverflowError, ValueError, TypeError) as e:
+        raise BadCapture(f"{path}: a value does not fit memsnap's schema ({e})", path=path) from None
     recover(store)
     writer = SnapshotWriter(store, host, sid, start.strftime("%Y-%m-%d"))
     try:
-        for r in proc_rows:
-            r["snapshot_id"] = sid
-        for m in map_rows:
-            m["snapshot_id"] = sid
-        w = writer.table("meminfo")
-        w.write({"snapshot_id": [sid] * len(meminfo), "key": [k for k, _, _ in meminfo],
-                 "value_kb": [kb for _, kb, _ in meminfo], "value": [v for _, _, v in meminfo]})
-        w = writer.table("processes")
-        w.write(pa.Table.from_pylist(proc_rows, schema=w.schema))
-        w = writer.table("mappings")
-        w.write(pa.Table.from_pylist(map_rows, schema=w.schema))
+        for name, table in tables.items():
+            writer.table(name).write(table)
         counts = {s: sum(1 for r in proc_rows if r["status"] == s) for s in ("ok", "zombie")}
         writer.commit({
             "snapshot_id": sid, "boot_id": f"smemcap:{digest}", "hostname": None,

@@ -53,3 +53,142 @@ def test_malformed_smaps_names_file_and_line(tmp_path):
     cp = memsnap("import", "smemcap", str(tmp_path / "cap"), "--store", str(tmp_path / "s"), check=False)
     assert cp.returncode != 0 and "42/smaps:2" in cp.stderr and "Traceback" not in cp.stderr
     assert _files(tmp_path / "s") == []
+
+
+# ------------------------------------------------------------------ fuzzing smemcap archives and directories
+
+import io  # noqa: E402
+import shutil  # noqa: E402
+import tarfile  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pyarrow.parquet as pq  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from recorder.errors import MemsnapError  # noqa: E402
+from recorder.smemcap import import_smemcap  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+REAL = {"smaps": (DATA / "cat.smaps").read_bytes(), "stat": (DATA / "cat.stat").read_bytes(),
+        "cmdline": (DATA / "cat.cmdline").read_bytes(), "meminfo": (DATA / "meminfo").read_bytes(),
+        "version": b"Linux version 6.18.0 (x@y) #1 SMP\n"}
+# what a member's name can be: the real layout, its proc/ and ./ variants, and names smem never writes
+PIDS = st.sampled_from(["42", "1", "0", "007", "99999999999999999999", "\u00b2", "\u0663", "-3", "4x", ""])
+NAMES = st.one_of(
+    st.sampled_from(["meminfo", "version", "proc/meminfo", "./meminfo", "/meminfo", "meminfo/x", "junk"]),
+    st.builds(lambda pre, pid, f: pre + pid + f, st.sampled_from(["", "proc/", "./", "./proc/", "/"]), PIDS,
+              st.sampled_from(["", "/", "/smaps", "/stat", "/cmdline", "/smaps/x", "/other"])))
+
+
+class Blob(bytes):
+    """File content with a short repr (hypothesis prints failing examples)."""
+
+    def __repr__(self):
+        return f"Blob({len(self)} bytes: {bytes(self[:24])!r}...{bytes(self[-24:])!r})"
+
+
+@st.composite
+def contents(draw, name: str) -> bytes:
+    """The real file for that name (possibly cut or spliced), or junk."""
+    base = next((v for k, v in REAL.items() if name.endswith(k)), b"")
+    kind = draw(st.sampled_from(["real", "real", "cut", "splice", "junk", "empty"]))
+    if kind == "real":
+        return Blob(base)
+    if kind == "cut":
+        return Blob(base[:draw(st.integers(0, len(base)))])
+    if kind == "splice":
+        i = draw(st.integers(0, len(base)))
+        return Blob(base[:i] + draw(st.sampled_from([b"\n", b":", b"9" * 40, b"\xff\xfe", b"\0", b"kB", b" -1",
+                                                     b"Rss: x kB\n", b"\n00400000-00401000 r-xp 0 0:0 0\n"]))
+                    + base[i:])
+    if kind == "junk":
+        return Blob(draw(st.binary(max_size=200)))
+    return Blob(b"")
+
+
+@st.composite
+def members(draw):
+    out = []
+    if draw(st.booleans()):  # most captures should get past load(): a real skeleton, then noise
+        out += [("meminfo", Blob(REAL["meminfo"])), ("42", None), ("42/smaps", Blob(REAL["smaps"]))]
+    for _ in range(draw(st.integers(0, 6))):
+        name = draw(NAMES)
+        out.append((name, None if draw(st.integers(0, 4)) == 0 else draw(contents(name))))
+    return out
+
+
+def _outcome(path: str, store: Path):
+    """import_smemcap either imports a readable snapshot or raises memsnap's documented error, and then
+    has written nothing."""
+    try:
+        summary = import_smemcap(path, str(store), host="fuzz")
+    except MemsnapError as e:
+        assert str(e)
+        leftovers = [p for p in store.rglob("*") if p.is_file()] if store.exists() else []
+        assert leftovers == [], leftovers
+        return "error"
+    sid = summary["snapshot_id"]
+    procs = pq.read_table(next(store.glob(f"processes/host=*/date=*/{sid}.parquet")))
+    maps = pq.read_table(next(store.glob(f"mappings/host=*/date=*/{sid}.parquet")))
+    assert procs.num_rows == summary["processes"] and maps.num_rows == summary["mappings"]
+    assert next(store.glob(f"snapshots/host=*/date=*/{sid}.parquet"))
+    return "ok"
+
+
+FUZZ = settings(max_examples=int(os.environ.get("MEMSNAP_FUZZ_EXAMPLES", 120)), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(ms=members(), compress=st.sampled_from(["", "gz", "bz2", "xz"]), damage=st.sampled_from(["none", "cut", "flip"]),
+       where=st.floats(0, 1))
+def test_fuzz_smemcap_archive(ms, compress, damage, where):
+    work = Path(tempfile.mkdtemp(prefix="memsnap-fuzz-"))
+    try:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:" + compress) as tar:
+            for name, body in ms:
+                ti = tarfile.TarInfo(name or "x")
+                if body is None:
+                    ti.type, ti.uid, ti.gid, ti.uname = tarfile.DIRTYPE, 1000, 1000, "fuzz"
+                    tar.addfile(ti)
+                else:
+                    ti.size = len(body)
+                    tar.addfile(ti, io.BytesIO(body))
+        blob = bytearray(buf.getvalue())
+        i = int(where * (len(blob) - 1))
+        if damage == "cut":
+            blob = blob[:i]
+        elif damage == "flip" and blob:
+            blob[i] ^= 0xFF
+        (work / "c.tar").write_bytes(bytes(blob))
+        _outcome(str(work / "c.tar"), work / "store")
+    finally:
+        shutil.rmtree(work)
+
+
+@FUZZ
+@given(ms=members(), with_proc=st.booleans())
+def test_fuzz_smemcap_directory(ms, with_proc):
+    work = Path(tempfile.mkdtemp(prefix="memsnap-fuzz-"))
+    try:
+        base = work / "cap" / "proc" if with_proc else work / "cap"
+        base.mkdir(parents=True)
+        for name, body in ms:
+            rel = name.lstrip("/").removeprefix("./").removeprefix("proc/").removeprefix("./")
+            if not rel or ".." in rel.split("/"):
+                continue
+            p = base / rel
+            try:
+                if body is None:
+                    p.mkdir(parents=True, exist_ok=True)
+                else:
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                    p.write_bytes(body)
+            except (FileExistsError, NotADirectoryError, IsADirectoryError):
+                continue  # a file where the layout wants a directory, or the reverse: keep what was made
+        _outcome(str(work / "cap"), work / "store")
+    finally:
+        shutil.rmtree(work)
