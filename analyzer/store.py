@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import tempfile
 import weakref
@@ -89,6 +90,7 @@ class Snapshot:
     pfn_available: bool | None
     kpage_available: bool | None
     page_size_bytes: int
+    pages_rows: int | None = None
 
 
 class Store:
@@ -175,6 +177,8 @@ class Store:
         self.con.execute(raw_view_sql(table, self._files(table)))
         try:
             self.con.execute(f"SELECT * FROM _raw_{table} LIMIT 0")
+        except duckdb.OutOfMemoryException:
+            raise  # a memory limit too small even to open the files, not a damaged store
         except duckdb.Error as e:
             raise StoreCorrupt(f"cannot read {table} files of {', '.join(self.paths)}: {e}",
                                hint="a file is truncated or not Parquet; remove it or re-record") from None
@@ -183,6 +187,8 @@ class Store:
     def _check_versions(self) -> None:
         try:
             v = self.con.execute("SELECT max(schema_version) FROM snapshots").fetchone()[0]
+        except duckdb.OutOfMemoryException:
+            raise
         except duckdb.Error as e:
             raise StoreCorrupt(f"cannot read snapshots of {', '.join(self.paths)}: {e}",
                                hint="a snapshots file is damaged; remove it") from None
@@ -197,10 +203,21 @@ class Store:
     def execute(self, query: str, params=None):
         return self.con.execute(query, params or [])
 
+    def memory_limit_bytes(self) -> int | None:
+        """DuckDB's memory limit in bytes (it reports e.g. '953.6 MiB'); None if it cannot be read."""
+        text = self.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGTP]i?B|bytes?)?\s*", str(text))
+        if not m:
+            return None
+        unit = (m[2] or "B").rstrip("s")
+        scale = {"B": 1, "byte": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40, "PiB": 1 << 50,
+                 "KB": 10 ** 3, "MB": 10 ** 6, "GB": 10 ** 9, "TB": 10 ** 12, "PB": 10 ** 15}.get(unit)
+        return int(float(m[1]) * scale) if scale else None
+
     def snapshots(self, host: str | None = None) -> list[Snapshot]:
         rows = self.con.execute(
-            "SELECT snapshot_id, host, capture_start, boot_id, pfn_available, kpage_available, page_size_bytes "
-            "FROM snapshots WHERE ? IS NULL OR host = ? ORDER BY capture_start, snapshot_id", [host, host]).fetchall()
+            "SELECT snapshot_id, host, capture_start, boot_id, pfn_available, kpage_available, page_size_bytes, "
+            "pages_rows FROM snapshots WHERE ? IS NULL OR host = ? ORDER BY capture_start, snapshot_id", [host, host]).fetchall()
         return [Snapshot(*r) for r in rows]
 
     def resolve(self, snapshot: str | None = "latest", host: str | None = None) -> list[Snapshot]:

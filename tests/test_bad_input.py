@@ -103,3 +103,14 @@ def test_mixed_schema_versions_read_together(tmp_path):
     # every analysis still runs on the old store
     for args in (("diff", "--source", "pages"), ("shared", "--groups", "user"), ("sizes", "--by", "mapping")):
         memsnap(*args[:1], str(store), *args[1:], "-f", "json")
+
+
+@pytest.mark.parametrize("limit, says", [("100KB", "Out of Memory"), ("lots", "memory limit 'lots' is not valid")])
+def test_memory_limit_too_small_or_invalid_is_said_so(limit, says):
+    """A DuckDB memory limit too small even to open the store is reported as such (with the variable to
+    raise), not as a damaged store; an invalid one is refused with the accepted form."""
+    import os
+    cp = memsnap("sizes", str(SAMPLE_STORE), check=False, env=dict(os.environ, MEMSNAP_MEMORY_LIMIT=limit))
+    assert cp.returncode == 1 and "Traceback" not in cp.stderr and cp.stdout == ""
+    assert cp.stderr.startswith("Error: ") and says in cp.stderr and "MEMSNAP_MEMORY_LIMIT" in cp.stderr, cp.stderr
+    assert "damaged" not in cp.stderr and "truncated" not in cp.stderr

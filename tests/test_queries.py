@@ -41,7 +41,7 @@ def params_for(q: queries.NamedQuery, snaps) -> dict:
     known = {"snapshot_ids": [s.snapshot_id for s in snaps],
              "from_host": first.host, "from_id": first.snapshot_id,
              "to_host": last.host, "to_id": last.snapshot_id,
-             "mapfilter": None,
+             "mapfilter": None, "parts": None, "part": None,
              "host": last.host, "snapshot_id": last.snapshot_id,
              "by": "command", "pattern": None, "pfilter": None, "ufilter": None}
     missing = set(q.params) - set(known)
@@ -168,6 +168,49 @@ def test_page_transitions_finds_the_cow_break(st, snaps):
     rss = st.execute("SELECT rollup_rss_kb FROM processes WHERE snapshot_id = ? AND pid = ?",
                      [snaps[-1].snapshot_id, writer]).fetchone()[0]
     assert 0 < priv[writer] <= rss
+
+
+def test_page_transitions_in_parts_equal_one_run(st, snaps):
+    """Split by process (hash of pid), the parts together give exactly the rows of one run: each process
+    in one part, with the same figures."""
+    params = params_for(ALL["page_transitions"], snaps)
+    whole = _rows(queries.run(st.con, "page_transitions", params))
+    for parts in (2, 3):
+        got, seen = [], set()
+        for part in range(parts):
+            rows = _rows(queries.run(st.con, "page_transitions", dict(params, parts=parts, part=part)))
+            assert not seen & {r["pid"] for r in rows}, "a process in two parts"
+            seen |= {r["pid"] for r in rows}
+            got += rows
+        assert sorted(got, key=lambda r: r["pid"]) == sorted(whole, key=lambda r: r["pid"])
+        assert len(whole) > 2
+
+
+def test_diff_splits_page_transitions_to_fit_the_memory_limit(monkeypatch):
+    """diff picks the number of parts from both snapshots' pages rows and DuckDB's memory limit; forced to
+    several parts, its rows and transitions are those of one run, and it says so."""
+    from analyzer import diff as diff_mod
+    from analyzer.diff import transition_parts
+    from analyzer.store import Snapshot
+
+    def snap(rows):
+        return Snapshot("s", "h", None, "b", True, True, 4096, rows)
+    assert transition_parts(snap(10), snap(10), 10 ** 9) == 1
+    assert transition_parts(snap(53_000_000), snap(53_000_000), 10 ** 9) == 2  # the 50M-page benchmark
+    assert transition_parts(snap(53_000_000), snap(53_000_000), 500 * 10 ** 6) == 3
+    assert transition_parts(snap(None), snap(None), None) == 1
+
+    def run():
+        with open_store(STORE) as s:
+            res = diff_mod.diff(s, source="pages")
+            return res.rows, res.notes, s.memory_limit_bytes()
+
+    rows1, notes1, limit = run()
+    total = sum(s.pages_rows for s in open_store(STORE).snapshots())
+    monkeypatch.setattr(diff_mod, "TRANSITION_BYTES_PER_ROW", 3 * limit // total + 1)  # just over 3 parts' worth
+    rows4, notes4, _ = run()
+    assert rows4 == rows1 and any("became_private_kb" in r for r in rows1)
+    assert any("in 4 parts" in n for n in notes4) and not any("parts" in n for n in notes1)
 
 
 def _copy(dst: Path, host: str) -> str:
