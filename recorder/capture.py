@@ -374,11 +374,12 @@ def select_pids(fs: ProcFS, opts: Options, self_pid: int) -> list[int]:
 class _KpageRuns:
     """How to read /proc/kpage* at sorted distinct PFNs: in runs (PFNs closer than KPAGE_GAP share one
     pread, never one pread per PFN), runs grouped into batches of at most KPAGE_BATCH PFNs read into one
-    buffer, and each PFN's slot in its batch buffer.  Computed once for the three files."""
+    buffer and gathered with one index per batch.  The runs are computed once for the three files; the
+    per-PFN index only per batch, while reading (it would be 8 B per distinct PFN if kept)."""
 
     def __init__(self, pfns: np.ndarray):
-        self.n = pfns.size
-        self.batches: list[tuple[int, int, int, list[tuple[int, int, int]], np.ndarray]] = []
+        self.pfns = pfns
+        self.batches: list[tuple[int, int, int, list[tuple[int, int, int]], np.ndarray, np.ndarray]] = []
         if not pfns.size:
             return
         breaks = np.flatnonzero(np.diff(pfns) > KPAGE_GAP) + 1
@@ -392,28 +393,28 @@ class _KpageRuns:
             while last + 1 < starts.size and total + int(spans[last + 1]) <= KPAGE_BATCH:
                 last += 1
                 total += int(spans[last])
-            offs = np.concatenate(([0], np.cumsum(spans[first:last + 1])[:-1])).astype(np.uint64)
-            s, e = int(starts[first]), int(ends[last])
-            run_of = np.repeat(np.arange(last + 1 - first), (ends[first:last + 1] - starts[first:last + 1]))
-            slot = (pfns[s:e] - los[first:last + 1][run_of] + offs[run_of]).astype(np.int64)
-            reads = [(int(lo), int(sp), int(off)) for lo, sp, off in zip(los[first:last + 1],
-                                                                          spans[first:last + 1], offs)]
-            self.batches.append((s, e, total, reads, slot))
+            r = slice(first, last + 1)
+            offs = np.concatenate(([0], np.cumsum(spans[r])[:-1])).astype(np.uint64)
+            reads = [(int(lo), int(sp), int(off)) for lo, sp, off in zip(los[r], spans[r], offs)]
+            # a PFN's slot in the batch buffer is pfn - lo + off of its run: base = lo - off (mod 2^64)
+            self.batches.append((int(starts[first]), int(ends[last]), total, reads, los[r] - offs,
+                                 ends[r] - starts[r]))
             first = last + 1
 
     def read(self, path: str) -> np.ndarray:
         """The file's 64-bit values at the PFNs.  OSError if it cannot be read (or is shorter than the PFNs)."""
-        out = np.empty(self.n, dtype=np.uint64)
-        if not self.n:  # only zombies, kernel threads or denied processes: nothing to read
+        out = np.empty(self.pfns.size, dtype=np.uint64)
+        if not self.pfns.size:  # only zombies, kernel threads or denied processes: nothing to read
             return out
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            for s, e, total, reads, slot in self.batches:
+            for s, e, total, reads, base, counts in self.batches:
                 buf = bytearray(total * 8)
                 mv = memoryview(buf)
                 for lo, span, off in reads:
                     if os.preadv(fd, [mv[off * 8:(off + span) * 8]], lo * 8) != span * 8:
                         raise OSError(errno.EIO, "short read (PFN beyond the end of the file)", path)
+                slot = (self.pfns[s:e] - np.repeat(base, counts)).astype(np.int64)
                 out[s:e] = np.frombuffer(buf, dtype=np.uint64)[slot]
         finally:
             os.close(fd)

@@ -289,7 +289,8 @@ def test_query_fills_host_and_snapshot_defaults(st, name):
     first, last = snaps[-2], snaps[-1]
     explicit = {"host": last.host, "snapshot_id": last.snapshot_id, "snapshot_ids": [last.snapshot_id],
                 "from_host": first.host, "from_id": first.snapshot_id, "to_host": last.host, "to_id": last.snapshot_id,
-                "by": "command", "pattern": None, "pfilter": None, "ufilter": None, "mapfilter": None}
+                "by": "command", "pattern": None, "pfilter": None, "ufilter": None, "mapfilter": None,
+                "parts": None, "part": None}
     assert named_query_params(st, name, {k: v for k, v in explicit.items() if k == "by" and k in ALL[name].params}) \
         == {k: explicit[k] for k in ALL[name].params}
     cur = queries.run(st.con, name, {k: explicit[k] for k in ALL[name].params})
