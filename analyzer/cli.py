@@ -57,6 +57,18 @@ def _err(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
+def _notes_and_plot(notes, plot: str | None, draw) -> None:
+    """The tail of a report command: its notes on stderr, then the chart if --plot was given."""
+    for n in notes:
+        _err(f"note: {n}")
+    if plot:
+        try:
+            draw()
+        except MemsnapError as e:
+            fail(e)
+        _err(f"wrote {plot}")
+
+
 def _parse_size(text: str) -> int:
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
     t = text.strip().upper().rstrip("B").rstrip("I")
@@ -428,15 +440,10 @@ def diff(
             f"{'/'.join(str(m[k]) for k in res.key_columns[:2])} {m['pss_delta']:+d}" for m in s["biggest_movers"]
             if m["pss_delta"])
     _err(line) if fmt in (OutFmt.json, OutFmt.csv) else typer.echo(line)
-    for n in res.notes:
-        _err(f"note: {n}")
-    if plot:
+    def draw():
         from analyzer.plot import diff_chart
-        try:
-            diff_chart(res, plot, top=top)
-        except MemsnapError as e:
-            fail(e)
-        _err(f"wrote {plot}")
+        diff_chart(res, plot, top=top)
+    _notes_and_plot(res.notes, plot, draw)
 
 
 class TrendBy(str, Enum):
@@ -566,15 +573,10 @@ def trend(
                 (["pid", "starttime", "name"] if by == TrendBy.process else ["command", "count"]) + list(tr.METRICS)
         typer.echo(render(rows, cols, fmt.value, amount_columns=set(tr.METRICS),
                           numeric_columns=("pid", "starttime", "count")), nl=False)
-    for n in (series.notes + (ranking.notes if ranking else [])):
-        _err(f"note: {n}")
-    if plot:
+    def draw():
         from analyzer.plot import trend_chart
-        try:
-            trend_chart(series, plot, metric=metric.value, top=top or 10, suspects=ranking)
-        except MemsnapError as e:
-            fail(e)
-        _err(f"wrote {plot}")
+        trend_chart(series, plot, metric=metric.value, top=top or 10, suspects=ranking)
+    _notes_and_plot(series.notes + (ranking.notes if ranking else []), plot, draw)
 
 
 @app.command(epilog="Examples:\n\n  memsnap shared --groups command           # what each program really costs\n\n"
@@ -635,18 +637,13 @@ def shared(
     typer.echo(render(res.rows, res.columns, fmt.value, amount_columns=amount,
                       numeric_columns=("processes", "pid_a", "pid_b", "pid", "pids", "count", "frames",
                                        "mappings", "offset")), nl=False)
-    for n in res.notes:
-        _err(f"note: {n}")
-    if plot:
+    def draw():
         from analyzer.plot import groups_chart, pairs_heatmap
-        try:
-            if view == "pairs":
-                pairs_heatmap(sh.pair_matrix(res.rows, top), plot, res.snapshot)
-            else:
-                groups_chart(res.rows[:top], plot, res.snapshot, groups or "command")
-        except MemsnapError as e:
-            fail(e)
-        _err(f"wrote {plot}")
+        if view == "pairs":
+            pairs_heatmap(sh.pair_matrix(res.rows, top), plot, res.snapshot)
+        else:
+            groups_chart(res.rows[:top], plot, res.snapshot, groups or "command")
+    _notes_and_plot(res.notes, plot, draw)
 
 
 class SqlFmt(str, Enum):
