@@ -222,8 +222,9 @@ def diff(store: Store, *, from_id: str | None = None, to_id: str | None = None, 
     sort = sort or "pss_delta"
     if sort not in columns:
         raise MemsnapError(f"unknown sort key {sort}", hint=f"choose from: {' '.join(columns)}")
-    rows.sort(key=lambda r: (r.get(sort) is not None, r.get(sort) if r.get(sort) is not None else 0),
-              reverse=reverse)
+    rows.sort(key=lambda r: (r.get(sort) is not None, r.get(sort) if r.get(sort) is not None else 0,
+                             tuple(str(r.get(c)) for c in show)),
+              reverse=reverse)  # the key columns break ties: the same order on every run
     if cross_host:
         notes.append(f"hosts differ ({before.host} -> {after.host}): names normalized (pids and library "
                      "versions stripped)")

@@ -280,9 +280,11 @@ def sizes(store: Store, *, by: str = "process", source: str = "smaps", snapshot:
         for c in VIEW_COLUMNS[by]:
             r.setdefault(c, None)
     if sort:
+        ties = list(group_cols)
         rows.sort(key=lambda r: (r.get(sort) is not None, r.get(sort) if r.get(sort) is not None else 0,
-                                 str(r.get("pid", r.get(columns[0]))), str(r.get("host")), str(r.get("snapshot_id"))),
-                  reverse=reverse)  # host/snapshot break ties so merged stores print in a stable order
+                                 str(r.get("pid", r.get(columns[0]))), str(r.get("host")), str(r.get("snapshot_id")),
+                                 tuple(str(r.get(c)) for c in ties)),
+                  reverse=reverse)  # the group's own columns, then host/snapshot break ties: a stable order
     if limit:
         rows = rows[-limit:] if not reverse else rows[:limit]
     res.rows = rows

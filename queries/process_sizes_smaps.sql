@@ -20,3 +20,4 @@ JOIN (
     FROM mappings GROUP BY host, snapshot_id, pid
 ) m ON m.host = p.host AND m.snapshot_id = p.snapshot_id AND m.pid = p.pid
 WHERE NOT coalesce(p.kernel_thread, false)
+ORDER BY p.host, p.snapshot_id, p.pid
