@@ -14,7 +14,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from recorder.errors import MemsnapError
+from common.errors import MemsnapError
 
 app = typer.Typer(
     name="memsnap",
@@ -105,7 +105,7 @@ def record(
     smaps_max_rss_mb: Optional[int] = typer.Option(
         None, "--smaps-max-rss-mb", min=0,
         help="Impact limit: for processes with more RSS than this, read maps instead of full smaps "
-             "(the smaps walk holds the target's mmap lock: ~12 ms per GiB of 4 KiB pages per DESIGN.md). "
+             "(the smaps walk holds the target's mmap lock: ~12 ms per GiB of 4 KiB pages per docs/design.md). "
              "smaps_rollup and pagemap are still read; bench/impact_bench.py measures what this bounds."),
     budget_ms: Optional[float] = typer.Option(
         None, "--budget-ms", min=1,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from recorder.errors import MemsnapError
+from common.errors import MemsnapError
 
 from . import queries
 from .sizes import SizesResult, sizes

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from recorder.errors import MemsnapError
+from common.errors import MemsnapError
 
 FORMATS = (".png", ".svg", ".pdf")
 

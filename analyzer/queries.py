@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
-from recorder.errors import MemsnapError
+from common.errors import MemsnapError
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from recorder.errors import MemsnapError
+from common.errors import MemsnapError
 
 from . import plot
 from .diff import diff, pick_pair

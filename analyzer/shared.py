@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from recorder.errors import MemsnapError
+from common.errors import MemsnapError
 
 from . import queries
 from .sizes import SourceUnavailable, check_regex, sizes

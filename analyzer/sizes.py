@@ -19,7 +19,7 @@ import duckdb
 import sqlalchemy as sa
 from duckdb_engine import Dialect
 
-from recorder.errors import MemsnapError
+from common.errors import MemsnapError
 from schema import sa as schema_sa
 
 from . import queries

@@ -1,12 +1,14 @@
 """Ad-hoc SQL on stores: the read-only guard, --param parsing, named queries, and export to a DuckDB file."""
 from __future__ import annotations
 
+import glob
 import json
 import os
 
 import duckdb
 
-from recorder.errors import MemsnapError
+from common import layout
+from common.errors import MemsnapError
 from schema import TABLES
 
 from . import queries
@@ -157,8 +159,8 @@ def export_db(stores: list[str], out: str, materialize: bool = False) -> dict:
     try:
         counts = {}
         for table in TABLES:
-            globs = [os.path.join(p, table, "host=*", "date=*", "*.parquet") for p in paths]
-            has_files = any(__import__("glob").glob(g) for g in globs)
+            globs = [layout.table_glob(p, table) for p in paths]
+            has_files = any(glob.glob(g) for g in globs)
             con.execute(raw_view_sql(table, globs if has_files else []))
             con.execute(committed_view_sql(table))
             if materialize:

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recorder.errors import MemsnapError
+from common.errors import MemsnapError
 from schema import PARTITION_COLUMNS, TABLES
 
 from . import queries
@@ -24,7 +24,7 @@ DOC_PATH = ROOT / "docs" / "sql.md"
 COOKBOOK_PATH = ROOT / "docs" / "cookbook.sql"
 SAMPLE_STORE = ROOT / "sample_data" / "store"
 
-#: unit by column-name suffix (first match wins), see DESIGN.md "Units go in names"
+#: unit by column-name suffix (first match wins), see docs/design.md "Units go in names"
 UNIT_SUFFIXES = (
     ("_kb", "kB"), ("_bytes", "bytes"), ("_ms", "ms"), ("_s", "s"), ("_pages", "pages"),
     ("_ticks", "clock ticks"), ("_hz", "Hz"), ("_fp", "bytes << 12 (PSS fixed point; >> 22 gives kB)"),

@@ -15,19 +15,12 @@ import weakref
 from dataclasses import dataclass
 
 import duckdb
-import pyarrow as pa
 
-from recorder.errors import SchemaMismatch, SnapshotNotFound, StoreCorrupt, StoreError
-from schema import SCHEMA_VERSION, TABLES, arrow_schema
+from common.errors import SchemaMismatch, SnapshotNotFound, StoreCorrupt, StoreError
+from common import layout
+from schema import SCHEMA_VERSION, TABLES, arrow_schema, duck_type
 
 from . import queries
-
-
-def _duck_type(t: pa.DataType) -> str:
-    if pa.types.is_map(t):
-        return "MAP(VARCHAR, BIGINT)"
-    return {pa.string(): "VARCHAR", pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.uint64(): "UBIGINT",
-            pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN"}.get(t, "TIMESTAMPTZ")
 
 
 def resolve_stores(paths) -> list[str]:
@@ -41,7 +34,7 @@ def resolve_stores(paths) -> list[str]:
             if not os.path.isdir(m):
                 raise StoreError(f"{m}: no such store directory",
                                  hint="record one with `memsnap record --store DIR`, or pass the right path", path=m)
-            if not os.path.isdir(os.path.join(m, "snapshots")):
+            if not layout.is_store(m):
                 raise StoreError(f"{m}: not a memsnap store (no snapshots/ directory)",
                                  hint="pass the directory given to `memsnap record --store`", path=m)
             out.append(os.path.abspath(m))
@@ -61,12 +54,12 @@ def raw_view_sql(table: str, files) -> str:
     """``CREATE VIEW _raw_<table>`` over Parquet files (a list, or one glob), or an empty typed view."""
     cols = [c.name for c in TABLES[table].columns] + ["host", "date"]
     sch = arrow_schema(table)
-    typed_empty = "SELECT " + ", ".join(f'CAST(NULL AS {_duck_type(f.type)}) AS "{f.name}"' for f in sch) + \
+    typed_empty = "SELECT " + ", ".join(f'CAST(NULL AS {duck_type(f.type)}) AS "{f.name}"' for f in sch) + \
         ', CAST(NULL AS VARCHAR) AS host, CAST(NULL AS DATE) AS "date" WHERE false'
     if files:
         flist = "[" + ", ".join(sql_literal(f) for f in ([files] if isinstance(files, str) else files)) + "]"
         sel = ", ".join(f'"{c}"' for c in cols)
-        # Files written with an older schema version lack the columns added since (DESIGN.md: new columns are
+        # Files written with an older schema version lack the columns added since (docs/design.md: new columns are
         # nullable, old stores stay readable): UNION ALL BY NAME with the typed empty relation supplies them as NULL.
         return (f"CREATE OR REPLACE VIEW _raw_{table} AS SELECT {sel} FROM (SELECT * FROM read_parquet({flist}, "
                 f"hive_partitioning = true, union_by_name = true) UNION ALL BY NAME {typed_empty})")
@@ -125,7 +118,7 @@ class Store:
     def _all_files(self, table: str) -> list[str]:
         files: list[str] = []
         for s in self.paths:
-            files += sorted(glob.glob(os.path.join(s, table, "host=*", "date=*", "*.parquet")))
+            files += sorted(glob.glob(layout.table_glob(s, table)))
         return files
 
     def _files(self, table: str) -> list[str]:
@@ -168,10 +161,10 @@ class Store:
                 bad[f] = why
         if not bad:
             return files
-        dead = {os.path.basename(f)[:-len(".parquet")] for f in bad}  # snapshot ids with a bad file
+        dead = {layout.snapshot_id_of(f) for f in bad}  # snapshot ids with a bad file
         for f, why in bad.items():
             self.skipped.append((f, why))
-        return {t: [f for f in fs if os.path.basename(f)[:-len(".parquet")] not in dead] for t, fs in files.items()}
+        return {t: [f for f in fs if layout.snapshot_id_of(f) not in dead] for t, fs in files.items()}
 
     def _create_view(self, table: str) -> None:
         self.con.execute(raw_view_sql(table, self._files(table)))
@@ -269,7 +262,7 @@ class Store:
             return self.con.sql(f'SELECT * FROM "{q.name}"') if q.kind == "view" else self.con.sql("SELECT 1 WHERE false")
         missing = set(q.params) - set(params or {})
         if missing:
-            from recorder.errors import MemsnapError
+            from common.errors import MemsnapError
             raise MemsnapError(f"query {name} needs parameter(s) {', '.join(sorted(missing))}",
                                hint="pass them with --param NAME=VALUE")
         return self.con.sql(q.sql, params={k: (params or {})[k] for k in q.params})

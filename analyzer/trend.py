@@ -9,7 +9,7 @@ quadratically (see :data:`BATCH`).  One definition of the numbers is kept, no se
 
 Keys:
 
-* ``process`` -- a process is ``(boot_id, pid, starttime)`` (DESIGN.md: PIDs are reused, start times are
+* ``process`` -- a process is ``(boot_id, pid, starttime)`` (docs/design.md: PIDs are reused, start times are
   not), so a reused PID, or the same PID after a reboot, is a different series;
 * ``command`` -- ``(host, comm)``, the processes of one program summed per snapshot (``count`` says how
   many there were).
@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from recorder.errors import MemsnapError, SnapshotNotFound
+from common.errors import MemsnapError, SnapshotNotFound
 
 from .sizes import sizes
 from .store import Snapshot, Store

@@ -21,7 +21,7 @@ order, the target stays the same process):
 Per phase: calls, p50, p99, p99.9 and max latency, calls slower than 1 ms and 10 ms, and captures done
 (with their median duration and the sources the recorder actually read for the target).
 
-The promise being checked (``memsnap record --help`` and DESIGN.md): reading smaps walks the whole page
+The promise being checked (``memsnap record --help`` and docs/design.md): reading smaps walks the whole page
 table under the mmap lock (~12 ms per GiB of 4 KiB-mapped memory); ``--smaps-max-rss-mb`` reads maps
 instead of smaps for bigger processes, so that walk is avoided; pagemap is read with one ``pread`` per
 8 MiB (1M pages), and the kernel takes the lock per 2 MiB window inside it (fs/proc/task_mmu.c
@@ -316,7 +316,7 @@ def markdown(r: dict) -> str:
                     if rec else "– | – |"))
     v = r["verdict"]
     L += ["", "What the options promise: with `--smaps-max-rss-mb` below the target's RSS the recorder reads maps "
-          "instead of smaps, so the smaps page-table walk under the mmap lock (DESIGN.md: ~12 ms per GiB, "
+          "instead of smaps, so the smaps page-table walk under the mmap lock (docs/design.md: ~12 ms per GiB, "
           f"~{v['design_smaps_estimate_ms']:.0f} ms here) is avoided; what it still reads is smaps_rollup (its own "
           "walk of the whole page table) and pagemap, read in 8 MiB (1M-page) preads inside which the kernel takes "
           "the lock per 2 MiB window (`pagemap_read`, PAGEMAP_WALK_SIZE). `--budget-ms` is checked between "

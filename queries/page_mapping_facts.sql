@@ -2,7 +2,7 @@
 -- kind: query
 -- description: Per mapping of the chosen snapshots, sizes recomputed from pagemap + kpagecount + kpageflags with the kernel's smaps rules; PSS columns are unfloored fixed point (bytes << 12), *_pages are page counts.
 -- params: snapshot_ids: list of snapshot ids
--- Rules (reproduced exactly on Linux 6.18, see DESIGN.md and fs/proc/task_mmu.c smaps_account()):
+-- Rules (reproduced exactly on Linux 6.18, see docs/design.md and fs/proc/task_mmu.c smaps_account()):
 --   * Rss counts present pages, except the zero page (kpageflags bit 24), pages of VM_PFNMAP/VM_IO mappings
 --     (VmFlags pf/io) and hugetlb pages (kpageflags bit 17, or VmFlags ht), which only go to *_Hugetlb;
 --   * each page adds (page_size << 12) / mapcount to PSS, or page_size << 12 when mapcount < 2;

@@ -5,7 +5,6 @@ Nothing here prints: progress goes to a callback, warnings into the result.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import pwd
@@ -22,7 +21,8 @@ import pyarrow as pa
 from schema import SCHEMA_VERSION, arrow_schema
 
 from . import __version__
-from .errors import AccessDenied, Interrupted, MemsnapError, ParseError, ProcessGone
+from common.layout import new_snapshot_id, partition_date
+from common.errors import AccessDenied, Interrupted, MemsnapError, ParseError, ProcessGone
 from .procfs import (PF_KTHREAD, ProcFS, classify_oserror, merge_ranges, parse_cgroup, parse_cmdline,
                      parse_maps, parse_meminfo, parse_smaps, parse_smaps_rollup, parse_stat, parse_status,
                      parse_sysfs_choice)
@@ -211,11 +211,6 @@ def system_info(fs: ProcFS) -> dict:
         "ksm_pages_sharing": _int_or_none(sysfs("ksm/pages_sharing")),
         "ksm_pages_shared": _int_or_none(sysfs("ksm/pages_shared")),
     }
-
-
-def new_snapshot_id(start: datetime, host: str, boot_id: str) -> str:
-    h = hashlib.sha1(f"{host}\0{boot_id}".encode()).hexdigest()[:8]
-    return f"{start:%Y%m%dT%H%M%S%f}Z-{h}-{os.getpid()}"
 
 
 class _ProcessCapture:
@@ -476,7 +471,7 @@ class Recorder:
             res.warnings.append(f"removed {len(cleaned)} incomplete snapshot(s) left by an interrupted recorder: "
                                 + ", ".join(cleaned))
         meminfo = parse_meminfo(fs.read("meminfo"), fs.path("meminfo"))
-        writer = SnapshotWriter(opts.store, host, sid, start.strftime("%Y-%m-%d"))
+        writer = SnapshotWriter(opts.store, host, sid, partition_date(start))
         try:
             self._capture_into(writer, res, info, meminfo, start)
         except BaseException:

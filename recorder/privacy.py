@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from .errors import MemsnapError
+from common.errors import MemsnapError
 
 DEFAULT_KEY_FILE = "/var/lib/memsnap/key"
 PFN_BITS = 55

@@ -13,7 +13,7 @@ import re
 from schema import (MAPPING_INT_FIELDS, MAPPING_ONLY_FIELDS, ROLLUP_ONLY_KB_FIELDS, SMAPS_KB_FIELDS,
                     STATUS_FIELDS)
 
-from .errors import AccessDenied, ParseError, ProcessGone
+from common.errors import AccessDenied, ParseError, ProcessGone
 
 # kernel key -> column name for the kB fields of a smaps entry / smaps_rollup
 MAPPING_KB_KEYS = dict(MAPPING_ONLY_FIELDS + SMAPS_KB_FIELDS)

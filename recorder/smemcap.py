@@ -29,7 +29,8 @@ import pyarrow as pa
 from schema import SCHEMA_VERSION, arrow_schema
 
 from . import __version__
-from .errors import MemsnapError
+from common.errors import MemsnapError
+from common.layout import partition_date
 from .procfs import PF_KTHREAD, parse_cmdline, parse_meminfo, parse_smaps, parse_stat
 from .store import SnapshotWriter, recover, safe_host
 
@@ -202,7 +203,7 @@ def import_smemcap(path: str, store: str, host: str | None = None) -> dict:
     except (pa.ArrowException, OverflowError, ValueError, TypeError) as e:
         raise BadCapture(f"{path}: a value does not fit memsnap's schema ({e})", path=path) from None
     recover(store)
-    writer = SnapshotWriter(store, host, sid, start.strftime("%Y-%m-%d"))
+    writer = SnapshotWriter(store, host, sid, partition_date(start))
     try:
         for name, table in tables.items():
             writer.table(name).write(table)

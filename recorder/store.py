@@ -1,4 +1,4 @@
-"""Writing snapshots into a store with the commit protocol of DESIGN.md.
+"""Writing snapshots into a store with the commit protocol of docs/design.md.
 
 Layout: ``<store>/<table>/host=<host>/date=<YYYY-MM-DD>/<snapshot_id>.parquet``.
 
@@ -25,27 +25,16 @@ import fcntl
 import glob
 import json
 import os
-import re
+
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schema import DATA_TABLES, TABLES, arrow_schema
 
-from .errors import StoreError
-
-FILE_MODE = 0o600
-DIR_MODE = 0o750
-INPROGRESS = ".inprogress"
-_HOST_OK = re.compile(r"[^A-Za-z0-9._-]")
-
-
-def safe_host(host: str) -> str:
-    """Host names become a path component (and a Hive partition value)."""
-    h = _HOST_OK.sub("_", host.strip())
-    if not h or h in (".", ".."):
-        raise StoreError(f"invalid host name {host!r}", hint="pass --host with letters, digits, '.', '_' or '-'")
-    return h
+from common import layout
+from common.errors import StoreError
+from common.layout import DIR_MODE, FILE_MODE, safe_host
 
 
 def _fsync_dir(path: str) -> None:
@@ -114,12 +103,11 @@ class TableWriter:
         self.table = TABLES[table]
         self.schema = arrow_schema(table)
         self.final_path = final_path
-        d, name = os.path.split(final_path)
-        self.tmp_path = os.path.join(d, "." + name + ".tmp")
+        self.tmp_path = layout.tmp_path(final_path)
         self.rows = 0
         self.bytes = 0
         try:
-            _makedirs(d)
+            _makedirs(os.path.dirname(final_path))
             fd = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
         except OSError as e:
             raise _storage_error(e, self.tmp_path) from None
@@ -200,8 +188,8 @@ class SnapshotWriter:
         self.store, self.host, self.snapshot_id, self.date = store, safe_host(host), snapshot_id, date
         self._writers: dict[str, TableWriter] = {}
         self.bytes_written = 0
-        inprog = os.path.join(store, INPROGRESS)
-        self.marker = os.path.join(inprog, snapshot_id + ".lock")
+        inprog = layout.inprogress_dir(store)
+        self.marker = layout.marker_path(store, snapshot_id)
         try:
             _makedirs(inprog)
             fd = _take_marker(self.marker, json.dumps({"pid": os.getpid(), "host": self.host, "date": date}))
@@ -210,7 +198,7 @@ class SnapshotWriter:
         self._marker_fd = fd
 
     def path(self, table: str) -> str:
-        return os.path.join(self.store, table, f"host={self.host}", f"date={self.date}", self.snapshot_id + ".parquet")
+        return layout.data_path(self.store, table, self.host, self.date, self.snapshot_id)
 
     def table(self, name: str) -> TableWriter:
         if name not in self._writers:
@@ -261,8 +249,8 @@ class SnapshotWriter:
 def _snapshot_files(store: str, sid: str) -> list[str]:
     out = []
     for table in TABLES:
-        out += glob.glob(os.path.join(store, table, "host=*", "date=*", sid + ".parquet"))
-        out += glob.glob(os.path.join(store, table, "host=*", "date=*", "." + sid + ".parquet.tmp"))
+        out += glob.glob(layout.table_glob(store, table, snapshot_id=sid))
+        out += glob.glob(layout.tmp_glob(store, table, sid))
     return out
 
 
@@ -271,11 +259,11 @@ def recover(store: str) -> list[str]:
     try:
         return _recover(store)
     except OSError as e:  # read-only or foreign store: say so instead of a traceback
-        raise _storage_error(e, e.filename or os.path.join(store, INPROGRESS)) from None
+        raise _storage_error(e, e.filename or layout.inprogress_dir(store)) from None
 
 
 def _recover(store: str) -> list[str]:
-    inprog = os.path.join(store, INPROGRESS)
+    inprog = layout.inprogress_dir(store)
     cleaned = []
     for marker in sorted(glob.glob(os.path.join(inprog, "*.lock"))):
         sid = os.path.basename(marker)[:-5]
@@ -290,7 +278,7 @@ def _recover(store: str) -> list[str]:
                 continue  # a live recorder owns it
             # Unlocked: its recorder is dead, or (empty marker) has created it but not locked it yet;
             # that one notices the unlink after its flock and creates a new marker (_take_marker).
-            committed = glob.glob(os.path.join(store, "snapshots", "host=*", "date=*", sid + ".parquet"))
+            committed = glob.glob(layout.table_glob(store, "snapshots", snapshot_id=sid))
             for p in _snapshot_files(store, sid):
                 if committed and not p.endswith(".tmp"):
                     continue  # crashed after the commit rename: the snapshot is complete
@@ -306,9 +294,8 @@ def _recover(store: str) -> list[str]:
 def committed_snapshots(store: str, host: str | None = None) -> list[tuple[str, str]]:
     """(host, snapshot_id) of committed snapshots, oldest first (ids sort by capture time)."""
     out = []
-    for p in glob.glob(os.path.join(store, "snapshots", f"host={host}" if host else "host=*", "date=*", "*.parquet")):
-        h = os.path.basename(os.path.dirname(os.path.dirname(p)))[len("host="):]
-        out.append((h, os.path.basename(p)[:-len(".parquet")]))
+    for p in glob.glob(layout.table_glob(store, "snapshots", host)):
+        out.append((layout.host_of(p), layout.snapshot_id_of(p)))
     return sorted(out, key=lambda x: (x[1], x[0]))
 
 
@@ -319,15 +306,14 @@ def snapshot_bytes(store: str, sid: str) -> int:
 def delete_snapshot(store: str, host: str, sid: str) -> None:
     """Remove a committed snapshot atomically: the commit row goes first (readers stop seeing it at once),
     then the data files.  A crash in between is finished by :func:`recover`, like a crashed capture."""
-    inprog = os.path.join(store, INPROGRESS)
-    _makedirs(inprog)
-    marker = os.path.join(inprog, sid + ".lock")
+    _makedirs(layout.inprogress_dir(store))
+    marker = layout.marker_path(store, sid)
     try:
         fd = _take_marker(marker, json.dumps({"pid": os.getpid(), "delete": sid}))
     except FileExistsError:
         return  # another recorder is deleting (or writing) it
     try:
-        for p in glob.glob(os.path.join(store, "snapshots", f"host={host}", "date=*", sid + ".parquet")):
+        for p in glob.glob(layout.table_glob(store, "snapshots", host, sid)):
             os.unlink(p)
             _fsync_dir(os.path.dirname(p))
         for p in _snapshot_files(store, sid):
@@ -346,7 +332,7 @@ def apply_retention(store: str, host: str, keep: int | None = None, max_bytes: i
         doomed = [sid for _, sid in snaps[:len(snaps) - max(keep, 1)]]
     if max_bytes is not None:
         total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(store) for f in fs
-                    if f.endswith(".parquet"))
+                    if f.endswith(layout.SUFFIX))
         total -= sum(snapshot_bytes(store, sid) for sid in doomed)
         for _, sid in snaps[:-1]:
             if total <= max_bytes:

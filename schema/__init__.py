@@ -7,7 +7,7 @@ Everything else is derived from the definitions here:
 * ``schema.sa.tables()`` — SQLAlchemy Core ``Table`` objects (used by the analyzer);
 * ``schema.docs.render()`` — ``docs/schema.md``.
 
-Rules (see DESIGN.md): columns are never renamed or retyped; new columns are
+Rules (see docs/design.md): columns are never renamed or retyped; new columns are
 added as nullable and bump ``SCHEMA_VERSION``.  Units are part of column names.
 A value the kernel did not report is NULL, never 0.
 
@@ -303,3 +303,18 @@ def arrow_schema(table: str | Table) -> pa.Schema:
     t = TABLES[table] if isinstance(table, str) else table
     fields = [pa.field(c.name, c.type, nullable=c.nullable) for c in t.columns]
     return pa.schema(fields, metadata={META_VERSION: str(SCHEMA_VERSION).encode(), META_TABLE: t.name.encode()})
+
+
+def duck_type(t: pa.DataType) -> str:
+    """The DuckDB type of a schema column's Arrow type.  An Arrow type this schema does not use is an error,
+    never a silent guess."""
+    if pa.types.is_map(t):
+        return f"MAP({duck_type(t.key_type)}, {duck_type(t.item_type)})"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    names = {pa.string(): "VARCHAR", pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.uint64(): "UBIGINT",
+             pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN"}
+    if t not in names:
+        raise TypeError(f"no DuckDB type for Arrow type {t}: add it to schema.duck_type")
+    return names[t]
+

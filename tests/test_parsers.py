@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from conftest import read_table
 from recorder.capture import Options, Recorder
-from recorder.errors import ParseError
+from common.errors import ParseError
 from recorder.procfs import (PF_KTHREAD, merge_ranges, parse_cgroup, parse_cmdline, parse_maps,
                              parse_meminfo, parse_smaps, parse_smaps_rollup, parse_stat, parse_status,
                              parse_sysfs_choice)

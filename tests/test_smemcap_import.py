@@ -67,7 +67,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from recorder.errors import MemsnapError  # noqa: E402
+from common.errors import MemsnapError  # noqa: E402
 from recorder.smemcap import import_smemcap  # noqa: E402
 
 DATA = Path(__file__).parent / "data"

@@ -1,0 +1,91 @@
+"""The store layout, written once: every path, glob and id format of a store comes from here.
+
+A store is a directory tree, one directory per table, Hive-partitioned so that any Parquet engine reads it::
+
+    <store>/<table>/host=<host>/date=<YYYY-MM-DD>/<snapshot_id>.parquet
+
+plus ``<store>/.inprogress/<snapshot_id>.lock``, the marker a writer holds while a snapshot is not committed
+(docs/design.md, "Committing a snapshot").  A file is first written as ``.<snapshot_id>.parquet.tmp`` in its
+partition directory and renamed into place.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from datetime import datetime
+
+from .errors import StoreError
+
+FILE_MODE = 0o600
+DIR_MODE = 0o750
+INPROGRESS = ".inprogress"
+SUFFIX = ".parquet"
+TMP_SUFFIX = ".parquet.tmp"
+#: the directory a store must have to be one (its commit rows)
+COMMIT_TABLE = "snapshots"
+_HOST_BAD = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_host(host: str) -> str:
+    """Host names become a path component (and a Hive partition value)."""
+    h = _HOST_BAD.sub("_", host.strip())
+    if not h or h in (".", ".."):
+        raise StoreError(f"invalid host name {host!r}", hint="pass --host with letters, digits, '.', '_' or '-'")
+    return h
+
+
+def new_snapshot_id(start: datetime, host: str, boot_id: str, pid: int | None = None) -> str:
+    """UTC capture start (so ids sort by time), a hash of host and boot, and the writer's pid: unique across
+    hosts and across recorders running at the same time."""
+    h = hashlib.sha1(f"{host}\0{boot_id}".encode()).hexdigest()[:8]
+    return f"{start:%Y%m%dT%H%M%S%f}Z-{h}-{os.getpid() if pid is None else pid}"
+
+
+def partition_date(start: datetime) -> str:
+    return start.strftime("%Y-%m-%d")
+
+
+def partition_dir(store: str, table: str, host: str, date: str) -> str:
+    return os.path.join(store, table, f"host={host}", f"date={date}")
+
+
+def data_path(store: str, table: str, host: str, date: str, snapshot_id: str) -> str:
+    return os.path.join(partition_dir(store, table, host, date), snapshot_id + SUFFIX)
+
+
+def tmp_path(final_path: str) -> str:
+    d, name = os.path.split(final_path)
+    return os.path.join(d, "." + name[:-len(SUFFIX)] + TMP_SUFFIX)
+
+
+def table_glob(store: str, table: str, host: str | None = None, snapshot_id: str | None = None) -> str:
+    """Glob of a table's committed-name files, optionally of one host and/or one snapshot."""
+    return os.path.join(store, table, f"host={host}" if host else "host=*", "date=*",
+                        (snapshot_id or "*") + SUFFIX)
+
+
+def tmp_glob(store: str, table: str, snapshot_id: str) -> str:
+    return os.path.join(store, table, "host=*", "date=*", "." + snapshot_id + TMP_SUFFIX)
+
+
+def snapshot_id_of(path: str) -> str:
+    """The snapshot id a data file belongs to (its file name)."""
+    return os.path.basename(path)[:-len(SUFFIX)]
+
+
+def host_of(path: str) -> str:
+    """The host partition of a data file."""
+    return os.path.basename(os.path.dirname(os.path.dirname(path)))[len("host="):]
+
+
+def inprogress_dir(store: str) -> str:
+    return os.path.join(store, INPROGRESS)
+
+
+def marker_path(store: str, snapshot_id: str) -> str:
+    return os.path.join(store, INPROGRESS, snapshot_id + ".lock")
+
+
+def is_store(path: str) -> bool:
+    return os.path.isdir(os.path.join(path, COMMIT_TABLE))
