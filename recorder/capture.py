@@ -1,11 +1,20 @@
 """Capturing one snapshot of the machine: /proc -> Arrow -> store.
 
+The parts, in the order a capture (:meth:`Recorder._capture_with`) uses them:
+
+- :func:`select_pids`, then :class:`_ProcessCapture` per process (identity, smaps/maps, pagemap);
+- :class:`_MappingSink` and :class:`_PageSink` take each process's rows; the page sink flushes bounded
+  batches through :class:`_WriterThread` (sort + Parquet encode overlap the next /proc reads) and collects
+  the PFNs seen;
+- :class:`_FramesWriter` reads /proc/kpage* at those PFNs (:class:`_KpageRuns`) and writes ``frames``;
+- :func:`recorder.rows.snapshot_row` builds the ``snapshots`` row (shared with the smemcap import), and
+  :class:`~recorder.store.SnapshotWriter` commits it last.
+
 Nothing here prints: progress goes to a callback, warnings into the result.
 """
 from __future__ import annotations
 
 import errno
-import json
 import os
 import pwd
 import re
@@ -18,16 +27,14 @@ from datetime import datetime, timezone
 import numpy as np
 import pyarrow as pa
 
-from schema import SCHEMA_VERSION, arrow_schema
-
-from . import __version__
 from common.layout import new_snapshot_id, partition_date
 from common.errors import AccessDenied, Interrupted, MemsnapError, ParseError, ProcessGone
 from .procfs import (PF_KTHREAD, ProcFS, classify_oserror, merge_ranges, parse_cgroup, parse_cmdline,
                      parse_maps, parse_meminfo, parse_smaps, parse_smaps_rollup, parse_stat, parse_status,
                      parse_sysfs_choice)
 from .privacy import redact_cmdline, redact_path
-from .store import SnapshotWriter, apply_retention, recover, safe_host
+from .rows import map_items, meminfo_columns, snapshot_row
+from .store import SnapshotWriter, TableWriter, apply_retention, recover, safe_host
 
 ALL_SOURCES = ("maps", "smaps", "smaps_rollup", "pagemap", "kpage")
 DEFAULT_SOURCES = ALL_SOURCES
@@ -440,6 +447,143 @@ class _WriterThread:
         self._pool.shutdown(wait=True)  # also on errors: nothing may write while the snapshot is aborted
 
 
+class _PageSink:
+    """Where the ``pages`` rows of the captured processes go.  Buffered, then written in batches of about
+    FLUSH_PAGE_ROWS rows (bounded recorder memory) by the writer thread, so that a batch's sort and Parquet
+    encoding overlap the next /proc reads.  Also collects the PFNs seen, for the frames table."""
+
+    def __init__(self, table: TableWriter, snapshot_id: str, bg: _WriterThread, pseudo, want_pfns: bool):
+        self.table, self.snapshot_id, self.bg, self.pseudo = table, snapshot_id, bg, pseudo
+        self.want_pfns = want_pfns
+        self.rows = 0                 # page rows in the snapshot
+        self.any_present = False      # a present page was seen ...
+        self.any_nonzero_pfn = False  # ... with a PFN other than 0 (all are 0 without CAP_SYS_ADMIN)
+        self._buf: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self._buf_rows = 0
+        self._pfn_sets: list[np.ndarray] = []
+        self._pfn_set_size = 0
+
+    def add(self, pid: int, vpn: np.ndarray, entry: np.ndarray) -> None:
+        """One process's present or swapped pages (vpn order) and their pagemap entries."""
+        self._buf.append((pid, vpn, entry))
+        self._buf_rows += vpn.size
+        self.rows += vpn.size
+        self._collect_pfns(entry)
+        if self._buf_rows >= FLUSH_PAGE_ROWS:
+            self.flush()
+
+    def _collect_pfns(self, entry: np.ndarray) -> None:
+        present = entry[(entry & PM_PRESENT) != 0] & PFN_MASK
+        if not present.size:
+            return
+        self.any_present = True
+        nz = present[present != 0]
+        if not nz.size:
+            return
+        self.any_nonzero_pfn = True
+        if self.want_pfns:
+            self._pfn_sets.append(nz)
+            self._pfn_set_size += nz.size
+            if self._pfn_set_size > 4 * FLUSH_PAGE_ROWS:  # bound memory: fold into one sorted set
+                self._pfn_sets = [sorted_unique(np.concatenate(self._pfn_sets))]
+                self._pfn_set_size = self._pfn_sets[0].size
+
+    def flush(self) -> None:
+        """Hand the buffered rows to the writer thread (which first finishes the batch before)."""
+        if self._buf:
+            self.bg.submit(self._write, self._buf, self._buf_rows)
+            self._buf, self._buf_rows = [], 0
+
+    def _write(self, buf: list[tuple[int, np.ndarray, np.ndarray]], n: int) -> None:
+        """One batch, in the writer thread: sorted for storage (see storage_order), encoded, written."""
+        pid = np.concatenate([np.full(v.size, p, np.int32) for p, v, _ in buf])
+        vpn = np.concatenate([v for _, v, _ in buf])
+        entry = np.concatenate([e for _, _, e in buf])
+        if self.pseudo is not None:
+            entry = self.pseudo.entries(entry)
+        order = storage_order(entry)
+        self.table.write(pa.table({
+            "snapshot_id": pa.repeat(self.snapshot_id, n),
+            "pid": pid[order],
+            "vpn": vpn[order],
+            "entry": entry[order],
+        }, schema=self.table.schema))
+
+    def pfns(self) -> np.ndarray:
+        """The distinct PFNs seen, sorted.  The collected sets are released."""
+        pfns = sorted_unique(np.concatenate(self._pfn_sets)) if self._pfn_sets else np.empty(0, np.uint64)
+        self._pfn_sets = []
+        return pfns
+
+
+class _MappingSink:
+    """Where the ``mappings`` rows go: written every FLUSH_MAPPING_ROWS rows (Python dicts: bounded memory)."""
+
+    def __init__(self, table: TableWriter):
+        self.table = table
+        self._rows: list[dict] = []
+
+    def add(self, rows: list[dict]) -> None:
+        self._rows.extend(rows)
+        if len(self._rows) >= FLUSH_MAPPING_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._rows:
+            self.table.write(pa.Table.from_pylist(self._rows, schema=self.table.schema))
+            self._rows.clear()
+
+
+class _FramesWriter:
+    """The ``frames`` table: for each distinct PFN seen, its /proc/kpagecount, kpageflags and kpagecgroup
+    values, read by :class:`_KpageRuns`.  Unreadable kpagecount/kpageflags leave mapcount and flags NULL
+    (with a warning); an unreadable kpagecgroup (kernel without CONFIG_MEMCG) leaves memcg_ino NULL."""
+
+    def __init__(self, fs: ProcFS, table: TableWriter, snapshot_id: str, pseudo):
+        self.fs, self.table, self.snapshot_id, self.pseudo = fs, table, snapshot_id, pseudo
+        self.kpage_ok = self.cgroup_ok = False
+
+    def write(self, pfns: np.ndarray, warnings: list[str]) -> int:
+        """Read and write the frames of ``pfns`` (sorted, distinct).  Returns the number of rows."""
+        cols = self._read(pfns, warnings)
+        if self.pseudo is not None:  # frames keyed by pseudonym, in pseudonym order
+            pseudo = self.pseudo.pfns(pfns)
+            order = np.argsort(pseudo)
+            pfns = pseudo[order]
+            cols = {k: v[order] for k, v in cols.items()}
+        self._write_rows(pfns, cols)
+        return pfns.size
+
+    def _read(self, pfns: np.ndarray, warnings: list[str]) -> dict[str, np.ndarray]:
+        fs, cols = self.fs, {}
+        runs = _KpageRuns(pfns)
+        try:
+            cols["mapcount"] = runs.read(fs.path("kpagecount")).astype(np.int64)
+            cols["flags"] = runs.read(fs.path("kpageflags"))
+            self.kpage_ok = True
+        except OSError as e:
+            warnings.append(f"cannot read {e.filename or fs.path('kpagecount')}: {e.strerror}; "
+                            "frames has PFNs without mapcount/flags")
+            cols = {}
+        try:
+            cols["memcg_ino"] = runs.read(fs.path("kpagecgroup"))
+            self.cgroup_ok = True
+        except OSError:
+            pass  # kernel without CONFIG_MEMCG: memcg_ino stays NULL
+        return cols
+
+    def _write_rows(self, pfns: np.ndarray, cols: dict[str, np.ndarray]) -> None:
+        n = pfns.size
+        types = {"mapcount": pa.int64(), "flags": pa.uint64(), "memcg_ino": pa.uint64()}
+        for step in range(0, n, FLUSH_PAGE_ROWS):
+            sl = slice(step, min(n, step + FLUSH_PAGE_ROWS))
+            m = sl.stop - sl.start
+            data = {"snapshot_id": pa.repeat(self.snapshot_id, m), "pfn": pfns[sl]}
+            for k, t in types.items():
+                data[k] = cols[k][sl] if k in cols else pa.nulls(m, t)
+            self.table.write(pa.table(data, schema=self.table.schema))
+
+
 class Recorder:
     """Captures snapshots into a store.  ``progress(done, total)`` and ``should_stop()`` are optional hooks."""
 
@@ -493,179 +637,87 @@ class Recorder:
 
     def _capture_with(self, writer: SnapshotWriter, res: Result, info: dict, meminfo, start,
                       bg: _WriterThread) -> None:
-        opts, fs = self.opts, self.fs
-        sid, page_size = res.snapshot_id, info["page_size_bytes"]
-        writer.table("meminfo").write({"snapshot_id": [sid] * len(meminfo), "key": [k for k, _, _ in meminfo],
-                                       "value_kb": [kb for _, kb, _ in meminfo], "value": [v for _, _, v in meminfo]})
-        pids = select_pids(fs, opts, os.getpid())
+        opts, sid = self.opts, res.snapshot_id
+        writer.table("meminfo").write(meminfo_columns(sid, meminfo))
+        pids = select_pids(self.fs, opts, os.getpid())
+        pages = _PageSink(writer.table("pages"), sid, bg, self.pseudo, want_pfns="kpage" in opts.sources)
+        maps = _MappingSink(writer.table("mappings"))
+        res.counts = self._record_processes(writer, pids, sid, info["page_size_bytes"], pages, maps)
+        res.pages = pages.rows
+        res.pfn_available = self._pfn_available(pages, res.warnings)
+        frames = None
+        if "kpage" in opts.sources and res.pfn_available:
+            frames = _FramesWriter(self.fs, writer.table("frames"), sid, self.pseudo)
+            res.frames = frames.write(pages.pfns(), res.warnings)
+        snap = self._snapshot_row(res, info, start, len(pids), frames)
+        bg.wait()  # the last page rows are written
+        res.bytes_written = writer.commit(snap)
+
+    def _record_processes(self, writer: SnapshotWriter, pids: list[int], sid: str, page_size: int,
+                          pages: _PageSink, maps: _MappingSink) -> dict:
+        """Capture each process into the sinks, then write the processes table.  Returns counts per status."""
         counts = dict.fromkeys(("ok", "partial", "vanished", "denied", "zombie", "kernel_thread"), 0)
         proc_rows: list[dict] = []
-        map_rows: list[dict] = []
-        page_buf: list[tuple[int, np.ndarray, np.ndarray]] = []
-        page_buf_rows = 0
-        pfn_sets: list[np.ndarray] = []
-        pfn_set_size = 0
-        any_present = any_nonzero_pfn = False
-        want_frames = "kpage" in opts.sources
-        pages_w = writer.table("pages")
-        maps_w = writer.table("mappings")
-
-        def write_pages(buf: list[tuple[int, np.ndarray, np.ndarray]], n: int) -> None:
-            pid = np.concatenate([np.full(v.size, p, np.int32) for p, v, _ in buf])
-            vpn = np.concatenate([v for _, v, _ in buf])
-            entry = np.concatenate([e for _, _, e in buf])
-            if self.pseudo is not None:
-                entry = self.pseudo.entries(entry)
-            order = storage_order(entry)
-            pages_w.write(pa.table({
-                "snapshot_id": pa.repeat(sid, n),
-                "pid": pid[order],
-                "vpn": vpn[order],
-                "entry": entry[order],
-            }, schema=pages_w.schema))
-
-        def flush_pages():
-            nonlocal page_buf, page_buf_rows
-            if page_buf:
-                bg.submit(write_pages, page_buf, page_buf_rows)
-                page_buf, page_buf_rows = [], 0
-
-        def flush_mappings():
-            if map_rows:
-                maps_w.write(pa.Table.from_pylist(map_rows, schema=maps_w.schema))
-                map_rows.clear()
-
         for i, pid in enumerate(pids):
             if self.should_stop():
                 raise Interrupted("interrupted: snapshot discarded")
-            pc = _ProcessCapture(fs, pid, opts, page_size)
+            pc = _ProcessCapture(self.fs, pid, self.opts, page_size)
             pc.run()
-            st = pc.row["status"]
-            counts[st] += 1
-            pc.row["snapshot_id"] = sid
-            if "cmdline" in opts.redact:
-                pc.row["cmdline"] = redact_cmdline(self.key, pc.row.get("cmdline"))
-            if "paths" in opts.redact:
-                pc.row["exe"] = redact_path(self.key, pc.row.get("exe"))
+            counts[pc.row["status"]] += 1
+            self._label(pc, sid)
             proc_rows.append(pc.row)
-            for m in pc.mappings:
-                m["snapshot_id"] = sid
-                m["pid"] = pid
-                if "paths" in opts.redact:
-                    m["path"] = redact_path(self.key, m.get("path"))
-                if "other_kb" in m:
-                    m["other_kb"] = list(m["other_kb"].items())
-            map_rows.extend(pc.mappings)
-            if len(map_rows) >= FLUSH_MAPPING_ROWS:
-                flush_mappings()
+            maps.add(pc.mappings)
             if pc.vpn is not None and pc.vpn.size:
-                page_buf.append((pid, pc.vpn, pc.entry))
-                page_buf_rows += pc.vpn.size
-                res.pages += pc.vpn.size
-                present = pc.entry[(pc.entry & PM_PRESENT) != 0] & PFN_MASK
-                if present.size:
-                    any_present = True
-                    nz = present[present != 0]
-                    if nz.size:
-                        any_nonzero_pfn = True
-                        if want_frames:
-                            pfn_sets.append(nz)
-                            pfn_set_size += nz.size
-                            if pfn_set_size > 4 * FLUSH_PAGE_ROWS:  # bound memory: fold into one sorted set
-                                pfn_sets = [sorted_unique(np.concatenate(pfn_sets))]
-                                pfn_set_size = pfn_sets[0].size
-                if page_buf_rows >= FLUSH_PAGE_ROWS:
-                    flush_pages()
+                pages.add(pid, pc.vpn, pc.entry)
             self.progress(i + 1, len(pids))
-        flush_pages()
-        flush_mappings()
+        pages.flush()
+        maps.flush()
         for r in proc_rows:
-            if "rollup_other_kb" in r:
-                r["rollup_other_kb"] = list(r["rollup_other_kb"].items())
+            map_items(r, "rollup_other_kb")
         pw = writer.table("processes")
         pw.write(pa.Table.from_pylist(proc_rows, schema=pw.schema))
+        return counts
 
-        # PFNs: real only with CAP_SYS_ADMIN; otherwise they read as 0 while the flags stay.
-        if any_present:
-            pfn_available = any_nonzero_pfn
+    def _label(self, pc: _ProcessCapture, sid: str) -> None:
+        """Snapshot id, pid and what --redact hides, on one process's rows."""
+        redact, key = self.opts.redact, self.key
+        pc.row["snapshot_id"] = sid
+        if "cmdline" in redact:
+            pc.row["cmdline"] = redact_cmdline(key, pc.row.get("cmdline"))
+        if "paths" in redact:
+            pc.row["exe"] = redact_path(key, pc.row.get("exe"))
+        for m in pc.mappings:
+            m["snapshot_id"] = sid
+            m["pid"] = pc.pid
+            if "paths" in redact:
+                m["path"] = redact_path(key, m.get("path"))
+            map_items(m, "other_kb")
+
+    def _pfn_available(self, pages: _PageSink, warnings: list[str]) -> bool | None:
+        """PFNs are real only with CAP_SYS_ADMIN; without it they read as 0 while the flags stay."""
+        sources = self.opts.sources
+        if pages.any_present:
+            available = pages.any_nonzero_pfn
         else:
-            pfn_available = _has_cap(fs, CAP_SYS_ADMIN) if "pagemap" in opts.sources else None
-        res.pfn_available = pfn_available
-        if "pagemap" in opts.sources and pfn_available is False:
-            res.warnings.append("pagemap PFNs read as 0 (no CAP_SYS_ADMIN): snapshot recorded with "
-                                "pfn_available=false, pagemap flags only, no frames; run as root for PSS/USS "
-                                "from pages and shared-page attribution")
-        kpage_ok = cg_ok = False
-        if "kpage" in opts.sources and pfn_available:
-            pfns = sorted_unique(np.concatenate(pfn_sets)) if pfn_sets else np.empty(0, np.uint64)
-            del pfn_sets
-            fw = writer.table("frames")
-            cols = {}
-            runs = _KpageRuns(pfns)
-            try:
-                cols["mapcount"] = runs.read(fs.path("kpagecount")).astype(np.int64)
-                cols["flags"] = runs.read(fs.path("kpageflags"))
-                kpage_ok = True
-            except OSError as e:
-                res.warnings.append(f"cannot read {e.filename or fs.path('kpagecount')}: {e.strerror}; "
-                                    "frames has PFNs without mapcount/flags")
-                cols = {}
-            try:
-                cols["memcg_ino"] = runs.read(fs.path("kpagecgroup"))
-                cg_ok = True
-            except OSError:
-                pass  # kernel without CONFIG_MEMCG: memcg_ino stays NULL
-            n = pfns.size
-            if self.pseudo is not None:  # frames keyed by pseudonym, in pseudonym order
-                pseudo = self.pseudo.pfns(pfns)
-                order = np.argsort(pseudo)
-                pfns = pseudo[order]
-                cols = {k: v[order] for k, v in cols.items()}
-            for step in range(0, n, FLUSH_PAGE_ROWS):
-                sl = slice(step, min(n, step + FLUSH_PAGE_ROWS))
-                m = sl.stop - sl.start
-                fw.write(pa.table({
-                    "snapshot_id": pa.repeat(sid, m),
-                    "pfn": pfns[sl],
-                    "mapcount": cols["mapcount"][sl] if "mapcount" in cols else pa.nulls(m, pa.int64()),
-                    "flags": cols["flags"][sl] if "flags" in cols else pa.nulls(m, pa.uint64()),
-                    "memcg_ino": cols["memcg_ino"][sl] if "memcg_ino" in cols else pa.nulls(m, pa.uint64()),
-                }, schema=fw.schema))
-            res.frames = n
+            available = _has_cap(self.fs, CAP_SYS_ADMIN) if "pagemap" in sources else None
+        if "pagemap" in sources and available is False:
+            warnings.append("pagemap PFNs read as 0 (no CAP_SYS_ADMIN): snapshot recorded with "
+                            "pfn_available=false, pagemap flags only, no frames; run as root for PSS/USS "
+                            "from pages and shared-page attribution")
+        return available
 
-        end = datetime.now(timezone.utc)
-        res.counts = counts
-        snap = dict(info)
-        snap.update({
-            "snapshot_id": sid,
-            "capture_start": start,
-            "capture_end": end,
-            "recorder_version": __version__,
-            "recorder_pid": os.getpid(),
-            "recorder_uid": os.geteuid(),
-            "schema_version": SCHEMA_VERSION,
-            "options_json": json.dumps({k: v for k, v in asdict(opts).items() if k not in ("procfs", "key_file")},
-                                       default=list),
-            "sources": ",".join(opts.sources),
-            "pfn_available": pfn_available,
-            "kpage_available": kpage_ok,
-            "kpagecgroup_available": cg_ok,
-            "processes_seen": len(pids),
-            "processes_recorded": counts["ok"],
-            "processes_partial": counts["partial"],
-            "processes_vanished": counts["vanished"],
-            "processes_denied": counts["denied"],
-            "processes_zombie": counts["zombie"],
-            "kernel_threads": counts["kernel_thread"],
-            "pages_rows": res.pages,
-            "frames_rows": res.frames,
-            "warnings": "\n".join(res.warnings) or None,
-            "pfn_pseudonymized": bool(self.pseudo is not None and pfn_available),
-            "redacted": ",".join(opts.redact) or None,
-        })
-        assert set(snap) <= set(arrow_schema("snapshots").names), set(snap) - set(arrow_schema("snapshots").names)
-        bg.wait()  # the last page rows are written
-        res.bytes_written = writer.commit(snap)
+    def _snapshot_row(self, res: Result, info: dict, start: datetime, seen: int,
+                      frames: _FramesWriter | None) -> dict:
+        opts = self.opts
+        return snapshot_row(
+            res.snapshot_id, info, start=start, end=datetime.now(timezone.utc),
+            options={k: v for k, v in asdict(opts).items() if k not in ("procfs", "key_file")},
+            sources=opts.sources, seen=seen, counts=res.counts, pfn_available=res.pfn_available,
+            kpage_available=frames is not None and frames.kpage_ok,
+            kpagecgroup_available=frames is not None and frames.cgroup_ok,
+            pages_rows=res.pages, frames_rows=res.frames, warnings=res.warnings,
+            recorder_pid=os.getpid(), recorder_uid=os.geteuid(),
+            pfn_pseudonymized=bool(self.pseudo is not None and res.pfn_available), redacted=opts.redact)
 
 
 def set_low_priority(nice: int | None, ionice: str | None) -> list[str]:

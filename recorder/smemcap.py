@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import lzma
 import os
 import pwd
@@ -26,12 +25,12 @@ from datetime import datetime, timezone
 
 import pyarrow as pa
 
-from schema import SCHEMA_VERSION, arrow_schema
+from schema import arrow_schema
 
-from . import __version__
 from common.errors import MemsnapError
 from common.layout import partition_date
 from .procfs import PF_KTHREAD, parse_cmdline, parse_meminfo, parse_smaps, parse_stat
+from .rows import map_items, meminfo_columns, snapshot_row
 from .store import SnapshotWriter, recover, safe_host
 
 
@@ -154,35 +153,8 @@ def _kernel_release(version: str | None) -> str | None:
 def import_smemcap(path: str, store: str, host: str | None = None) -> dict:
     """Import one capture as a snapshot.  Returns a summary dict (snapshot_id, host, processes, mappings)."""
     cap = load(path)
-    where = f"{path}:"
-    meminfo = parse_meminfo(cap.meminfo, f"{where}meminfo")
-    proc_rows, map_rows = [], []
-    for pid in sorted(cap.procs):
-        p = cap.procs[pid]
-        if "smaps" not in p.files:
-            continue
-        row = {"pid": pid, "status": "ok", "sources": "smaps", "uid": p.uid, "euid": p.uid, "gid": p.gid}
-        row["user"] = p.user or (_user(p.uid) if os.path.isdir(path) else (str(p.uid) if p.uid is not None else None))
-        if "stat" in p.files:
-            st = parse_stat(p.files["stat"], f"{where}{pid}/stat")
-            row.update(comm=st["comm"], state=st["state"], ppid=st["ppid"], threads=st["threads"],
-                       starttime_ticks=st["starttime_ticks"], kernel_thread=bool(st["flags"] & PF_KTHREAD))
-        if "cmdline" in p.files:
-            row["cmdline"] = parse_cmdline(p.files["cmdline"]) or None
-        maps = parse_smaps(p.files["smaps"], f"{where}{pid}/smaps")
-        if row.get("kernel_thread") is None:
-            row["kernel_thread"] = not row.get("cmdline")  # smem's rule when there is no stat
-        if row.get("state") == "Z":
-            row["status"] = "zombie"
-        for i, m in enumerate(maps):
-            m.update(pid=pid, idx=i, source="smaps")
-            if "other_kb" in m:
-                m["other_kb"] = list(m["other_kb"].items())
-        row["mappings"] = len(maps)
-        row["pages"] = 0
-        proc_rows.append(row)
-        map_rows += maps
-
+    meminfo = parse_meminfo(cap.meminfo, f"{path}:meminfo")
+    proc_rows, map_rows = _rows(cap, path)
     start = datetime.fromtimestamp(cap.mtime, timezone.utc)
     digest = hashlib.sha1(f"{os.path.abspath(path)}\0{cap.mtime}".encode()).hexdigest()[:16]
     host = safe_host(host or f"smemcap-{os.path.basename(os.path.normpath(path)).split('.')[0]}")
@@ -191,40 +163,78 @@ def import_smemcap(path: str, store: str, host: str | None = None) -> dict:
         r["snapshot_id"] = sid
     for m in map_rows:
         m["snapshot_id"] = sid
-    # Arrow tables before any file: a value the schema cannot hold (a 30-digit kB figure) writes nothing
-    try:
-        tables = {
-            "meminfo": pa.table({"snapshot_id": [sid] * len(meminfo), "key": [k for k, _, _ in meminfo],
-                                 "value_kb": [kb for _, kb, _ in meminfo], "value": [v for _, _, v in meminfo]},
-                                schema=arrow_schema("meminfo")),
-            "processes": pa.Table.from_pylist(proc_rows, schema=arrow_schema("processes")),
-            "mappings": pa.Table.from_pylist(map_rows, schema=arrow_schema("mappings")),
-        }
-    except (pa.ArrowException, OverflowError, ValueError, TypeError) as e:
-        raise BadCapture(f"{path}: a value does not fit memsnap's schema ({e})", path=path) from None
+    tables = _tables(path, sid, meminfo, proc_rows, map_rows)
     recover(store)
     writer = SnapshotWriter(store, host, sid, partition_date(start))
     try:
         for name, table in tables.items():
             writer.table(name).write(table)
-        counts = {s: sum(1 for r in proc_rows if r["status"] == s) for s in ("ok", "zombie")}
-        writer.commit({
-            "snapshot_id": sid, "boot_id": f"smemcap:{digest}", "hostname": None,
-            "kernel_release": _kernel_release(cap.version), "page_size_bytes": 4096, "clock_ticks_hz": 100,
-            "capture_start": start, "capture_end": start, "recorder_version": __version__,
-            "recorder_pid": None, "recorder_uid": None, "schema_version": SCHEMA_VERSION,
-            "options_json": json.dumps({"imported_from": os.path.abspath(path), "format": "smemcap"}),
-            "sources": "smaps", "pfn_available": None, "kpage_available": False, "kpagecgroup_available": False,
-            "processes_seen": len(proc_rows), "processes_recorded": counts["ok"], "processes_partial": 0,
-            "processes_vanished": 0, "processes_denied": 0, "processes_zombie": counts["zombie"],
-            "kernel_threads": sum(1 for r in proc_rows if r.get("kernel_thread")), "pages_rows": 0,
-            "frames_rows": 0,
-            "warnings": "imported from smemcap: page size and clock ticks assumed 4096 and 100; boot id unknown",
-        })
+        writer.commit(_snapshot_row(path, cap, sid, digest, start, proc_rows))
     except BaseException:
         writer.abort()
         raise
     return {"snapshot_id": sid, "host": host, "processes": len(proc_rows), "mappings": len(map_rows)}
+
+
+def _rows(cap: Capture, path: str) -> tuple[list[dict], list[dict]]:
+    """The processes and mappings rows (no snapshot id yet) of the processes that have an smaps file."""
+    local_users = os.path.isdir(path)  # a directory was captured here: uids name local users
+    proc_rows, map_rows = [], []
+    for pid in sorted(cap.procs):
+        p = cap.procs[pid]
+        if "smaps" not in p.files:
+            continue
+        row, maps = _process(p, f"{path}:", local_users)
+        proc_rows.append(row)
+        map_rows += maps
+    return proc_rows, map_rows
+
+
+def _process(p: _Proc, where: str, local_users: bool) -> tuple[dict, list[dict]]:
+    pid = p.pid
+    row = {"pid": pid, "status": "ok", "sources": "smaps", "uid": p.uid, "euid": p.uid, "gid": p.gid}
+    row["user"] = p.user or (_user(p.uid) if local_users else (str(p.uid) if p.uid is not None else None))
+    if "stat" in p.files:
+        st = parse_stat(p.files["stat"], f"{where}{pid}/stat")
+        row.update(comm=st["comm"], state=st["state"], ppid=st["ppid"], threads=st["threads"],
+                   starttime_ticks=st["starttime_ticks"], kernel_thread=bool(st["flags"] & PF_KTHREAD))
+    if "cmdline" in p.files:
+        row["cmdline"] = parse_cmdline(p.files["cmdline"]) or None
+    maps = parse_smaps(p.files["smaps"], f"{where}{pid}/smaps")
+    if row.get("kernel_thread") is None:
+        row["kernel_thread"] = not row.get("cmdline")  # smem's rule when there is no stat
+    if row.get("state") == "Z":
+        row["status"] = "zombie"
+    for i, m in enumerate(maps):
+        m.update(pid=pid, idx=i, source="smaps")
+        map_items(m, "other_kb")
+    row["mappings"] = len(maps)
+    row["pages"] = 0
+    return row, maps
+
+
+def _tables(path: str, sid: str, meminfo: list, proc_rows: list[dict], map_rows: list[dict]) -> dict:
+    """Arrow tables before any file: a value the schema cannot hold (a 30-digit kB figure) writes nothing."""
+    try:
+        return {
+            "meminfo": pa.table(meminfo_columns(sid, meminfo), schema=arrow_schema("meminfo")),
+            "processes": pa.Table.from_pylist(proc_rows, schema=arrow_schema("processes")),
+            "mappings": pa.Table.from_pylist(map_rows, schema=arrow_schema("mappings")),
+        }
+    except (pa.ArrowException, OverflowError, ValueError, TypeError) as e:
+        raise BadCapture(f"{path}: a value does not fit memsnap's schema ({e})", path=path) from None
+
+
+def _snapshot_row(path: str, cap: Capture, sid: str, digest: str, start: datetime, proc_rows: list[dict]) -> dict:
+    """An imported capture has no pagemap, no recorder process, and smem's assumed page size and clock."""
+    system = {"boot_id": f"smemcap:{digest}", "hostname": None, "kernel_release": _kernel_release(cap.version),
+              "page_size_bytes": 4096, "clock_ticks_hz": 100}
+    counts = {s: sum(1 for r in proc_rows if r["status"] == s) for s in ("ok", "zombie")}
+    counts["kernel_thread"] = sum(1 for r in proc_rows if r.get("kernel_thread"))
+    return snapshot_row(
+        sid, system, start=start, end=start, sources=("smaps",), seen=len(proc_rows), counts=counts,
+        options={"imported_from": os.path.abspath(path), "format": "smemcap"}, pfn_available=None,
+        warnings=["imported from smemcap: page size and clock ticks assumed 4096 and 100; boot id unknown"])
 
 
 def _user(uid):
