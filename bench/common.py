@@ -31,7 +31,7 @@ def memsnap_cmd() -> list[str]:
     exe = Path(sys.executable).parent / "memsnap"
     if exe.exists():
         return [str(exe)]
-    return [sys.executable, "-c", "import sys; from analyzer.cli import main; sys.argv[0] = 'memsnap'; main()"]
+    return [sys.executable, "-c", "import sys; from cli import main; sys.argv[0] = 'memsnap'; main()"]
 
 
 def child_env() -> dict:

@@ -61,7 +61,7 @@ def main(argv=None):
                         "cp=subprocess.run(sys.argv[1:],capture_output=True);"
                         "print(json.dumps([cp.returncode,time.perf_counter()-t,"
                         "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024]))")
-                full = [sys.executable, "-m", "analyzer.cli", *[x.format(tmp=tmp) for x in args[:1]], str(store),
+                full = [sys.executable, "-m", "cli", *[x.format(tmp=tmp) for x in args[:1]], str(store),
                         *[x.format(tmp=tmp) for x in args[1:]]]
                 cp = subprocess.run([sys.executable, "-c", code, *full], cwd=ROOT, capture_output=True, text=True)
                 rc, wall, peak = json.loads(cp.stdout)

@@ -74,7 +74,7 @@ def capture():
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     info = json.loads(w.stdout.readline())
     pids = [info["parent"], *info["workers"]]
-    cmd = [sys.executable, "-m", "analyzer.cli", "record", "--store", str(STORE), "--host", "sample"]
+    cmd = [sys.executable, "-m", "cli", "record", "--store", str(STORE), "--host", "sample"]
     for p in pids:
         cmd += ["--pid", str(p)]
     try:

@@ -62,7 +62,7 @@ def workload():
 
 def memsnap(*args: str, check: bool = True, env=None, **kw) -> subprocess.CompletedProcess:
     """Run the CLI as a user would (a subprocess), capturing output."""
-    cp = subprocess.run([sys.executable, "-m", "analyzer.cli", *args], capture_output=True, text=True,
+    cp = subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True,
                         cwd=ROOT, env=env, **kw)
     if check and cp.returncode != 0:
         raise AssertionError(f"memsnap {' '.join(args)} exited {cp.returncode}\nstdout:{cp.stdout}\nstderr:{cp.stderr}")

@@ -73,7 +73,7 @@ CASES["sql-snapshot-pages-macro"] = [
 
 
 def _app():
-    from analyzer.cli import app
+    from cli import app
     return app
 
 

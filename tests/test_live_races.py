@@ -105,7 +105,7 @@ def test_without_cap_sys_admin(tmp_path, workload):
     w = workload("--workers", "2")
     w.cow(0, 2)  # worker 0 writes 2 MiB of a COW-shared private region: its copies become exclusive
     prefix = _no_sys_admin_prefix()
-    args = [*prefix, sys.executable, "-m", "analyzer.cli", "record", "--store", str(tmp_path), "--quiet"]
+    args = [*prefix, sys.executable, "-m", "cli", "record", "--store", str(tmp_path), "--quiet"]
     for p in w.pids:
         args += ["--pid", str(p)]
     cp = subprocess.run(args, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),

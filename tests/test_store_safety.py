@@ -1,6 +1,6 @@
 """The store's commit protocol under SIGKILL, SIGTERM/SIGINT, concurrency, permissions and write failures.
 
-All of these run the real CLI (`python -m analyzer.cli record`) on the real /proc, as a user would.
+All of these run the real CLI (`python -m cli record`) on the real /proc, as a user would.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import pytest
 from conftest import ROOT, needs_root
 from schema import META_VERSION, SCHEMA_VERSION, TABLES
 
-CLI = [sys.executable, "-m", "analyzer.cli"]
+CLI = [sys.executable, "-m", "cli"]
 INPROGRESS = ".inprogress"
 
 pytestmark = [pytest.mark.live, needs_root]

@@ -1,0 +1,166 @@
+"""Options shared by several commands, declared once, and the helpers every command uses.
+
+Short flags mean one thing across all commands (``tests/test_cli.py`` checks it): -S store, -f format,
+-o output, -b by, -c columns, -s sort, -r reverse, -t totals, -p percent, -k abbreviate, -n numeric,
+-H no header, -P/-U/-M process/user/mapping filters, -g groups, -i interval, -q quiet, -V version.
+"""
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, List, Optional
+
+import typer
+
+from common.errors import MemsnapError
+from common.settings import default_store
+
+STATE = {"skip_bad": False}
+
+#: the analyzer's libraries; a recorder-only install lacks them
+ANALYZER_MODULES = ("duckdb", "sqlalchemy", "duckdb_engine")
+INSTALL_HINT = "pip install 'memsnap[analyze]'"
+
+
+def error_line(e: BaseException) -> str:
+    hint = getattr(e, "hint", "")
+    return f"Error: {e}" + (f" — {hint}" if hint else "")
+
+
+def fail(e: BaseException, code: int = 1):
+    """The one place errors are shown: ``Error: <what> — <how to fix>``, no traceback."""
+    typer.echo(error_line(e), err=True)
+    raise typer.Exit(code)
+
+
+def err(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def need_analyzer(command: str) -> None:
+    """Stop with the install command when this install has the recorder only."""
+    import importlib.util
+
+    missing = [m for m in ANALYZER_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        fail(MemsnapError(f"memsnap {command} needs the analyzer, which this install does not have",
+                          hint=INSTALL_HINT))
+
+
+# ---------------------------------------------------------------------------------------------- the store
+StoresArg = Annotated[Optional[List[str]], typer.Argument(
+    help="Store directories or globs (stores from many hosts merge). Default: -S, else $MEMSNAP_STORE, else "
+         "./memsnap-store.", show_default=False)]
+StoreOpt = Annotated[List[str], typer.Option(
+    "--store", "-S", help="Store directory (repeatable); the same as giving it as the first argument.",
+    show_default=False)]
+SkipBad = Annotated[bool, typer.Option(
+    "--skip-bad", help="Leave out snapshots with a damaged, foreign or too-new file (each is reported) instead "
+                       "of stopping. Accepted before or after the command.")]
+
+
+def store_paths(stores, store) -> list[str]:
+    """Positional stores and -S stores together; neither: $MEMSNAP_STORE or ./memsnap-store."""
+    return [*(store or []), *(stores or [])] or [default_store()]
+
+
+def open_store(command: str, stores, store, skip_bad: bool = False):
+    """The analyzer's store (with the API's operations); damaged files skipped are reported on stderr."""
+    need_analyzer(command)
+    from analyzer import open_store as _open
+
+    st = _open(store_paths(stores, store), skip_bad=skip_bad or STATE["skip_bad"])
+    for f, why in st.skipped:
+        err(f"warning: skipped {f}: {why} (its snapshot is left out)")
+    return st
+
+
+# ---------------------------------------------------------------------------------------------- choices
+class OutFmt(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+
+
+class Source(str, Enum):
+    smaps = "smaps"
+    pages = "pages"
+
+
+Format = Annotated[OutFmt, typer.Option("--format", "-f", help="table, csv, json (amounts are integer kB) or "
+                                                                "markdown.")]
+Host = Annotated[Optional[str], typer.Option("--host", help="Only this host (needed when the stores hold several).")]
+Snapshot = Annotated[str, typer.Option("--snapshot", help="Snapshot id (or unique prefix), or 'latest' (the latest "
+                                                          "of each host).")]
+FromId = Annotated[Optional[str], typer.Option("--from", help="Earlier snapshot id (or unique prefix).")]
+ToId = Annotated[Optional[str], typer.Option("--to", help="Later snapshot id (or unique prefix).")]
+SourceOpt = Annotated[Source, typer.Option("--source", help="smaps: the kernel's accounting as recorded "
+                                                             "(smem-compatible). pages: recomputed from pagemap + "
+                                                             "kpagecount + kpageflags with the kernel's rules (needs "
+                                                             "a snapshot recorded as root).")]
+Sort = Annotated[Optional[str], typer.Option("--sort", "-s", help="Column to sort by, ascending like smem.")]
+Reverse = Annotated[bool, typer.Option("--reverse", "-r", help="Sort descending.")]
+Columns = Annotated[Optional[str], typer.Option("--columns", "-c", help="Space or comma separated columns to show.")]
+Plot = Annotated[Optional[str], typer.Option("--plot", help="Write a chart to FILE.png|svg|pdf.")]
+# The filters take RE2 regular expressions (DuckDB's regexp_matches), as smem's -P/-U/-M take Python's:
+# the common syntax (|, ^, $, ., *, +, [..], (..)) means the same in both.
+ProcessFilter = Annotated[Optional[str], typer.Option("--processfilter", "-P", help="Regex (RE2) on process name "
+                                                                                     "or command line.")]
+UserFilter = Annotated[Optional[str], typer.Option("--userfilter", "-U", help="Regex (RE2) on user name.")]
+MapFilter = Annotated[Optional[str], typer.Option("--mapfilter", "-M", help="Regex (RE2) on mapping name (path); "
+                                                                             "only matching mappings are counted.")]
+Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Show only the first N rows.")]
+
+
+def split_columns(text: str | None) -> list[str] | None:
+    return text.replace(",", " ").split() if text else None
+
+
+def notes_and_plot(notes, plot: str | None, draw) -> None:
+    """The tail of a report command: its notes on stderr, then the chart if --plot was given."""
+    for n in notes:
+        err(f"note: {n}")
+    if plot:
+        try:
+            draw()
+        except MemsnapError as e:
+            fail(e)
+        err(f"wrote {plot}")
+
+
+def stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+class LazyProgress:
+    """A rich progress bar on stderr, shown only on a TTY and only once there are ``min_total`` steps."""
+
+    def __init__(self, label: str, min_total: int = 10):
+        self.label, self.min_total, self.prog, self.task = label, min_total, None, None
+
+    def __call__(self, done: int, total: int, description: str | None = None) -> None:
+        import sys
+
+        if self.prog is None:
+            if total < self.min_total or not sys.stderr.isatty():
+                return
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.prog = Progress(TextColumn(self.label + "{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), transient=True, console=stderr_console())
+            self.prog.start()
+            self.task = self.prog.add_task("", total=total)
+        self.prog.update(self.task, completed=done, total=total,
+                         description=f" {description}" if description else "")
+
+    def close(self) -> None:
+        if self.prog is not None:
+            self.prog.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

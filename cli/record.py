@@ -1,0 +1,211 @@
+"""``memsnap record`` and ``memsnap import``: the commands of the recorder-only install."""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from enum import Enum
+from typing import List, Optional
+
+import typer
+
+from common.errors import Interrupted, MemsnapError
+from common.settings import parse_size
+
+from .app import app
+from .options import err, fail, store_paths, stderr_console
+
+DEFAULT_SOURCES = ("maps", "smaps", "smaps_rollup", "pagemap", "kpage")
+
+
+class RecordFmt(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def _one_store(store_arg: Optional[str], store_opt: List[str]) -> str:
+    paths = store_paths([store_arg] if store_arg else [], store_opt)
+    if len(paths) > 1:
+        fail(MemsnapError(f"record writes one store, {len(paths)} were given ({', '.join(paths)})",
+                          hint="give the store once, as the first argument or with -S"))
+    return paths[0]
+
+
+def summary(res, fmt: RecordFmt, quiet: bool) -> str:
+    """One line per snapshot: the id (--quiet), a JSON object (--format json) or a sentence."""
+    c = res.counts
+    if quiet:
+        return res.snapshot_id
+    if fmt == RecordFmt.json:
+        return json.dumps({"snapshot_id": res.snapshot_id, "host": res.host, "store": res.store,
+                           "processes": dict(c), "pages": res.pages, "frames": res.frames,
+                           "bytes_written": res.bytes_written, "seconds": round(res.seconds, 3),
+                           "warnings": list(res.warnings)}, sort_keys=False)
+    return (f"{res.snapshot_id}  host={res.host}  processes: {c['ok']} recorded, {c['partial']} partial, "
+            f"{c['vanished']} vanished, {c['denied']} denied, {c['zombie']} zombie, "
+            f"{c['kernel_thread']} kernel threads; {res.pages} pages, {res.frames} frames; "
+            f"{res.bytes_written / 1e6:.2f} MB written in {res.seconds:.2f}s -> {res.store}")
+
+
+@app.command(epilog="Examples:\n\n  memsnap record                          # one snapshot of every process\n\n"
+                    "  memsnap record /var/lib/memsnap/store --interval 60 --count 0  # every minute until stopped\n\n"
+                    "  memsnap record --match 'gunicorn|celery' --sources smaps_rollup,smaps\n\n"
+                    "  memsnap record --smaps-max-rss-mb 4096 --budget-ms 200 --nice 19 --ionice idle\n\n"
+                    "  memsnap record --format json | jq .processes")
+def record(
+    store_arg: Optional[str] = typer.Argument(None, metavar="[STORE]", help="Store directory. Default: -S, else "
+                                              "$MEMSNAP_STORE, else ./memsnap-store.", show_default=False),
+    store: List[str] = typer.Option([], "--store", "-S", help="Store directory (same as the argument).",
+                                    show_default=False),
+    interval: float = typer.Option(0, "--interval", "-i", min=0, help="Seconds between snapshots (with --count)."),
+    count: int = typer.Option(1, "--count", min=0, help="Number of snapshots; 0 = until SIGINT/SIGTERM."),
+    pid: List[int] = typer.Option([], "--pid", help="Record only this PID (repeatable)."),
+    match: Optional[str] = typer.Option(None, "--match", help="Record only processes whose command line matches "
+                                        "this regular expression (Python syntax, searched anywhere in the line)."),
+    sources: str = typer.Option(",".join(DEFAULT_SOURCES), "--sources",
+                                help="Comma-separated: maps, smaps, smaps_rollup, pagemap, kpage. kpage "
+                                     "(kpagecount/kpageflags/kpagecgroup) needs pagemap. "
+                                     "Cheapest useful: smaps_rollup."),
+    host: Optional[str] = typer.Option(None, "--host", help="Host name for the store partition. Default: hostname."),
+    smaps_max_rss_mb: Optional[int] = typer.Option(
+        None, "--smaps-max-rss-mb", min=0,
+        help="Impact limit: for processes with more RSS than this, read maps instead of full smaps "
+             "(the smaps walk holds the target's mmap lock: ~12 ms per GiB of 4 KiB pages per docs/design.md). "
+             "smaps_rollup and pagemap are still read; bench/impact_bench.py measures what this bounds."),
+    budget_ms: Optional[float] = typer.Option(
+        None, "--budget-ms", min=1,
+        help="Impact limit: per-process time budget; sources not started in time are skipped and the process "
+             "is marked partial."),
+    nice: int = typer.Option(10, "--nice", min=0, max=19, help="CPU niceness increment for the recorder. On a "
+                             "busy host a high value can lengthen a target's mmap/munmap stall: the kernel holds the "
+                             "target's mmap lock while the recorder reads its smaps/pagemap (bench/impact_bench.py)."),
+    ionice: str = typer.Option("idle", "--ionice", help="I/O priority class: idle, best-effort or none."),
+    redact: List[str] = typer.Option([], "--redact", help="Hide secrets: 'cmdline' (command lines become keyed "
+                                     "hashes) and/or 'paths' (non-system file paths become keyed hashes). Repeatable."),
+    pseudonymize_pfns: bool = typer.Option(False, "--pseudonymize-pfns", help="Store keyed pseudonyms instead of "
+                                           "physical frame numbers (sharing, diffs and attribution still work)."),
+    key_file: Optional[str] = typer.Option(None, "--key-file", help="Key for --redact/--pseudonymize-pfns, kept "
+                                           "outside the store. Default: $MEMSNAP_KEY, else $MEMSNAP_KEY_FILE, else "
+                                           "/var/lib/memsnap/key (created 0600 if missing)."),
+    keep: Optional[int] = typer.Option(None, "--keep", min=1, help="Retention: keep only the newest N snapshots "
+                                       "of this host (older ones are removed after each commit, atomically)."),
+    max_store_bytes: Optional[str] = typer.Option(None, "--max-store-bytes", help="Retention: remove the oldest "
+                                                  "snapshots of this host while the store is larger (e.g. 2G, 500M)."),
+    fmt: RecordFmt = typer.Option(RecordFmt.table, "--format", "-f", help="Summary per snapshot: table (a "
+                                  "sentence) or json (one object per line)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print the snapshot id."),
+    procfs: str = typer.Option("/proc", "--procfs", hidden=True, help="procfs root (tests)."),
+):
+    """Capture snapshots of process memory into the store.
+
+    Each snapshot records, per process, identity (pid, start time, user, cgroup, command line), status and
+    smaps_rollup, every smaps mapping, and the pagemap entries of present and swapped pages; per physical
+    frame seen, kpagecount/kpageflags/kpagecgroup; per snapshot, meminfo and kernel settings.
+
+    Run as root for real PFNs. Without CAP_SYS_ADMIN the snapshot is still useful (smaps, pagemap flags)
+    but says pfn_available=false. A snapshot is visible only once complete: SIGKILL never leaves half of
+    one behind, and SIGINT/SIGTERM discard the one in progress and exit cleanly.
+    """
+    from recorder.capture import Options, set_low_priority
+
+    if ionice not in ("idle", "best-effort", "none"):
+        fail(MemsnapError(f"--ionice {ionice!r} is not a class", hint="use idle, best-effort or none"))
+    try:
+        limit = parse_size(max_store_bytes, "--max-store-bytes") if max_store_bytes else None
+    except MemsnapError as e:
+        fail(e)
+    opts = Options(store=_one_store(store_arg, store), host=host, pids=tuple(pid), match=match,
+                   sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
+                   smaps_max_rss_kb=smaps_max_rss_mb * 1024 if smaps_max_rss_mb is not None else None,
+                   process_budget_ms=budget_ms, procfs=procfs,
+                   redact=tuple(r for item in redact for r in item.split(",") if r),
+                   pseudonymize_pfns=pseudonymize_pfns, key_file=key_file, keep=keep, max_store_bytes=limit)
+    for w in set_low_priority(nice, ionice):
+        err(f"warning: {w}")
+    _record_loop(opts, count, interval, fmt, quiet)
+
+
+def _record_loop(opts, count: int, interval: float, fmt: RecordFmt, quiet: bool) -> None:
+    """Capture ``count`` snapshots (0: until a signal), ``interval`` seconds apart; SIGINT/SIGTERM stop it
+    between snapshots, or discard the one in progress."""
+    stop = {"sig": None}
+
+    def on_signal(signum, frame):
+        stop["sig"] = signum
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        n = 0
+        while (count == 0 or n < count) and stop["sig"] is None:
+            if n:
+                deadline = time.monotonic() + interval
+                while time.monotonic() < deadline and stop["sig"] is None:
+                    time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+                if stop["sig"] is not None:
+                    break
+            try:
+                res = _capture_with_progress(opts, lambda: stop["sig"] is not None, quiet)
+            except Interrupted:
+                err("interrupted: the snapshot in progress was discarded")
+                break
+            except MemsnapError as e:
+                fail(e)
+            n += 1
+            for w in res.warnings:
+                err(f"warning: {w}")
+            typer.echo(summary(res, fmt, quiet))
+            sys.stdout.flush()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _capture_with_progress(opts, should_stop, quiet):
+    from recorder.capture import Recorder
+
+    if quiet or not sys.stderr.isatty():
+        return Recorder(opts, should_stop=should_stop).capture()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("recording"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True, console=stderr_console()) as prog:
+        task = prog.add_task("record", total=None)
+        return Recorder(opts, progress=lambda d, t: prog.update(task, completed=d, total=t),
+                        should_stop=should_stop).capture()
+
+
+import_app = typer.Typer(help="Import captures made by other tools into a store.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("smemcap", epilog="Examples:\n\n  memsnap import smemcap capture.tar.gz\n\n"
+                                      "  memsnap import smemcap -S ./memsnap-store --host db1 db1.tar.gz")
+def import_smemcap(
+    captures: List[str] = typer.Argument(..., help="smemcap tar/tar.gz files, or directories laid out for "
+                                                  "`smem -S DIR` (DIR/proc/<pid>/smaps, DIR/proc/meminfo)."),
+    store: List[str] = typer.Option([], "--store", "-S", help="Store directory. Default: $MEMSNAP_STORE, else "
+                                                             "./memsnap-store. (The arguments are the captures.)",
+                                    show_default=False),
+    host: Optional[str] = typer.Option(None, "--host", help="Host name for the snapshots. Default: "
+                                                            "smemcap-<file name>."),
+    fmt: RecordFmt = typer.Option(RecordFmt.table, "--format", "-f", help="Output format of the summary."),
+):
+    """Import smem's offline captures (smemcap) as snapshots without pagemap.
+
+    Each capture becomes one snapshot with processes (uid/gid from the <pid> entry), mappings from smaps,
+    and meminfo. A bad or truncated capture is reported and nothing is written for it.
+    """
+    from recorder.smemcap import import_smemcap as do_import
+
+    target = _one_store(None, store)
+    out = []
+    for c in captures:
+        try:
+            out.append(do_import(c, target, host))
+        except MemsnapError as e:
+            fail(e)
+    from analyzer.output import render  # pure formatting: no analyzer libraries needed
+
+    typer.echo(render(out, ["snapshot_id", "host", "processes", "mappings"], fmt.value,
+                      numeric_columns=("processes", "mappings")), nl=False)

@@ -1,0 +1,255 @@
+"""``memsnap sql``, ``memsnap query`` and ``memsnap export-db``: SQL on stores."""
+from __future__ import annotations
+
+import os
+import sys
+from enum import Enum
+from typing import List, Optional
+
+import typer
+
+from common.errors import MemsnapError
+
+from .app import app
+from .options import SkipBad, StoreOpt, err, fail, need_analyzer, open_store, store_paths
+
+
+class SqlFmt(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+    parquet = "parquet"
+
+
+SqlFormat = typer.Option(SqlFmt.table, "--format", "-f", help="table, csv, json, markdown or parquet (with -o).")
+
+
+def _emit_sql_result(st, query, params, fmt, out):
+    from analyzer.output import render
+    from analyzer.sql import run_sql, run_sql_arrow
+
+    if fmt == SqlFmt.parquet:
+        if not out:
+            fail(MemsnapError("--format parquet needs -o FILE", hint="e.g. -o result.parquet"))
+        for p in st.paths:
+            if os.path.abspath(out).startswith(p + os.sep):
+                fail(MemsnapError(f"{out} is inside the store {p}", hint="write results outside the store"))
+        import pyarrow.parquet as pq
+
+        tbl = run_sql_arrow(st, query, params)
+        if tbl is not None:
+            pq.write_table(tbl, out)
+        err(f"wrote {tbl.num_rows if tbl is not None else 0} rows to {out}")
+        return
+    cols, rows = run_sql(st, query, params)
+    text = render([dict(zip(cols, r)) for r in rows], cols, fmt.value) if cols else ""
+    if out:
+        with open(out, "w") as f:
+            f.write(text)
+        err(f"wrote {len(rows)} rows to {out}")
+    else:
+        typer.echo(text, nl=False)
+
+
+def _split_store_and_query(args: list[str]) -> tuple[list[str], str | None]:
+    """[STORE...] QUERY: the last argument is the query unless it names a directory or a glob."""
+    if args and not os.path.isdir(args[-1]) and not any(ch in args[-1] for ch in "*?["):
+        return args[:-1], args[-1]
+    if args and " " in args[-1]:
+        return args[:-1], args[-1]
+    return args, None
+
+
+@app.command(epilog="Examples:\n\n  memsnap sql \"SELECT * FROM snapshot_list\"\n\n"
+                    "  memsnap sql \"SELECT name, sum(pss_kb) FROM process_sizes_smaps GROUP BY ALL ORDER BY 2 DESC\"\n\n"
+                    "  memsnap sql 'SELECT * FROM processes WHERE pid = $pid' --param pid=1234 -f json\n\n"
+                    "  memsnap sql -f parquet -o top.parquet \"SELECT * FROM process_sizes_smaps\"\n\n"
+                    "  memsnap sql                                  # interactive prompt")
+def sql(
+    args: Optional[List[str]] = typer.Argument(None, help="[STORE...] QUERY: store directories or globs, then the "
+                                                          "SQL (the last argument). No query: interactive prompt."),
+    store: StoreOpt = [], skip_bad: SkipBad = False,
+    param: List[str] = typer.Option([], "--param", help="Bind $NAME in the query: NAME=VALUE (repeatable; JSON "
+                                                        "lists/numbers/null are typed). Quote the query with '...' "
+                                                        "so the shell leaves $NAME alone."),
+    fmt: SqlFmt = SqlFormat,
+    out: Optional[str] = typer.Option(None, "--output", "-o", help="Write the result to FILE instead of stdout."),
+):
+    """Run SQL on stores with DuckDB: the raw tables (committed snapshots only) and memsnap's views.
+
+    Tables: snapshots, meminfo, processes, mappings, pages, frames. Views: process_sizes_smaps,
+    pages_decoded, mapping_kinds, frame_sharers, snapshot_list; table macros snapshot_pages(host, id) and
+    shared_members(...). Column docs: docs/sql.md and docs/schema.md. Queries are read-only: COPY, EXPORT,
+    ATTACH, LOAD and SET are refused, and user values are bound with --param, never spliced in.
+    """
+    need_analyzer("sql")
+    from analyzer.sql import parse_params
+
+    stores, query = _split_store_and_query(list(args or []))
+    try:
+        params = parse_params(param)
+        with open_store("sql", stores, store, skip_bad) as st:
+            if query is None:
+                if sys.stdin.isatty():
+                    _interactive(st, params)
+                    return
+                query = sys.stdin.read()
+                if not query.strip():
+                    fail(MemsnapError("no query given", hint="pass the SQL as the last argument"))
+            _emit_sql_result(st, query, params, fmt, out)
+    except MemsnapError as e:
+        fail(e)
+
+
+def _dot_command(st, line: str) -> bool:
+    """One of the prompt's dot commands; False to leave the prompt."""
+    from analyzer.output import render
+
+    cmd, _, arg = line.strip().partition(" ")
+    if cmd in (".quit", ".exit"):
+        return False
+    if cmd == ".help":
+        typer.echo(".tables            list tables and views\n.schema NAME       columns of a table or view\n"
+                   ".quit              leave\nSQL ends with ';'. Parameters given with --param are bound.")
+    elif cmd == ".tables":
+        rows = st.execute("SELECT table_name, table_type FROM information_schema.tables "
+                          "WHERE table_name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY 1").fetchall()
+        typer.echo(render([{"name": n, "type": t} for n, t in rows], ["name", "type"], "table"), nl=False)
+    elif cmd == ".schema" and arg:
+        rows = st.execute("SELECT column_name, data_type FROM information_schema.columns "
+                          "WHERE table_name = ? ORDER BY ordinal_position", [arg.strip()]).fetchall()
+        if not rows:
+            typer.echo(f"no table or view {arg.strip()!r}; try .tables")
+        typer.echo(render([{"column": c, "type": t} for c, t in rows], ["column", "type"], "table"), nl=False)
+    else:
+        typer.echo(f"unknown command {line.strip()!r}; try .help")
+    return True
+
+
+def _run_statement(st, query: str, params: dict) -> None:
+    from analyzer.output import render
+    from analyzer.sql import run_sql
+
+    try:
+        cols, rows = run_sql(st, query, {k: v for k, v in params.items() if f"${k}" in query})
+        if cols:
+            typer.echo(render([dict(zip(cols, r)) for r in rows], cols, "table"), nl=False)
+            typer.echo(f"({len(rows)} rows)")
+    except MemsnapError as e:
+        typer.echo(f"Error: {e}" + (f" — {e.hint}" if e.hint else ""))
+
+
+def _interactive(st, params):
+    """A small prompt: multi-line statements ending in ';', history, .tables, .schema NAME, .help, .quit."""
+    import readline
+
+    hist = os.path.expanduser("~/.memsnap_history")
+    try:
+        readline.read_history_file(hist)
+    except OSError:
+        pass
+    typer.echo(f"memsnap sql on {', '.join(st.paths)} — end statements with ';', .help for help, .quit to leave")
+    buf: list[str] = []
+    while True:
+        try:
+            line = input("memsnap> " if not buf else "    ...> ")
+        except EOFError:
+            typer.echo("")
+            break
+        except KeyboardInterrupt:
+            typer.echo("")
+            buf = []
+            continue
+        if not buf and line.strip().startswith("."):
+            if not _dot_command(st, line):
+                break
+            continue
+        buf.append(line)
+        if line.rstrip().endswith(";"):
+            _run_statement(st, "\n".join(buf), params)
+            buf = []
+    try:
+        readline.write_history_file(hist)
+    except OSError:
+        pass
+
+
+def _query_name_and_stores(args: list[str]):
+    """``query [STORE...] NAME`` or ``query NAME [STORE...]``: the name is the argument that names a query."""
+    from analyzer import queries as qs
+
+    known = qs.all_queries()
+    if args and args[0] in known and not os.path.isdir(args[0]):
+        return args[0], args[1:]
+    if args and args[-1] in known and not os.path.isdir(args[-1]):
+        return args[-1], args[:-1]
+    if args:
+        fail(MemsnapError(f"no named query among {' '.join(args)}", hint="list them with `memsnap query --list`"))
+    return None, []
+
+
+@app.command(epilog="Examples:\n\n  memsnap query --list\n\n  memsnap query shared_groups --param by=command -f json\n\n"
+                    "  memsnap query /var/lib/memsnap/store process_sizes_smaps -f csv")
+def query(
+    args: Optional[List[str]] = typer.Argument(None, metavar="[STORE...] NAME", help="The stores, then a named "
+                                               "query from queries/ (see --list); NAME first is accepted too."),
+    store: StoreOpt = [], skip_bad: SkipBad = False,
+    param: List[str] = typer.Option([], "--param", help="NAME=VALUE (repeatable). host/snapshot_id default to the "
+                                                        "latest snapshot; optional filters to NULL."),
+    list_: bool = typer.Option(False, "--list", help="List the named queries and views with their descriptions."),
+    fmt: SqlFmt = SqlFormat,
+    out: Optional[str] = typer.Option(None, "--output", "-o", help="Write the result to FILE."),
+):
+    """Run a named query shipped in queries/ (its header says what it does and its parameters)."""
+    need_analyzer("query")
+    from analyzer import queries as qs
+    from analyzer.output import render
+    from analyzer.sql import named_query_params, parse_params
+
+    name, stores = _query_name_and_stores(list(args or []))
+    if list_ or not name:
+        rows = [{"name": q.name, "kind": q.kind, "params": ", ".join(q.params), "description": q.description}
+                for q in qs.all_queries().values()]
+        typer.echo(render(rows, ["name", "kind", "params", "description"], fmt.value if fmt != SqlFmt.parquet
+                          else "table", cut=False), nl=False)
+        return
+    try:
+        q = qs.get(name)
+        if q.kind == "macro":
+            fail(MemsnapError(f"{name} is a table macro", hint=f"use it in `memsnap sql`: {q.description}"))
+        with open_store("query", stores, store, skip_bad) as st:
+            if q.kind == "query":
+                _emit_sql_result(st, q.sql, named_query_params(st, name, parse_params(param)), fmt, out)
+            else:
+                _emit_sql_result(st, f'SELECT * FROM "{q.name}"', None, fmt, out)
+    except MemsnapError as e:
+        fail(e)
+
+
+@app.command("export-db", epilog="Examples:\n\n  memsnap export-db memsnap-store out.duckdb\n\n"
+                                 "  memsnap export-db --materialize memsnap-store copy.duckdb")
+def export_db(
+    args: List[str] = typer.Argument(..., metavar="[STORE...] OUT.duckdb", help="The stores, then the database "
+                                     "file to write (with -S, just the file)."),
+    store: StoreOpt = [],
+    materialize: bool = typer.Option(False, "--materialize", help="Copy the tables into the database instead of "
+                                                                  "views over the Parquet files."),
+):
+    """Write a DuckDB database file with every table and view, for the duckdb CLI, DBeaver or a notebook.
+
+    By default the tables are views over the store's Parquet files (small; new snapshots appear). With
+    --materialize they are copied in (self-contained; can be moved without the store).
+    """
+    need_analyzer("export-db")
+    from analyzer.sql import export_db as do_export
+
+    if len(args) < 2 and not store and "MEMSNAP_STORE" not in os.environ:
+        fail(MemsnapError("give the store(s) and then the output file", hint="memsnap export-db STORE OUT.duckdb"))
+    out = args[-1]
+    try:
+        counts = do_export(store_paths(args[:-1], store), out, materialize)
+    except MemsnapError as e:
+        fail(e)
+    typer.echo(f"wrote {out}: " + ", ".join(f"{t} {n} rows" for t, n in counts.items()) +
+               (" (materialized)" if materialize else " (views over Parquet)"))

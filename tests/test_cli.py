@@ -1,0 +1,118 @@
+"""The command line is consistent, as people expect from smem, ps and sqlite-utils."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import click
+import pytest
+import typer
+
+from conftest import IS_ROOT, ROOT, SAMPLE_STORE, memsnap
+
+ANALYZER_COMMANDS = ("snapshots", "sizes", "diff", "trend", "shared", "report", "sql", "query")
+
+
+def _commands():
+    from cli import app
+
+    root = typer.main.get_command(app)
+    out = {}
+    for name, cmd in root.commands.items():
+        if isinstance(cmd, click.Group):
+            out.update({f"{name} {sub}": c for sub, c in cmd.commands.items()})
+        else:
+            out[name] = cmd
+    return root, out
+
+
+def test_a_short_flag_means_one_thing_everywhere():
+    root, cmds = _commands()
+    meaning: dict[str, set[str]] = {}
+    for name, cmd in [("", root), *cmds.items()]:
+        for p in cmd.params:
+            if isinstance(p, click.Option):
+                long = max(p.opts, key=len)
+                for o in p.opts + p.secondary_opts:
+                    if len(o) == 2:
+                        meaning.setdefault(o, set()).add(long)
+    clashes = {short: longs for short, longs in meaning.items() if len(longs) > 1}
+    assert clashes == {}
+    # smem's flags keep smem's meaning where memsnap has them
+    for short, long in (("-P", "--processfilter"), ("-U", "--userfilter"), ("-M", "--mapfilter"), ("-t", "--totals"),
+                        ("-p", "--percent"), ("-n", "--numeric"), ("-k", "--abbreviate"), ("-c", "--columns"),
+                        ("-s", "--sort"), ("-r", "--reverse"), ("-H", "--no-header"), ("-S", "--store")):
+        assert meaning[short] == {long}
+
+
+def test_every_command_takes_the_store_first_and_with_S():
+    _, cmds = _commands()
+    for name in (*ANALYZER_COMMANDS, "record", "export-db"):
+        params = cmds[name].params
+        args = [p for p in params if isinstance(p, click.Argument)]
+        assert args, f"{name} takes no store argument"
+        assert any("--store" in getattr(p, "opts", []) and "-S" in p.opts for p in params), name
+        if name in ANALYZER_COMMANDS:
+            assert any("--skip-bad" in getattr(p, "opts", []) for p in params), name
+
+
+@pytest.mark.parametrize("args", [
+    ["sizes", str(SAMPLE_STORE), "-f", "json"],
+    ["sizes", "-S", str(SAMPLE_STORE), "-f", "json"],
+    ["sizes", "-f", "json"],  # $MEMSNAP_STORE
+    ["sizes", str(SAMPLE_STORE), "--skip-bad", "-f", "json"],
+    ["--skip-bad", "sizes", str(SAMPLE_STORE), "-f", "json"],
+])
+def test_store_position_option_and_environment_agree(args):
+    env = dict(os.environ, MEMSNAP_STORE=str(SAMPLE_STORE))
+    out = memsnap(*args, env=env).stdout
+    ref = memsnap("sizes", str(SAMPLE_STORE), "-f", "json").stdout
+    assert out == ref and json.loads(out)
+
+
+def test_query_takes_store_first_or_name_first():
+    a = memsnap("query", str(SAMPLE_STORE), "snapshot_list", "-f", "json").stdout
+    b = memsnap("query", "snapshot_list", str(SAMPLE_STORE), "-f", "json").stdout
+    assert a == b and len(json.loads(a)) == 2
+
+
+def test_version_and_completion():
+    from recorder import __version__
+
+    assert memsnap("--version").stdout.strip() == f"memsnap {__version__}"
+    help_text = memsnap("--help").stdout
+    assert "--install-completion" in help_text and "--show-completion" in help_text
+
+
+def test_help_loads_no_analyzer_library():
+    code = ("import sys\nsys.argv=['memsnap','--help']\nimport cli\ntry:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+            "bad = sorted({m.split('.')[0] for m in sys.modules} & {'duckdb','sqlalchemy','matplotlib','pyarrow'})\n"
+            "sys.exit(3 if bad else 0)\n")
+    cp = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="records this test's own process: needs /proc access as root")
+def test_record_summary_as_json(tmp_path):
+    out = memsnap("record", str(tmp_path / "s"), "--pid", str(os.getpid()), "--sources", "smaps_rollup",
+                  "--format", "json").stdout.strip().splitlines()
+    assert len(out) == 1
+    row = json.loads(out[0])
+    assert row["processes"]["ok"] == 1 and row["store"] == str(tmp_path / "s")
+    assert list((tmp_path / "s" / "snapshots").glob(f"host=*/date=*/{row['snapshot_id']}.parquet"))
+
+
+def test_sizes_in_a_recorder_only_environment_names_the_install():
+    """An analyzer command without the analyzer's libraries: one line with the install command, exit 1.
+    (tests/test_install.py does this in a real lean install; here the libraries are hidden from import.)"""
+    code = ("import sys, importlib.util\n"
+            "real = importlib.util.find_spec\n"
+            "importlib.util.find_spec = lambda n, *a: None if n in ('duckdb','sqlalchemy','duckdb_engine') "
+            "else real(n, *a)\n"
+            "sys.argv = ['memsnap', 'sizes', sys.argv[1]]\nimport cli\ncli.main()\n")
+    cp = subprocess.run([sys.executable, "-c", code, str(SAMPLE_STORE)], capture_output=True, text=True, cwd=ROOT)
+    assert cp.returncode == 1
+    assert cp.stderr.strip().splitlines() == [
+        "Error: memsnap sizes needs the analyzer, which this install does not have — pip install 'memsnap[analyze]'"]
