@@ -251,6 +251,16 @@ def write_smemcap(out: str, pids, procfs: str = "/proc", as_dir: bool = False) -
 
     Returns the number of processes captured (those that exited meanwhile are skipped, like smemcap).
     """
+    entries, owners = _read_live(procfs, pids)
+    if as_dir:
+        _write_dir(out, entries, owners)
+    else:
+        _write_tar(out, entries, owners)
+    return len(owners)
+
+
+def _read_live(procfs: str, pids) -> tuple[dict[str, bytes], dict[int, tuple[int, int]]]:
+    """The capture's files by member name, and each captured process's (uid, gid)."""
     def rd(*parts):
         with open(os.path.join(procfs, *map(str, parts)), "rb") as f:
             return f.read()
@@ -266,16 +276,21 @@ def write_smemcap(out: str, pids, procfs: str = "/proc", as_dir: bool = False) -
         owners[pid] = (st.st_uid, st.st_gid)
         for n, data in files.items():
             entries[f"{pid}/{n}"] = data
-    if as_dir:
-        base = os.path.join(out, "proc")
-        for name, data in entries.items():
-            p = os.path.join(base, name)
-            os.makedirs(os.path.dirname(p), exist_ok=True)
-            with open(p, "wb") as f:
-                f.write(data)
-        for pid, (uid, gid) in owners.items():
-            os.chown(os.path.join(base, str(pid)), uid, gid)
-        return len(owners)
+    return entries, owners
+
+
+def _write_dir(out: str, entries: dict[str, bytes], owners: dict[int, tuple[int, int]]) -> None:
+    base = os.path.join(out, "proc")
+    for name, data in entries.items():
+        p = os.path.join(base, name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(data)
+    for pid, (uid, gid) in owners.items():
+        os.chown(os.path.join(base, str(pid)), uid, gid)
+
+
+def _write_tar(out: str, entries: dict[str, bytes], owners: dict[int, tuple[int, int]]) -> None:
     with tarfile.open(out, "w:gz") as tar:
         now = time.time()
         for name in ("meminfo", "version"):
@@ -292,4 +307,3 @@ def write_smemcap(out: str, pids, procfs: str = "/proc", as_dir: bool = False) -
                 ti = tarfile.TarInfo(f"{pid}/{n}")
                 ti.size, ti.uid, ti.gid, ti.mtime = len(data), uid, gid, now
                 tar.addfile(ti, io.BytesIO(data))
-    return len(owners)
