@@ -6,9 +6,9 @@ import os
 import subprocess
 import sys
 
-import click
 import pytest
 import typer
+from typer.core import TyperArgument, TyperOption
 
 from conftest import IS_ROOT, ROOT, SAMPLE_STORE, memsnap
 
@@ -21,7 +21,7 @@ def _commands():
     root = typer.main.get_command(app)
     out = {}
     for name, cmd in root.commands.items():
-        if isinstance(cmd, click.Group):
+        if hasattr(cmd, "commands"):  # a sub-app (memsnap import ...)
             out.update({f"{name} {sub}": c for sub, c in cmd.commands.items()})
         else:
             out[name] = cmd
@@ -33,7 +33,7 @@ def test_a_short_flag_means_one_thing_everywhere():
     meaning: dict[str, set[str]] = {}
     for name, cmd in [("", root), *cmds.items()]:
         for p in cmd.params:
-            if isinstance(p, click.Option):
+            if isinstance(p, TyperOption):
                 long = max(p.opts, key=len)
                 for o in p.opts + p.secondary_opts:
                     if len(o) == 2:
@@ -51,7 +51,7 @@ def test_every_command_takes_the_store_first_and_with_S():
     _, cmds = _commands()
     for name in (*ANALYZER_COMMANDS, "record", "export-db"):
         params = cmds[name].params
-        args = [p for p in params if isinstance(p, click.Argument)]
+        args = [p for p in params if isinstance(p, TyperArgument)]
         assert args, f"{name} takes no store argument"
         assert any("--store" in getattr(p, "opts", []) and "-S" in p.opts for p in params), name
         if name in ANALYZER_COMMANDS:
