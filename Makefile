@@ -4,15 +4,28 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STORE ?= ./memsnap-store
 
-.PHONY: setup apt-deps demo test bench docs clean
+.PHONY: setup apt-deps demo test bench bench-install recorder-pyz docs clean
 
 $(BIN)/memsnap: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[analyze,test]'
 	touch $@
 
 setup: $(BIN)/memsnap
+
+# The recorder as one file for production hosts: the plain install (pyarrow, numpy, typer; no duckdb,
+# sqlalchemy or matplotlib) zipped by shiv.  Run it with a python3 of the version that built it (numpy and
+# pyarrow are binary wheels): `python3 dist/memsnap-recorder.pyz record STORE`.  On its first run it unpacks
+# to ~/.shiv (or $SHIV_ROOT).  build/ goes first: setuptools puts whatever an earlier build left in
+# build/lib into the wheel, deleted modules included.
+PYZ := dist/memsnap-recorder.pyz
+recorder-pyz: setup
+	rm -rf build
+	mkdir -p dist
+	$(BIN)/shiv -q -c memsnap -p '/usr/bin/env python3' -o $(PYZ).tmp .
+	mv $(PYZ).tmp $(PYZ)
+	@ls -l $(PYZ)
 
 # Debian packages the tests use: smem (the peer we compare with) and chromium (renders the HTML report).
 APT_PKGS := smem chromium
@@ -37,6 +50,10 @@ test: setup apt-deps
 
 bench: setup apt-deps
 	$(BIN)/python bench/run.py
+
+# Site-packages size of the plain (recorder) and the [analyze] install, and of the zipapp.
+bench-install: setup
+	$(BIN)/python bench/install_size.py
 
 docs: setup
 	$(BIN)/python -m schema.docs
