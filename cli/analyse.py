@@ -70,11 +70,12 @@ def _totals(res, by: str, amount_cols) -> dict | None:
         if c in amount_cols or c in ("maps", "count", "pids"):
             tot[c] = sum(v for v in vals if v is not None)
         elif c == "pid":
-            tot[c] = len(vals)
-        elif c in ("user", "map", "command", "cgroup") and by != "process":
-            tot[c] = len(set(vals))
+            tot[c] = len(vals)  # as smem: the pid column of the totals counts the processes
         else:
             tot[c] = None
+    label = res.columns[0]
+    if tot[label] is None:  # the group's name column says what the row is (a count there read as a name)
+        tot[label] = "TOTAL"
     return tot
 
 
@@ -133,7 +134,7 @@ def sizes(
     amount_cols = set(AMOUNTS)
     tot = _totals(res, by.value, amount_cols) if totals else None
     machine = fmt in (OutFmt.json, OutFmt.csv)
-    rows = res.rows + [dict(tot, **{res.columns[0]: "TOTAL"})] if machine and tot else res.rows
+    rows = res.rows + [dict(tot, **{res.columns[0]: "TOTAL"})] if machine and tot else res.rows  # pid too
     _echo(rows, res.columns, fmt, amount_columns=amount_cols, header=not no_header, abbreviate=abbreviate,
           percent_totals=_percent_of(res, amount_cols) if percent else None, totals=None if machine else tot,
           numeric_columns=("pid", "maps", "count", "pids", "uid"))

@@ -126,28 +126,31 @@ def record(
     _record_loop(opts, count, interval, fmt, quiet)
 
 
+#: exit status after a signal: SIGINT (Ctrl-C) is the shell's 128 + 2; SIGTERM (systemd stopping the unit,
+#: `kill`) is a requested, clean stop
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 0}
+
+
 def _record_loop(opts, count: int, interval: float, fmt: RecordFmt, quiet: bool) -> None:
-    """Capture ``count`` snapshots (0: until a signal), ``interval`` seconds apart; SIGINT/SIGTERM stop it
-    between snapshots, or discard the one in progress."""
+    """Capture ``count`` snapshots (0: until a signal), ``interval`` seconds apart.  SIGINT or SIGTERM, at any
+    moment, end it the same way: the snapshot in progress (if any) is discarded, one line says so and how many
+    were committed, and the exit status is SIGNAL_EXIT's."""
     stop = {"sig": None}
 
     def on_signal(signum, frame):
         stop["sig"] = signum
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, on_signal) for s in SIGNAL_EXIT}
+    n = 0
     try:
-        n = 0
         while (count == 0 or n < count) and stop["sig"] is None:
             if n:
-                deadline = time.monotonic() + interval
-                while time.monotonic() < deadline and stop["sig"] is None:
-                    time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+                _sleep(interval, stop)
                 if stop["sig"] is not None:
                     break
             try:
                 res = _capture_with_progress(opts, lambda: stop["sig"] is not None, quiet)
             except Interrupted:
-                err("interrupted: the snapshot in progress was discarded")
                 break
             except MemsnapError as e:
                 fail(e)
@@ -159,6 +162,15 @@ def _record_loop(opts, count: int, interval: float, fmt: RecordFmt, quiet: bool)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+    if stop["sig"] is not None:
+        err(f"interrupted: the snapshot in progress was discarded; {n} snapshot{'s' if n != 1 else ''} committed")
+        raise typer.Exit(SIGNAL_EXIT[stop["sig"]])
+
+
+def _sleep(seconds: float, stop: dict) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and stop["sig"] is None:
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
 def _capture_with_progress(opts, should_stop, quiet):

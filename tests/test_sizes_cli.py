@@ -312,6 +312,8 @@ def test_totals_row_equals_column_sums(view):
         assert [int(x) for x in last[-len(amounts):]] == [sums[c] for c in amounts]
         if view == "process":
             assert int(last[0]) == len(rows)  # the pid column counts processes
+        else:
+            assert last[0] == "TOTAL"  # not a count posing as a user, command or cgroup name
 
 
 def test_percent_uses_memtotal(latest):
