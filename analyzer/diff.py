@@ -14,7 +14,8 @@ from common.errors import MemsnapError
 
 from . import queries
 from .sizes import SizesResult, sizes
-from .store import Snapshot, Store
+from .snapshots import Snapshot
+from .store import Store
 
 BY = ("process", "command", "user", "cgroup", "mapping")
 AMOUNTS = ("vss", "rss", "pss", "uss", "swap")
@@ -66,39 +67,6 @@ def _anon_kind(path: str) -> bool:
     return path == "<anonymous>" or path.startswith("[")
 
 
-def pick_pair(store: Store, from_id: str | None, to_id: str | None, host: str | None) -> tuple[Snapshot, Snapshot]:
-    if from_id and to_id:
-        return store.resolve(from_id, host)[0], store.resolve(to_id, host)[0]
-    snaps = store.snapshots(host)
-    hosts = sorted({s.host for s in snaps})
-    if from_id:
-        before = store.resolve(from_id, host)[0]
-        later = [s for s in snaps if s.host == before.host and (s.capture_start, s.snapshot_id) >
-                 (before.capture_start, before.snapshot_id)]
-        if not later:
-            raise MemsnapError(f"no snapshot of host {before.host} after {before.snapshot_id}",
-                               hint="give --to, or record another snapshot")
-        return before, later[-1]
-    if len(hosts) > 1:
-        raise MemsnapError(f"the stores hold {len(hosts)} hosts ({', '.join(hosts)}): which two snapshots?",
-                           hint="pass --host NAME for its last two snapshots, or --from ID --to ID")
-    if to_id:
-        after = store.resolve(to_id, host)[0]
-        earlier = [s for s in snaps if (s.capture_start, s.snapshot_id) < (after.capture_start, after.snapshot_id)]
-        if not earlier:
-            raise MemsnapError(f"no snapshot before {after.snapshot_id}", hint="give --from")
-        return earlier[-1], after
-    if len(snaps) < 2:
-        raise MemsnapError(f"need two snapshots to diff, the store has {len(snaps)}",
-                           hint="record another one with `memsnap record`")
-    return snaps[-2], snaps[-1]
-
-
-def _rows(store, snap: Snapshot, by: str, source: str, filters: dict) -> SizesResult:
-    return sizes(store, by=by, source=source, snapshot=snap.snapshot_id, host=snap.host,
-                 columns=None, sort=None, **filters)
-
-
 #: DuckDB memory per pages row of the two snapshots that page_transitions needs in one run.  Measured: two
 #: snapshots of 53M rows each (50M-page synthetic stores) completed at a 1 GB limit, and ran out of memory
 #: at 500 MB, where 2 parts completed (peak RSS 714 MiB); 10 B/row keeps a margin.
@@ -114,118 +82,125 @@ def transition_parts(before, after, memory_limit_bytes: int | None) -> int:
     return -(-rows * TRANSITION_BYTES_PER_ROW // memory_limit_bytes)
 
 
-def diff(store: Store, *, from_id: str | None = None, to_id: str | None = None, host: str | None = None,
-         by: str = "process", source: str = "smaps", processfilter: str | None = None,
-         userfilter: str | None = None, mapfilter: str | None = None, min_change: int = 0,
-         sort: str | None = None, reverse: bool = False, normalize: bool | None = None) -> DiffResult:
+def diff(store: Store, before: Snapshot, after: Snapshot, *, by: str = "process", source: str = "smaps",
+         processfilter: str | None = None, userfilter: str | None = None, mapfilter: str | None = None,
+         min_change: int = 0, sort: str | None = None, reverse: bool = False, normalize: bool | None = None,
+         sized: tuple[SizesResult, SizesResult] | None = None) -> DiffResult:
+    """``before`` -> ``after``.  ``sized``: both snapshots' sizes at the diff's view (:func:`view_of`), default
+    sort, if the caller has them already."""
     if by not in BY:
         raise MemsnapError(f"unknown view --by {by}", hint=f"choose from {', '.join(BY)}")
-    before, after = pick_pair(store, from_id, to_id, host)
-    notes = []
     cross_host = before.host != after.host
-    if normalize is None:
-        normalize = cross_host
+    normalize = cross_host if normalize is None else normalize
     if (before.boot_id != after.boot_id or cross_host) and by == "process":
         why = "different hosts" if cross_host else "a reboot between them (boot ids differ)"
         raise ProcessMatchRefused(
             f"cannot match processes between {before.snapshot_id} and {after.snapshot_id}: {why}; "
             "PIDs and start times only identify a process within one boot",
             hint="use --by command, --by user, --by cgroup or --by mapping")
-    filters = dict(processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter)
-    view = "pmap" if (by == "mapping" and before.boot_id == after.boot_id and not cross_host) else by
-    b = _rows(store, before, view, source, filters)
-    a = _rows(store, after, view, source, filters)
+    view = view_of(by, before, after)
+    b, a = sized or [sizes(store, [s], by=view, source=source, processfilter=processfilter, userfilter=userfilter,
+                           mapfilter=mapfilter) for s in (before, after)]
+    keycols, show = KEYS[view] if view in KEYS else (KEYS_OF_GROUP[by], KEYS_OF_GROUP[by])
+    key = _matcher(keycols, view == "pmap", normalize)
+    bi, ai = _index(b.rows, key), _index(a.rows, key)
+    want_trans = view == "process" and before.has_pages and after.has_pages
+    trans, notes = _transitions(store, before, after, mapfilter) if want_trans else ({}, [])
+    if view == "process" and not want_trans:
+        notes.append("page-level transitions need PFNs and kpage data in both snapshots; not computed")
+    counted = by != "process" and view != "pmap"
+    rows = [_row(bi.get(k), ai.get(k), show, normalize, counted, trans if want_trans else None)
+            for k in dict.fromkeys(list(bi) + list(ai))]
+    rows = [r for r in rows if _keep(r, min_change)]
+    columns = ["status", *show, *(["count_before", "count_after"] if counted else []),
+               *[f"{c}_{s}" for c in AMOUNTS for s in ("before", "after", "delta")],
+               *(TRANSITIONS if want_trans else [])]
+    _sort(rows, sort or "pss_delta", reverse, columns, show)
+    if cross_host:
+        notes.append(f"hosts differ ({before.host} -> {after.host}): names normalized (pids and library "
+                     "versions stripped)")
+    return DiffResult(by, source, before, after, show, rows, columns, want_trans, notes + b.notes)
 
-    if view == "process":
-        keycols = ["pid", "starttime"]
-        show = ["pid", "user", "command", "name"]
-    elif view == "pmap":
-        keycols = ["pid", "starttime", "map", "perms", "offset"]
-        show = ["pid", "name", "map", "perms", "offset"]
-    else:
-        keycols = {"command": ["command"], "user": ["user"], "cgroup": ["cgroup"], "mapping": ["map"]}[by]
-        show = list(keycols)
 
+def view_of(by: str, before: Snapshot, after: Snapshot) -> str:
+    """The sizes view a diff compares: by mapping within one boot, per process x mapping (``pmap``)."""
+    same_boot = before.boot_id == after.boot_id and before.host == after.host
+    return "pmap" if by == "mapping" and same_boot else by
+
+
+#: per view: the columns that match a row across the snapshots, and the key columns shown
+KEYS = {"process": (["pid", "starttime"], ["pid", "user", "command", "name"]),
+        "pmap": (["pid", "starttime", "map", "perms", "offset"], ["pid", "name", "map", "perms", "offset"])}
+KEYS_OF_GROUP = {"command": ["command"], "user": ["user"], "cgroup": ["cgroup"], "mapping": ["map"]}
+
+
+def _matcher(keycols: list[str], pmap: bool, normalize: bool):
     def key(r):
         k = tuple(r.get(c) for c in keycols)
-        if view == "pmap" and _anon_kind(r["map"]):
+        if pmap and _anon_kind(r["map"]):
             k = k[:4] + (0,)  # anonymous mappings move: match by kind and perms, not offset
         if normalize:
             k = tuple(normalize_name(x) if isinstance(x, str) else x for x in k)
         return k
+    return key
 
-    def index(res):
-        out: dict = {}
-        for r in res.rows:
-            k = key(r)
-            if k in out:  # several rows fold into one key (anonymous mappings, normalized names)
-                acc = out[k]
-                for c in AMOUNTS + ("count",):
-                    if r.get(c) is not None:
-                        acc[c] = (acc.get(c) or 0) + r[c]
-            else:
-                out[k] = dict(r)
-        return out
 
-    bi, ai = index(b), index(a)
-    trans = {}
-    want_trans = view == "process" and before.pfn_available and after.pfn_available and \
-        before.kpage_available and after.kpage_available
-    if want_trans:
-        parts = transition_parts(before, after, store.memory_limit_bytes())
-        for part in range(parts):  # each process is in exactly one part
-            cur = queries.run(store.con, "page_transitions", {
-                "from_host": before.host, "from_id": before.snapshot_id, "to_host": after.host,
-                "to_id": after.snapshot_id, "mapfilter": mapfilter, "parts": parts, "part": part})
-            names = [d[0] for d in cur.description]
-            trans.update((r[0], dict(zip(names, r))) for r in cur.fetchall())
-        if parts > 1:
-            notes.append(f"page transitions computed in {parts} parts to stay within DuckDB's memory limit")
-    elif view == "process":
-        notes.append("page-level transitions need PFNs and kpage data in both snapshots; not computed")
-
-    rows = []
-    for k in list(dict.fromkeys(list(bi) + list(ai))):
-        rb, ra = bi.get(k), ai.get(k)
-        base = ra or rb
-        row = {c: base.get(c) for c in show}
-        if normalize:
-            for c in show:
-                if isinstance(row[c], str):
-                    row[c] = normalize_name(row[c])
-        if by != "process" and view != "pmap":
-            row["count_before"] = rb.get("count") if rb else 0
-            row["count_after"] = ra.get("count") if ra else 0
-        for c in AMOUNTS:
-            vb = rb.get(c) if rb else None
-            va = ra.get(c) if ra else None
-            row[f"{c}_before"], row[f"{c}_after"] = vb, va
-            row[f"{c}_delta"] = (va or 0) - (vb or 0) if (va is not None or vb is not None) else None
-        if rb is None:
-            row["status"] = "new"
-        elif ra is None:
-            row["status"] = "exited"
+def _index(rows: list[dict], key) -> dict:
+    out: dict = {}
+    for r in rows:
+        k = key(r)
+        if k in out:  # several rows fold into one key (anonymous mappings, normalized names)
+            acc = out[k]
+            for c in AMOUNTS + ("count",):
+                if r.get(c) is not None:
+                    acc[c] = (acc.get(c) or 0) + r[c]
         else:
-            row["status"] = "changed" if any(row[f"{c}_delta"] for c in AMOUNTS) else "same"
-        if want_trans:
-            t = trans.get(row["pid"]) if rb is not None and ra is not None else None
-            for c in TRANSITIONS:
-                row[c] = t[c] if t else None
-        if min_change and max(abs(row[f"{c}_delta"] or 0) for c in AMOUNTS) < min_change:
-            continue
-        rows.append(row)
+            out[k] = dict(r)
+    return out
 
-    columns = ["status"] + show + (["count_before", "count_after"] if by != "process" and view != "pmap" else [])
-    columns += [f"{c}_{s}" for c in AMOUNTS for s in ("before", "after", "delta")]
-    if want_trans:
-        columns += list(TRANSITIONS)
-    sort = sort or "pss_delta"
+
+def _transitions(store: Store, before: Snapshot, after: Snapshot, mapfilter: str | None) -> tuple[dict, list]:
+    """Page transitions per pid, in as many process partitions as DuckDB's memory limit needs."""
+    trans: dict = {}
+    parts = transition_parts(before, after, store.memory_limit_bytes())
+    for part in range(parts):  # each process is in exactly one part
+        cur = queries.run(store.con, "page_transitions", {
+            "from_host": before.host, "from_id": before.snapshot_id, "to_host": after.host,
+            "to_id": after.snapshot_id, "mapfilter": mapfilter, "parts": parts, "part": part})
+        names = [d[0] for d in cur.description]
+        trans.update((r[0], dict(zip(names, r))) for r in cur.fetchall())
+    notes = [f"page transitions computed in {parts} parts to stay within DuckDB's memory limit"] if parts > 1 else []
+    return trans, notes
+
+
+def _row(rb: dict | None, ra: dict | None, show: list[str], normalize: bool, counted: bool,
+         trans: dict | None) -> dict:
+    base = ra or rb
+    row = {c: normalize_name(base.get(c)) if normalize and isinstance(base.get(c), str) else base.get(c)
+           for c in show}
+    if counted:
+        row["count_before"] = rb.get("count") if rb else 0
+        row["count_after"] = ra.get("count") if ra else 0
+    for c in AMOUNTS:
+        vb = rb.get(c) if rb else None
+        va = ra.get(c) if ra else None
+        row[f"{c}_before"], row[f"{c}_after"] = vb, va
+        row[f"{c}_delta"] = (va or 0) - (vb or 0) if (va is not None or vb is not None) else None
+    row["status"] = "new" if rb is None else "exited" if ra is None else \
+        "changed" if any(row[f"{c}_delta"] for c in AMOUNTS) else "same"
+    if trans is not None:
+        t = trans.get(row["pid"]) if rb is not None and ra is not None else None
+        row.update({c: t[c] if t else None for c in TRANSITIONS})
+    return row
+
+
+def _keep(row: dict, min_change: int) -> bool:
+    return not min_change or max(abs(row[f"{c}_delta"] or 0) for c in AMOUNTS) >= min_change
+
+
+def _sort(rows: list[dict], sort: str, reverse: bool, columns: list[str], show: list[str]) -> None:
     if sort not in columns:
         raise MemsnapError(f"unknown sort key {sort}", hint=f"choose from: {' '.join(columns)}")
     rows.sort(key=lambda r: (r.get(sort) is not None, r.get(sort) if r.get(sort) is not None else 0,
                              tuple(str(r.get(c)) for c in show)),
               reverse=reverse)  # the key columns break ties: the same order on every run
-    if cross_host:
-        notes.append(f"hosts differ ({before.host} -> {after.host}): names normalized (pids and library "
-                     "versions stripped)")
-    return DiffResult(by, source, before, after, show, rows, columns, want_trans, notes + b.notes)

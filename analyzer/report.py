@@ -14,13 +14,12 @@ from datetime import datetime
 from common.errors import MemsnapError
 
 from . import plot
-from .diff import diff, pick_pair
-from .shared import shared
-from .sizes import sizes
-from .store import Snapshot, Store
+from .diff import diff, view_of
+from .shared import pair_matrix, shared
+from .sizes import SizesResult, sizes, sort_rows
+from .snapshots import Snapshot
+from .store import Store
 from .trend import leak_suspects, trend
-
-STEPS = ("header", "consumers", "changes", "trend", "sharing", "reconcile", "write")
 
 _CSS = """
 body{font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;margin:0 auto;max-width:1200px;
@@ -95,176 +94,185 @@ def _fmt_time(t) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S UTC") if isinstance(t, datetime) else str(t)
 
 
-def build(store: Store, *, from_id: str | None = None, to_id: str | None = None, host: str | None = None,
-          by: str = "command", top: int = 15, progress=None) -> Report:
-    """Build the report for the snapshots ``from_id`` -> ``to_id`` (default: the last two of the host;
-    with a single snapshot, the sections that need two are skipped with a note)."""
-    progress = progress or (lambda step, total: None)
-    snaps = store.snapshots(host)
-    if not snaps:
-        raise MemsnapError("no committed snapshots to report on", hint="record some with `memsnap record`")
-    hosts = sorted({s.host for s in snaps})
-    if host is None and len(hosts) > 1 and not (from_id and to_id):
-        raise MemsnapError(f"the stores hold {len(hosts)} hosts ({', '.join(hosts)})", hint="pick one with --host")
-    single = len(snaps) == 1 and not from_id and not to_id
-    if single:
-        before = after = snaps[0]
-    else:
-        before, after = pick_pair(store, from_id, to_id, host)
-    rep = Report("")
-    parts: list[str] = []
-    pages_ok = bool(after.pfn_available and after.kpage_available)
-    both_pages = pages_ok and bool(before.pfn_available and before.kpage_available)
+@dataclass
+class _Context:
+    """What the sections share: the snapshots, the options, the page so far, and sizes computed once."""
+    store: Store
+    before: Snapshot
+    after: Snapshot
+    span: list[Snapshot]  # the trend section's snapshots
+    single: bool
+    by: str
+    top: int
+    rep: Report = field(default_factory=lambda: Report(""))
+    parts: list[str] = field(default_factory=list)
+    sized: dict = field(default_factory=dict)
 
-    # 1. header --------------------------------------------------------------------------------------
-    progress(0, len(STEPS))
-    meta = store.con.execute(
+    def sizes(self, snap: Snapshot, by: str, source: str) -> SizesResult:
+        """One snapshot's sizes (default sort), computed once for every section that needs them."""
+        key = (snap.host, snap.snapshot_id, by, source)
+        if key not in self.sized:
+            self.sized[key] = sizes(self.store, [snap], by=by, source=source)
+        return self.sized[key]
+
+
+def _header(ctx: _Context) -> None:
+    before, after = ctx.before, ctx.after
+    meta = ctx.store.con.execute(
         "SELECT snapshot_id, host, kernel_release, capture_start, sources, pfn_available, processes_recorded, "
-        "processes_denied, processes_vanished, processes_partial, warnings FROM snapshots "
+        "processes_denied, processes_vanished, processes_partial FROM snapshots "
         "WHERE (host, snapshot_id) IN (SELECT unnest(?), unnest(?))",
         [[before.host, after.host], [before.snapshot_id, after.snapshot_id]]).fetchall()
-    caveats = []
-    for sid, h, kern, t, srcs, pfn, rec, den, van, part, warn in meta:
-        if not pfn:
-            caveats.append(f"{sid}: no PFNs (recorded without CAP_SYS_ADMIN or without pagemap): page-level "
-                           "figures, sharing and copy-on-write loss are not available")
-        if den:
-            caveats.append(f"{sid}: {den} processes could not be read (permission denied)")
-        if van:
-            caveats.append(f"{sid}: {van} processes exited during the capture")
-        if part:
-            caveats.append(f"{sid}: {part} processes partially captured (impact limits)")
-    parts.append(f"<h1>memsnap report: {_esc(after.host)}</h1>")
-    parts.append('<p class="meta">' + "<br>".join(
-        f"{'snapshot' if single else ('from' if sid == before.snapshot_id else 'to')}: <b>{_esc(sid)}</b> — "
+    ctx.parts.append(f"<h1>memsnap report: {_esc(after.host)}</h1>")
+    ctx.parts.append('<p class="meta">' + "<br>".join(
+        f"{'snapshot' if ctx.single else ('from' if sid == before.snapshot_id else 'to')}: <b>{_esc(sid)}</b> — "
         f"{_esc(_fmt_time(t))}, host {_esc(h)}, kernel {_esc(kern)}, sources {_esc(srcs)}, "
-        f"{rec} processes recorded" for sid, h, kern, t, srcs, pfn, rec, den, van, part, warn in
+        f"{rec} processes recorded" for sid, h, kern, t, srcs, pfn, rec, *_ in
         sorted(meta, key=lambda m: m[3])) + "</p>")
-    parts += [f'<div class="caveat">{_esc(c)}</div>' for c in caveats]
-    rep.sections.append("header")
+    ctx.parts += [f'<div class="caveat">{_esc(c)}</div>' for m in meta for c in _caveats(*m)]
 
-    # 2. top consumers ---------------------------------------------------------------------------------
-    progress(1, len(STEPS))
-    src = "pages" if pages_ok else "smaps"
+
+def _caveats(sid, host, kernel, t, sources, pfn, recorded, denied, vanished, partial) -> list[str]:
+    return [text for cond, text in (
+        (not pfn, f"{sid}: no PFNs (recorded without CAP_SYS_ADMIN or without pagemap): page-level "
+                  "figures, sharing and copy-on-write loss are not available"),
+        (denied, f"{sid}: {denied} processes could not be read (permission denied)"),
+        (vanished, f"{sid}: {vanished} processes exited during the capture"),
+        (partial, f"{sid}: {partial} processes partially captured (impact limits)")) if cond]
+
+
+def _consumers(ctx: _Context) -> None:
+    by, after = ctx.by, ctx.after
+    src = "pages" if after.has_pages else "smaps"
     cols = ["command", "count", "uss", "pss", "rss", "swap"] if by == "command" else \
         ["pid", "name", "user", "uss", "pss", "rss", "swap"]
-    top_rows = sizes(store, by=by, source=src, snapshot=after.snapshot_id, host=after.host, sort="pss",
-                     reverse=True, columns=cols, limit=top).rows
-    rep.tables["consumers"] = top_rows
-    parts.append(f"<h2>Top consumers (by {by}, PSS, source {src})</h2>")
-    parts.append(_svg(lambda p: plot.consumers_chart(top_rows, p, f"Top {len(top_rows)} by PSS — {after.host}",
-                                                     label_key=by)))
-    parts.append(_table("t-consumers", top_rows, cols, numeric={"pid", "count", "uss", "pss", "rss", "swap"}))
-    rep.sections.append("consumers")
+    top_rows = sort_rows(ctx.sizes(after, by, src).rows, "pss", True, by)[:ctx.top]
+    ctx.rep.tables["consumers"] = top_rows
+    ctx.parts.append(f"<h2>Top consumers (by {by}, PSS, source {src})</h2>")
+    ctx.parts.append(_svg(lambda p: plot.consumers_chart(top_rows, p, f"Top {len(top_rows)} by PSS — {after.host}",
+                                                         label_key=by)))
+    ctx.parts.append(_table("t-consumers", top_rows, cols, numeric={"pid", "count", "uss", "pss", "rss", "swap"}))
 
-    # 3. what changed ---------------------------------------------------------------------------------
-    progress(2, len(STEPS))
-    if single:
-        parts.append('<h2>What changed</h2><p class="note">Only one snapshot: nothing to compare.</p>')
-    else:
-        same_boot = before.boot_id == after.boot_id
-        d = diff(store, from_id=before.snapshot_id, to_id=after.snapshot_id, host=host,
-                 by="process" if same_boot else "command", source="pages" if both_pages else "smaps",
-                 sort="pss_delta", reverse=True)
-        keys = d.key_columns
-        growers = [r for r in d.rows if (r["pss_delta"] or 0) > 0][:top]
-        shrinkers = sorted([r for r in d.rows if (r["pss_delta"] or 0) < 0], key=lambda r: r["pss_delta"])[:top]
-        newex = [r for r in d.rows if r["status"] in ("new", "exited")]
-        s = d.summary()
-        parts.append("<h2>What changed</h2>")
-        parts.append(f'<p class="meta">{s["new"]} new, {s["exited"]} exited, {s["changed"]} changed, '
+
+def _changes(ctx: _Context) -> None:
+    if ctx.single:
+        ctx.parts.append('<h2>What changed</h2><p class="note">Only one snapshot: nothing to compare.</p>')
+        return
+    before, after, top = ctx.before, ctx.after, ctx.top
+    same_boot = before.boot_id == after.boot_id
+    by, source = "process" if same_boot else "command", "pages" if before.has_pages and after.has_pages else "smaps"
+    view = view_of(by, before, after)
+    d = diff(ctx.store, before, after, by=by, source=source, sort="pss_delta", reverse=True,
+             sized=(ctx.sizes(before, view, source), ctx.sizes(after, view, source)))
+    growers = [r for r in d.rows if (r["pss_delta"] or 0) > 0][:top]
+    shrinkers = sorted([r for r in d.rows if (r["pss_delta"] or 0) < 0], key=lambda r: r["pss_delta"])[:top]
+    newex = [r for r in d.rows if r["status"] in ("new", "exited")]
+    s = d.summary()
+    ctx.parts.append("<h2>What changed</h2>")
+    ctx.parts.append(f'<p class="meta">{s["new"]} new, {s["exited"]} exited, {s["changed"]} changed, '
                      f'{s["same"]} unchanged; PSS {s["pss_delta"]:+,} kB, USS {s["uss_delta"]:+,} kB, '
                      f'RSS {s["rss_delta"]:+,} kB</p>')
-        parts.append(_svg(lambda p: plot.diff_chart(d, p, top=top)))
-        dcols = ["status", *[k for k in keys if k != "command"], "pss_before", "pss_after", "pss_delta",
-                 "uss_delta", "rss_delta", "swap_delta"]
-        num = {c for c in dcols if c.endswith(("_before", "_after", "_delta"))} | {"pid"}
-        parts.append("<h3>Top growers</h3>" + _table("t-growers", growers, dcols, numeric=num))
-        parts.append("<h3>Top shrinkers</h3>" + _table("t-shrinkers", shrinkers, dcols, numeric=num))
-        parts.append("<h3>New and exited</h3>" + (_table("t-newexited", newex, dcols, numeric=num) if newex
-                                                    else '<p class="note">none</p>'))
-        rep.tables.update(growers=growers, shrinkers=shrinkers, newexited=newex, diff=d.rows)
-        if d.transitions:
-            cow = sorted([r for r in d.rows if r.get("became_private_kb")], key=lambda r: -r["became_private_kb"])
-            tcols = ["pid", "name", "became_private_kb", "became_shared_kb", "new_pages_kb", "gone_pages_kb",
-                     "swapped_out_kb", "swapped_in_kb"]
-            parts.append("<h3>Copy-on-write loss (pages that became private: PFN changed, shared before)</h3>" +
-                         (_table("t-cow", cow[:top], tcols, numeric=set(tcols) - {"name"}) if cow else
-                          '<p class="note">none</p>'))
-            rep.tables["cow"] = cow[:top]
-        elif not same_boot:
-            parts.append('<p class="note">The snapshots are from different boots: matched by command.</p>')
-        else:
-            parts.append('<p class="note">Copy-on-write loss needs PFNs in both snapshots.</p>')
-    rep.sections.append("changes")
+    ctx.parts.append(_svg(lambda p: plot.diff_chart(d, p, top=top)))
+    dcols = ["status", *[k for k in d.key_columns if k != "command"], "pss_before", "pss_after", "pss_delta",
+             "uss_delta", "rss_delta", "swap_delta"]
+    num = {c for c in dcols if c.endswith(("_before", "_after", "_delta"))} | {"pid"}
+    ctx.parts.append("<h3>Top growers</h3>" + _table("t-growers", growers, dcols, numeric=num))
+    ctx.parts.append("<h3>Top shrinkers</h3>" + _table("t-shrinkers", shrinkers, dcols, numeric=num))
+    ctx.parts.append("<h3>New and exited</h3>" + (_table("t-newexited", newex, dcols, numeric=num) if newex
+                                                  else '<p class="note">none</p>'))
+    ctx.rep.tables.update(growers=growers, shrinkers=shrinkers, newexited=newex, diff=d.rows)
+    ctx.parts.append(_cow(ctx, d) if d.transitions else
+                     '<p class="note">The snapshots are from different boots: matched by command.</p>' if not same_boot
+                     else '<p class="note">Copy-on-write loss needs PFNs in both snapshots.</p>')
 
-    # 4. trend ---------------------------------------------------------------------------------------
-    progress(3, len(STEPS))
-    in_range = [x for x in store.snapshots(after.host)
-                if before.capture_start <= x.capture_start <= after.capture_start]
-    parts.append("<h2>Trend</h2>")
-    if len(in_range) >= 2:
-        tby = "command" if by == "command" else "process"
-        ser = trend(store, by=tby, host=after.host, since=before.capture_start, until=after.capture_start)
-        leaks = leak_suspects(ser, metric="uss", min_points=3)  # two points always fit a line: no verdict
-        parts.append(_svg(lambda p: plot.trend_chart(ser, p, metric="pss", top=min(top, 10), suspects=leaks)))
-        lcols = [*leaks.key_columns, "slope_kb_per_hour", "r2", "points", "first_kb", "last_kb", "growth_kb"]
-        lcols = [c for c in lcols if c in leaks.columns or c in leaks.key_columns]
-        parts.append("<h3>Leak suspects (USS growing steadily)</h3>" +
+
+def _cow(ctx: _Context, d) -> str:
+    cow = sorted([r for r in d.rows if r.get("became_private_kb")], key=lambda r: -r["became_private_kb"])
+    tcols = ["pid", "name", "became_private_kb", "became_shared_kb", "new_pages_kb", "gone_pages_kb",
+             "swapped_out_kb", "swapped_in_kb"]
+    ctx.rep.tables["cow"] = cow[:ctx.top]
+    return ("<h3>Copy-on-write loss (pages that became private: PFN changed, shared before)</h3>" +
+            (_table("t-cow", cow[:ctx.top], tcols, numeric=set(tcols) - {"name"}) if cow else
+             '<p class="note">none</p>'))
+
+
+def _trend(ctx: _Context) -> None:
+    ctx.parts.append("<h2>Trend</h2>")
+    if len(ctx.span) < 2:
+        ctx.parts.append('<p class="note">Fewer than two snapshots in range: no trend.</p>')
+        return
+    top = ctx.top
+    ser = trend(ctx.store, ctx.span, by="command" if ctx.by == "command" else "process")
+    leaks = leak_suspects(ser, metric="uss", min_points=3)  # two points always fit a line: no verdict
+    ctx.parts.append(_svg(lambda p: plot.trend_chart(ser, p, metric="pss", top=min(top, 10), suspects=leaks)))
+    lcols = [*leaks.key_columns, "slope_kb_per_hour", "r2", "points", "first_kb", "last_kb", "growth_kb"]
+    lcols = [c for c in lcols if c in leaks.columns or c in leaks.key_columns]
+    ctx.parts.append("<h3>Leak suspects (USS growing steadily)</h3>" +
                      _table("t-leaks", leaks.rows[:top], lcols,
                             numeric={"pid", "slope_kb_per_hour", "r2", "points", "first_kb", "last_kb", "growth_kb"},
                             row_class=lambda r: "suspect" if r.get("suspect") else ""))
-        rep.tables["leaks"] = leaks.rows[:top]
-    else:
-        parts.append('<p class="note">Fewer than two snapshots in range: no trend.</p>')
-    rep.sections.append("trend")
+    ctx.rep.tables["leaks"] = leaks.rows[:top]
 
-    # 5. sharing -------------------------------------------------------------------------------------
-    progress(4, len(STEPS))
-    parts.append("<h2>Sharing</h2>")
-    if pages_ok:
-        from .shared import pair_matrix
 
-        pr = shared(store, "pairs", snapshot=after.snapshot_id, host=after.host)
-        parts.append(_svg(lambda p: plot.pairs_heatmap(pair_matrix(pr.rows, min(top, 20)), p, after)))
-        gr = shared(store, "groups", snapshot=after.snapshot_id, host=after.host, groups="command")
-        parts.append(_svg(lambda p: plot.groups_chart(gr.rows[:top], p, after, "command")))
-        parts.append("<h3>Group costs by command (USS of the whole group = freed if it all exited)</h3>" +
+def _sharing(ctx: _Context) -> None:
+    ctx.parts.append("<h2>Sharing</h2>")
+    if not ctx.after.has_pages:
+        ctx.parts.append('<p class="note">Needs PFNs (a snapshot recorded as root).</p>')
+        return
+    after, top = ctx.after, ctx.top
+    pr = shared(ctx.store, after, "pairs")
+    ctx.parts.append(_svg(lambda p: plot.pairs_heatmap(pair_matrix(pr.rows, min(top, 20)), p, after)))
+    gr = shared(ctx.store, after, "groups", groups="command")
+    ctx.parts.append(_svg(lambda p: plot.groups_chart(gr.rows[:top], p, after, "command")))
+    ctx.parts.append("<h3>Group costs by command (USS of the whole group = freed if it all exited)</h3>" +
                      _table("t-groups", gr.rows[:top], gr.columns, numeric=set(gr.columns) - {"group"}))
-        hi = shared(store, "histogram", snapshot=after.snapshot_id, host=after.host)
-        parts.append(_svg(lambda p: plot.histogram_chart(hi.rows, p, "Frames by number of sharers")))
-        parts.append("<h3>Frames by number of sharers</h3>" +
+    hi = shared(ctx.store, after, "histogram")
+    ctx.parts.append(_svg(lambda p: plot.histogram_chart(hi.rows, p, "Frames by number of sharers")))
+    ctx.parts.append("<h3>Frames by number of sharers</h3>" +
                      _table("t-histogram", hi.rows, hi.columns, numeric=set(hi.columns) - {"sharers"}))
-        parts.append("<h3>Top sharing pairs</h3>" +
+    ctx.parts.append("<h3>Top sharing pairs</h3>" +
                      _table("t-pairs", pr.rows[:top], pr.columns, numeric={"pid_a", "pid_b", "shared_kb"}))
-        rep.tables.update(groups=gr.rows[:top], histogram=hi.rows, pairs=pr.rows[:top])
-    else:
-        parts.append('<p class="note">Needs PFNs (a snapshot recorded as root).</p>')
-    rep.sections.append("sharing")
+    ctx.rep.tables.update(groups=gr.rows[:top], histogram=hi.rows, pairs=pr.rows[:top])
 
-    # 6. reconcile ------------------------------------------------------------------------------------
-    progress(5, len(STEPS))
-    parts.append("<h2>Reconciliation with /proc/meminfo</h2>")
-    if pages_ok:
-        rc = shared(store, "reconcile", snapshot=after.snapshot_id, host=after.host)
-        parts.append(_table("t-reconcile", rc.rows, rc.columns, numeric={"kb", "meminfo_kb"}))
-        rep.tables["reconcile"] = rc.rows
-    else:
-        sy = sizes(store, by="system", snapshot=after.snapshot_id, host=after.host)
-        parts.append(_table("t-reconcile", sy.rows, ["area", "kb", "percent"], numeric={"kb", "percent"}))
-        rep.tables["reconcile"] = sy.rows
-    rep.sections.append("reconcile")
 
-    progress(6, len(STEPS))
-    title = f"memsnap report {after.host} {after.snapshot_id}"
-    rep.html = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-                "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-                f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
-                + "\n".join(parts) +
-                f'<p class="note">Amounts in kB unless marked. Generated by memsnap from {_esc(", ".join(store.paths))}.'
-                f"</p><script>{_JS}</script></body></html>\n")
-    progress(7, len(STEPS))
-    return rep
+def _reconcile(ctx: _Context) -> None:
+    ctx.parts.append("<h2>Reconciliation with /proc/meminfo</h2>")
+    if ctx.after.has_pages:
+        rc = shared(ctx.store, ctx.after, "reconcile")
+        ctx.parts.append(_table("t-reconcile", rc.rows, rc.columns, numeric={"kb", "meminfo_kb"}))
+    else:
+        rc = sizes(ctx.store, [ctx.after], by="system")
+        ctx.parts.append(_table("t-reconcile", rc.rows, ["area", "kb", "percent"], numeric={"kb", "percent"}))
+    ctx.rep.tables["reconcile"] = rc.rows
+
+
+#: the report's sections, in order; each appends its HTML to the page
+SECTIONS = (("header", _header), ("consumers", _consumers), ("changes", _changes), ("trend", _trend),
+            ("sharing", _sharing), ("reconcile", _reconcile))
+#: progress steps: the sections, then writing the page
+STEPS = (*(name for name, _ in SECTIONS), "write")
+
+
+def build(store: Store, pair: list[Snapshot], span: list[Snapshot], *, by: str = "command", top: int = 15,
+          progress=None) -> Report:
+    """The report on ``pair`` (``[before, after]``, or one snapshot: the sections that need two say so);
+    ``span``: the snapshots the trend section covers (:func:`analyzer.snapshots.report_snapshots`)."""
+    progress = progress or (lambda step, total: None)
+    ctx = _Context(store, pair[0], pair[-1], list(span), len(pair) == 1, by, top)
+    for i, (name, section) in enumerate(SECTIONS):
+        progress(i, len(STEPS))
+        section(ctx)
+        ctx.rep.sections.append(name)
+    progress(len(SECTIONS), len(STEPS))
+    title = f"memsnap report {ctx.after.host} {ctx.after.snapshot_id}"
+    ctx.rep.html = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+                    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+                    f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
+                    + "\n".join(ctx.parts) +
+                    f'<p class="note">Amounts in kB unless marked. Generated by memsnap from '
+                    f'{_esc(", ".join(store.paths))}.</p><script>{_JS}</script></body></html>\n')
+    progress(len(STEPS), len(STEPS))
+    return ctx.rep
 
 
 def write(report: Report, path: str) -> str:
@@ -278,4 +286,4 @@ def write(report: Report, path: str) -> str:
     return path
 
 
-__all__ = ["build", "write", "Report", "Snapshot"]
+__all__ = ["build", "write", "Report", "STEPS", "SECTIONS"]

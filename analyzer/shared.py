@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from common.errors import MemsnapError
 
 from . import queries
-from .sizes import SourceUnavailable, check_regex, sizes
-from .store import Snapshot, Store
+from .sizes import SourceUnavailable, check_filters, check_regex, sizes
+from .snapshots import Snapshot
+from .store import Store
 
 GROUP_BY = ("user", "command", "cgroup")
 
@@ -26,12 +27,8 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
 
-def _snapshot(store: Store, snapshot: str | None, host: str | None) -> Snapshot:
-    snaps = store.resolve(snapshot, host)
-    if len(snaps) > 1:
-        raise MemsnapError(f"{len(snaps)} hosts have a latest snapshot ({', '.join(s.host for s in snaps)})",
-                           hint="pick one with --host or --snapshot")
-    s = snaps[0]
+def check_pages(s: Snapshot) -> None:
+    """Attribution needs the snapshot's PFNs and kpage data."""
     if not s.pfn_available:
         raise SourceUnavailable(
             f"snapshot {s.snapshot_id} has no PFNs: it was recorded without CAP_SYS_ADMIN (or without the "
@@ -41,11 +38,10 @@ def _snapshot(store: Store, snapshot: str | None, host: str | None) -> Snapshot:
     if not s.kpage_available:
         raise SourceUnavailable(f"snapshot {s.snapshot_id} has no kpagecount/kpageflags (kpage source not "
                                 "recorded)", hint="record with --sources including pagemap,kpage")
-    return s
 
 
-def _run(store: Store, name: str, params: dict) -> tuple[list[str], list[dict]]:
-    cur = queries.run(store.con, name, params)
+def _run(store: Store, s: Snapshot, name: str, params: dict) -> tuple[list[str], list[dict]]:
+    cur = queries.run(store.con, name, {"host": s.host, "snapshot_id": s.snapshot_id, **params})
     cols = [d[0] for d in cur.description]
     return cols, [dict(zip(cols, r)) for r in cur.fetchall()]
 
@@ -61,49 +57,49 @@ def parse_groups(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
-def shared(store: Store, view: str, *, snapshot: str | None = "latest", host: str | None = None,
-           groups: str = "command", processfilter: str | None = None, userfilter: str | None = None,
-           mapfilter: str | None = None, detail: bool = False, limit: int | None = None) -> Table:
-    """``view``: groups | pairs | mapping | histogram | flags | reconcile."""
-    s = _snapshot(store, snapshot, host)
-    for opt, val in (("--processfilter", processfilter), ("--userfilter", userfilter), ("--mapfilter", mapfilter)):
-        check_regex(store.con, opt, val)
-    base = {"host": s.host, "snapshot_id": s.snapshot_id}
+VIEWS = ("groups", "pairs", "mapping", "histogram", "flags", "reconcile")
+
+
+def shared(store: Store, s: Snapshot, view: str = "groups", *, groups: str = "command",
+           processfilter: str | None = None, userfilter: str | None = None, mapfilter: str | None = None,
+           detail: bool = False, limit: int | None = None) -> Table:
+    """``view`` of snapshot ``s``: groups | pairs | mapping | histogram | flags | reconcile."""
+    if view not in VIEWS:
+        raise MemsnapError(f"unknown shared view {view}", hint="use --groups, --pairs, --by mapping, --histogram, "
+                                                                "--flags or --reconcile")
+    check_pages(s)
+    check_filters(store.con, processfilter, userfilter, mapfilter)
     filt = {"pfilter": processfilter, "ufilter": userfilter}
     notes: list[str] = []
-    if view == "groups":
+    if view == "mapping":
+        cols, rows, notes = _mapping(store, s, detail, processfilter, userfilter, mapfilter)
+    elif view == "groups":
         by, pattern = parse_groups(groups)
         check_regex(store.con, "--groups regex:", pattern)
-        cols, rows = _run(store, "shared_groups", {**base, "by": by, "pattern": pattern, **filt})
-    elif view == "pairs":
-        cols, rows = _run(store, "shared_pairs", {**base, **filt})
-    elif view == "histogram":
-        cols, rows = _run(store, "shared_histogram", {**base, **filt})
-    elif view == "flags":
-        cols, rows = _run(store, "shared_flags", {**base, **filt})
+        cols, rows = _run(store, s, "shared_groups", {"by": by, "pattern": pattern, **filt})
     elif view == "reconcile":
-        cols, rows = _run(store, "shared_reconcile", base)
+        cols, rows = _run(store, s, "shared_reconcile", {})
         cols = [c for c in cols if c != "ord"]
         if processfilter or userfilter:
             notes.append("--reconcile always covers every recorded process; filters ignored")
-    elif view == "mapping":
-        res = sizes(store, by="pmap" if detail else "mapping", source="pages", snapshot=s.snapshot_id, host=s.host,
-                    processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter, sort="pss",
-                    reverse=True, columns=None)
-        if detail:
-            cols = ["map", "pid", "name", "perms", "offset", "rss", "pss", "uss", "swap"]
-            rows = sorted(res.rows, key=lambda r: (r["map"], -(r["pss"] or 0)))
-        else:
-            cols = ["map", "pids", "count", "rss", "pss", "uss", "swap", "avgpss", "avguss", "avgrss"]
-            rows = res.rows
-        rows = [{c: r.get(c) for c in cols} for r in rows]
-        notes += res.notes
     else:
-        raise MemsnapError(f"unknown shared view {view}", hint="use --groups, --pairs, --by mapping, --histogram, "
-                                                                "--flags or --reconcile")
+        cols, rows = _run(store, s, f"shared_{view}", filt)
     if limit and view in ("pairs", "mapping", "groups"):
         rows = rows[:limit]
     return Table(view, s, cols, rows, notes)
+
+
+def _mapping(store: Store, s: Snapshot, detail: bool, processfilter, userfilter, mapfilter):
+    """Per mapping name from the pages source (``detail``: per process and mapping)."""
+    res = sizes(store, [s], by="pmap" if detail else "mapping", source="pages", processfilter=processfilter,
+                userfilter=userfilter, mapfilter=mapfilter, sort="pss", reverse=True)
+    if detail:
+        cols = ["map", "pid", "name", "perms", "offset", "rss", "pss", "uss", "swap"]
+        rows = sorted(res.rows, key=lambda r: (r["map"], -(r["pss"] or 0)))
+    else:
+        cols = ["map", "pids", "count", "rss", "pss", "uss", "swap", "avgpss", "avguss", "avgrss"]
+        rows = res.rows
+    return cols, [{c: r.get(c) for c in cols} for r in rows], list(res.notes)
 
 
 def pair_matrix(rows: list[dict], top: int = 20) -> tuple[list[int], list[str], list[list[int]]]:

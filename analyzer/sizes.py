@@ -1,6 +1,7 @@
 """Set sizes (VSS, RSS, PSS, USS, swap, ...) per process, user, command, cgroup, mapping or system.
 
-Two sources:
+Two sources, one object each in :data:`SOURCES` (what differs between them: the per-mapping facts query,
+whether a snapshot holds the data, how a fact becomes kB):
 
 * ``smaps`` — the kernel's own accounting as recorded (sum of the smaps entries, as smem does);
 * ``pages`` — recomputed from pagemap + kpagecount + kpageflags with the kernel's rules
@@ -8,11 +9,26 @@ Two sources:
   (bytes << 12) until the output group is known, then floored once per group, as
   smaps_rollup floors once per process.
 
-Queries are built with SQLAlchemy Core over declared tables; every user-supplied
-value (regexes, ids) is a bound parameter, and column names come from allowlists.
+The amounts are one table, :data:`REGISTRY`: an entry names the amount, its column in each source's facts
+(a pages column's suffix is its unit: ``_kb``, ``_pages`` times the page size, ``_fp`` fixed point), the
+smaps_rollup/status figures that stand in for it, and the ``--by`` views that offer it.  ``AMOUNTS``,
+``VIEW_COLUMNS`` (the -c/-s allowlists) and both stages of the query follow from it, so adding a column is
+one entry.  For example the kernel's locked memory, once ``queries/smaps_mapping_facts.sql`` also selects
+``m.locked_kb``::
+
+    Amount("locked", smaps="locked_kb", pages=None, views=("process", "mapping", "pmap"),
+           fallback=("rollup_locked_kb",)),
+
+(``pages=None``: the pages source cannot recompute it, and shows it as null.)
+
+Queries are built with SQLAlchemy Core over declared tables; every user-supplied value (regexes, ids) is a
+bound parameter, and column names come from the registry.  Every amount is a BIGINT (plain integers in
+Python, int64 in Arrow).  :func:`sizes` takes resolved snapshots (:mod:`analyzer.snapshots`).
 """
 from __future__ import annotations
 
+import functools
+import operator
 from dataclasses import dataclass, field
 
 import duckdb
@@ -23,41 +39,103 @@ from common.errors import MemsnapError
 from schema import sa as schema_sa
 
 from . import queries
+from .snapshots import Snapshot
 from .store import Store
 
 BY = ("process", "user", "command", "cgroup", "mapping", "system")
-SOURCES = ("smaps", "pages")
+_ALL = ("process", "user", "command", "cgroup", "mapping", "pmap")  # every view of processes' mappings
 
-AMOUNTS = ("swap", "uss", "pss", "rss", "vss", "swappss", "pss_anon", "pss_file", "pss_shmem",
-           "anon", "file", "shmem", "hugetlb", "thp", "avgpss", "avguss", "avgrss", "kb")
-#: every column a view offers (the allowlist for -c and -s), and its default columns (smem's defaults)
-VIEW_COLUMNS = {
-    "process": ("host", "snapshot_id", "pid", "starttime", "user", "uid", "command", "name", "cgroup", "swap", "uss", "pss",
-                "rss", "vss", "maps", "swappss", "pss_anon", "pss_file", "pss_shmem", "anon", "file", "shmem",
-                "hugetlb", "thp"),
-    "user": ("host", "snapshot_id", "user", "uid", "count", "swap", "uss", "pss", "rss", "vss", "swappss"),
-    "command": ("host", "snapshot_id", "command", "count", "swap", "uss", "pss", "rss", "vss", "swappss"),
-    "cgroup": ("host", "snapshot_id", "cgroup", "count", "swap", "uss", "pss", "rss", "vss", "swappss",
-               "pss_anon", "pss_file", "pss_shmem"),
-    "mapping": ("host", "snapshot_id", "map", "count", "pids", "swap", "uss", "pss", "rss", "vss",
-                "avgpss", "avguss", "avgrss", "swappss", "anon", "hugetlb", "thp"),
-    "system": ("host", "snapshot_id", "area", "kb", "percent"),
+
+@dataclass(frozen=True)
+class Amount:
+    """One amount column (kB).  ``views``: the --by views offering it (``pmap``: diff --by mapping's rows)."""
+    name: str
+    smaps: str | None  # column of smaps_mapping_facts summed, or None
+    pages: str | None  # column of page_mapping_facts: *_kb, *_pages or *_fp (fixed point), or None
+    views: tuple[str, ...]
+    fallback: tuple[str, ...] = ()  # smaps: processes columns (added) for a process recorded without smaps
+    per_process: tuple[str, ...] = ()  # smaps: processes columns used instead in views of whole processes
+    average_of: str | None = None  # smem's per-process average of another amount (total / pids)
+
+    @property
+    def fixed_point(self) -> bool:
+        """Fixed point (bytes << 12), floored to kB once per output group (``>> 22``)."""
+        return bool(self.pages and self.pages.endswith("_fp"))
+
+
+REGISTRY = (
+    Amount("swap", "swap_kb", "swap_pages", _ALL, fallback=("rollup_swap_kb",)),
+    Amount("uss", "uss_kb", "uss_pages", _ALL, fallback=("rollup_private_clean_kb", "rollup_private_dirty_kb")),
+    Amount("pss", "pss_kb", "pss_fp", _ALL, fallback=("rollup_pss_kb",)),
+    Amount("rss", "rss_kb", "rss_pages", _ALL, fallback=("rollup_rss_kb",)),
+    Amount("vss", "vss_kb", "vss_kb", _ALL),
+    Amount("avgpss", None, None, ("mapping",), average_of="pss"),
+    Amount("avguss", None, None, ("mapping",), average_of="uss"),
+    Amount("avgrss", None, None, ("mapping",), average_of="rss"),
+    Amount("swappss", "swap_pss_kb", "swap_pss_fp", _ALL, fallback=("rollup_swap_pss_kb",)),
+    # the kernel reports PSS by kind and RSS by kind only per process (smaps_rollup, status)
+    Amount("pss_anon", None, "pss_anon_fp", ("process", "cgroup"), per_process=("rollup_pss_anon_kb",)),
+    Amount("pss_file", None, "pss_file_fp", ("process", "cgroup"), per_process=("rollup_pss_file_kb",)),
+    Amount("pss_shmem", None, "pss_shmem_fp", ("process", "cgroup"), per_process=("rollup_pss_shmem_kb",)),
+    Amount("anon", "anon_kb", "anon_pages", ("process", "mapping", "pmap"), per_process=("rss_anon_kb",)),
+    Amount("file", None, "file_pages", ("process",), per_process=("rss_file_kb",)),
+    Amount("shmem", None, "shmem_pages", ("process",), per_process=("rss_shmem_kb",)),
+    Amount("hugetlb", "hugetlb_kb", "hugetlb_pages", ("process", "mapping", "pmap")),
+    Amount("thp", "thp_kb", "thp_pages", ("process", "mapping", "pmap")),
+)
+#: every amount column (``kb``: the system view's)
+AMOUNTS = tuple(a.name for a in REGISTRY) + ("kb",)
+
+#: facts columns the rows are grouped by per mapping (the other keys are processes columns)
+_MAPPING_KEYS = ("map", "perms", "offset_bytes")
+
+
+@dataclass(frozen=True)
+class View:
+    """A --by view: its group columns as (output name, processes or facts column), its counts as (output
+    name, ``maps``: mappings counted | ``pids``: distinct processes), and its default columns (smem's)."""
+    name: str
+    keys: tuple[tuple[str, str], ...]
+    counts: tuple[tuple[str, str], ...]
+    defaults: tuple[str, ...]
+
+    @property
+    def per_mapping(self) -> bool:
+        return any(col in _MAPPING_KEYS for _, col in self.keys)
+
+    @property
+    def amounts(self) -> tuple[Amount, ...]:
+        return tuple(a for a in REGISTRY if self.name in a.views)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return ("host", "snapshot_id", *(k for k, _ in self.keys), *(c for c, _ in self.counts),
+                *(a.name for a in self.amounts))
+
+
+_SMEM = ("swap", "uss", "pss", "rss")
+VIEWS = {v.name: v for v in (
+    View("process", (("pid", "pid"), ("starttime", "starttime_ticks"), ("user", "user"), ("uid", "euid"),
+                     ("command", "cmdline"), ("name", "comm"), ("cgroup", "cgroup")), (("maps", "maps"),),
+         ("pid", "user", "command", *_SMEM)),
+    View("user", (("user", "user"), ("uid", "euid")), (("count", "pids"),), ("user", "count", *_SMEM)),
+    View("command", (("command", "comm"),), (("count", "pids"),), ("command", "count", *_SMEM)),
+    View("cgroup", (("cgroup", "cgroup"),), (("count", "pids"),), ("cgroup", "count", *_SMEM)),
+    View("mapping", (("map", "map"),), (("count", "maps"), ("pids", "pids")), ("map", "pids", "avgpss", "pss")),
     # internal (diff --by mapping): one row per process x mapping (path, perms, offset)
-    "pmap": ("host", "snapshot_id", "pid", "starttime", "name", "map", "perms", "offset", "count", "swap", "uss",
-             "pss", "rss", "vss", "swappss", "anon", "hugetlb", "thp"),
-}
-DEFAULT_COLUMNS = {
-    "process": ("pid", "user", "command", "swap", "uss", "pss", "rss"),
-    "user": ("user", "count", "swap", "uss", "pss", "rss"),
-    "command": ("command", "count", "swap", "uss", "pss", "rss"),
-    "cgroup": ("cgroup", "count", "swap", "uss", "pss", "rss"),
-    "mapping": ("map", "pids", "avgpss", "pss"),
-    "pmap": ("pid", "map", "perms", "offset", "pss"),
-    "system": ("area", "kb", "percent"),
-}
-DEFAULT_SORT = {"system": None}
+    View("pmap", (("pid", "pid"), ("starttime", "starttime_ticks"), ("name", "comm"), ("map", "map"),
+                  ("perms", "perms"), ("offset", "offset_bytes")), (("count", "maps"),),
+         ("pid", "map", "perms", "offset", "pss")),
+)}
+#: every column a view offers (the allowlist for -c and -s), and its default columns (smem's defaults)
+VIEW_COLUMNS = {**{n: v.columns for n, v in VIEWS.items()},
+                "system": ("host", "snapshot_id", "area", "kb", "percent")}
+DEFAULT_COLUMNS = {**{n: v.defaults for n, v in VIEWS.items()}, "system": ("area", "kb", "percent")}
 
 _DIALECT = Dialect(paramstyle="qmark")
+#: the chosen snapshots: a snapshot is (host, snapshot_id), merged stores may hold one id under several hosts
+_CHOSEN = "(host, snapshot_id) IN (SELECT unnest($hosts), unnest($snapshot_ids))"
+_FACT_KEYS = ("host", "snapshot_id", "pid", "idx", "map", "perms", "offset_bytes")
 
 
 class SourceUnavailable(MemsnapError):
@@ -84,6 +162,87 @@ def check_regex(con, option: str, value: str | None) -> None:
                             "parentheses, brackets and dots with a backslash") from None
 
 
+def check_filters(con, processfilter: str | None, userfilter: str | None, mapfilter: str | None) -> None:
+    for option, value in (("--processfilter", processfilter), ("--userfilter", userfilter),
+                          ("--mapfilter", mapfilter)):
+        check_regex(con, option, value)
+
+
+def _kb(expr):
+    return sa.cast(sa.func.sum(expr), sa.BigInteger)
+
+
+def _fp(expr):  # fixed point -> kB, floored once per output group
+    return _kb(expr).op(">>")(sa.literal_column("22"))
+
+
+def _added(table, columns):
+    return functools.reduce(operator.add, (table.c[c] for c in columns))
+
+
+class _Smaps:
+    """--source smaps: the kernel's smaps figures, summed; smaps_rollup where a process has maps only."""
+    name = "smaps"
+    facts = "smaps_mapping_facts"
+    columns = _FACT_KEYS + tuple(a.smaps for a in REGISTRY if a.smaps) + ("has_smaps",)
+
+    def check(self, snaps: list[Snapshot]) -> None:
+        pass  # every snapshot has smaps or smaps_rollup figures
+
+    def offers(self, a: Amount, view: View) -> bool:
+        return bool(a.smaps or (a.per_process and not view.per_mapping))
+
+    def fact(self, a: Amount, view: View, f):
+        """Stage 1 (per process or process x mapping): the facts summed, or None if stage 2 does not use them."""
+        return None if (a.per_process and not view.per_mapping) or not a.smaps else sa.func.sum(f.c[a.smaps])
+
+    def total(self, a: Amount, view: View, s1, procs):
+        """Stage 2 (per output group): kB."""
+        if a.per_process and not view.per_mapping:
+            return _kb(_added(procs, a.per_process))
+        return _kb(sa.func.coalesce(s1.c[a.name], _added(procs, a.fallback)) if a.fallback else s1.c[a.name])
+
+    def notes(self, con) -> list[str]:
+        return []
+
+
+class _Pages:
+    """--source pages: recomputed from PFNs and kpage data."""
+    name = "pages"
+    facts = "page_mapping_facts"
+    columns = _FACT_KEYS + ("page_size_bytes",) + tuple(a.pages for a in REGISTRY if a.pages) + ("unknown_frames",)
+
+    def check(self, snaps: list[Snapshot]) -> None:
+        for s in snaps:
+            if not s.pfn_available:
+                raise SourceUnavailable(
+                    f"snapshot {s.snapshot_id} has no PFNs (pfn_available=false: it was recorded without "
+                    "CAP_SYS_ADMIN, or without the pagemap source), so sizes cannot be recomputed from pages",
+                    hint="use --source smaps (the kernel's own accounting), or record as root")
+            if not s.kpage_available:
+                raise SourceUnavailable(
+                    f"snapshot {s.snapshot_id} has no kpagecount/kpageflags (recorded without the kpage source)",
+                    hint="use --source smaps, or record with --sources including pagemap,kpage")
+
+    def offers(self, a: Amount, view: View) -> bool:
+        return a.pages is not None
+
+    def fact(self, a: Amount, view: View, f):
+        col = f.c[a.pages]
+        return sa.func.sum(col * (f.c.page_size_bytes / 1024) if a.pages.endswith("_pages") else col)
+
+    def total(self, a: Amount, view: View, s1, procs):
+        return (_fp if a.fixed_point else _kb)(s1.c[a.name])
+
+    def notes(self, con) -> list[str]:
+        unknown = con.execute("SELECT coalesce(sum(unknown_frames), 0) FROM _facts").fetchall()[0][0]
+        return [f"{unknown} present pages had no frames row (kpage read failed); counted as private"] if unknown \
+            else []
+
+
+SOURCES = {s.name: s for s in (_Smaps(), _Pages())}
+
+
 @dataclass
 class SizesResult:
     by: str
@@ -96,22 +255,6 @@ class SizesResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _fact_table(source: str, md: sa.MetaData) -> sa.Table:
-    cols = ["host", "snapshot_id", "pid", "idx", "map", "perms", "offset_bytes", "vss_kb"]
-    if source == "smaps":
-        cols += ["rss_kb", "pss_kb", "uss_kb", "swap_kb", "swap_pss_kb", "anon_kb", "hugetlb_kb", "thp_kb", "has_smaps"]
-    else:
-        cols += ["page_size_bytes", "rss_pages", "pss_fp", "uss_pages", "swap_pages", "swap_pss_fp", "anon_pages",
-                 "file_pages", "shmem_pages", "pss_anon_fp", "pss_file_fp", "pss_shmem_fp", "hugetlb_pages",
-                 "thp_pages", "unknown_frames"]
-    return sa.Table("_facts", md, *[sa.Column(c) for c in cols])
-
-
-def _compile(stmt) -> tuple[str, list]:
-    c = stmt.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
-    return str(c), [c.params[k] for k in (c.positiontup or [])]
-
-
 def check_columns(by: str, names, what: str) -> None:
     allowed = VIEW_COLUMNS[by]
     bad = [n for n in names if n not in allowed]
@@ -119,10 +262,29 @@ def check_columns(by: str, names, what: str) -> None:
         raise BadColumn(f"unknown {what} {', '.join(bad)} for --by {by}", hint=f"choose from: {' '.join(allowed)}")
 
 
-def sizes(store: Store, *, by: str = "process", source: str = "smaps", snapshot: str | None = "latest",
-          host: str | None = None, processfilter: str | None = None, userfilter: str | None = None,
-          mapfilter: str | None = None, sort: str | None = None, reverse: bool = False,
-          columns=None, numeric: bool = False, limit: int | None = None) -> SizesResult:
+def _compile(stmt) -> tuple[str, list]:
+    c = stmt.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
+    return str(c), [c.params[k] for k in (c.positiontup or [])]
+
+
+def _chosen(snaps: list[Snapshot]) -> dict:
+    return {"hosts": [s.host for s in snaps], "snapshot_ids": [s.snapshot_id for s in snaps]}
+
+
+def _meminfo_totals(con, snaps: list[Snapshot]) -> tuple[dict, dict]:
+    """MemTotal and SwapTotal (kB) by snapshot id."""
+    out: dict[str, dict] = {"MemTotal": {}, "SwapTotal": {}}
+    for key, sid, kb in con.execute("SELECT key, snapshot_id, value_kb FROM meminfo WHERE key IN ('MemTotal', "
+                                    f"'SwapTotal') AND {_CHOSEN}", _chosen(snaps)).fetchall():
+        out[key][sid] = kb
+    return out["MemTotal"], out["SwapTotal"]
+
+
+def sizes(store: Store, snaps: list[Snapshot], *, by: str = "process", source: str = "smaps",
+          processfilter: str | None = None, userfilter: str | None = None, mapfilter: str | None = None,
+          sort: str | None = None, reverse: bool = False, columns=None, numeric: bool = False,
+          limit: int | None = None) -> SizesResult:
+    """Set sizes of the snapshots ``snaps`` (several: one pass over all of them, rows per snapshot)."""
     if by not in BY and by != "pmap":
         raise BadColumn(f"unknown view --by {by}", hint=f"choose from {', '.join(BY)}")
     if source not in SOURCES:
@@ -132,170 +294,93 @@ def sizes(store: Store, *, by: str = "process", source: str = "smaps", snapshot:
     sort = sort or ("pss" if by != "system" else None)
     if sort:
         check_columns(by, [sort], "sort key")
-    snaps = store.resolve(snapshot, host)
-    hosts = {s.host for s in snaps}
     if len(snaps) > 1 and "host" not in columns:
         columns.insert(0, "host")
-    # A snapshot is (host, snapshot_id): merged stores may hold the same id under several hosts.
-    ids = [s.snapshot_id for s in snaps]
-    snap_hosts = [s.host for s in snaps]
-    con = store.con
-    for option, value in (("--processfilter", processfilter), ("--userfilter", userfilter),
-                          ("--mapfilter", mapfilter)):
-        check_regex(con, option, value)
-    chosen = "(host, snapshot_id) IN (SELECT unnest($hosts), unnest($snapshot_ids))"
-    mem = dict(con.execute("SELECT snapshot_id, value_kb FROM meminfo WHERE key = 'MemTotal' "
-                           f"AND {chosen}", {"hosts": snap_hosts, "snapshot_ids": ids}).fetchall())
-    swp = dict(con.execute("SELECT snapshot_id, value_kb FROM meminfo WHERE key = 'SwapTotal' "
-                           f"AND {chosen}", {"hosts": snap_hosts, "snapshot_ids": ids}).fetchall())
-    res = SizesResult(by, source, columns, [], snaps, mem, swp)
-
+    check_filters(store.con, processfilter, userfilter, mapfilter)
+    res = SizesResult(by, source, columns, [], list(snaps), *_meminfo_totals(store.con, snaps))
     if by == "system":
         res.rows = _system_rows(store, snaps)
         if sort:
             res.rows.sort(key=lambda r: (r.get(sort) is None, r.get(sort)), reverse=reverse)
-        res.columns = [c for c in columns]
         return res
+    view, src = VIEWS[by], SOURCES[source]
+    src.check(snaps)
+    res.rows = _query(store.con, view, src, snaps, numeric,
+                      dict(processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter))
+    res.notes += src.notes(store.con)
+    if sort:
+        res.rows = sort_rows(res.rows, sort, reverse, by, columns[0])
+    if limit:
+        res.rows = res.rows[-limit:] if not reverse else res.rows[:limit]
+    return res
 
-    if source == "pages":
-        for s in snaps:
-            if not s.pfn_available:
-                raise SourceUnavailable(
-                    f"snapshot {s.snapshot_id} has no PFNs (pfn_available=false: it was recorded without "
-                    "CAP_SYS_ADMIN, or without the pagemap source), so sizes cannot be recomputed from pages",
-                    hint="use --source smaps (the kernel's own accounting), or record as root")
-            if not s.kpage_available:
-                raise SourceUnavailable(
-                    f"snapshot {s.snapshot_id} has no kpagecount/kpageflags (recorded without the kpage source)",
-                    hint="use --source smaps, or record with --sources including pagemap,kpage")
 
-    qname = "smaps_mapping_facts" if source == "smaps" else "page_mapping_facts"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _facts AS SELECT * FROM (\n{queries.get(qname).sql}\n) "
-                f"WHERE {chosen}", {"snapshot_ids": ids, "hosts": snap_hosts})
-
+def _query(con, view: View, src, snaps: list[Snapshot], numeric: bool, filters: dict) -> list[dict]:
+    """The rows of ``view``: facts per mapping -> stage 1 per process (x mapping) -> stage 2 per group."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _facts AS SELECT * FROM (\n{queries.get(src.facts).sql}\n) "
+                f"WHERE {_CHOSEN}", _chosen(snaps))
     md = sa.MetaData()
-    f = _fact_table(source, md)
+    f = sa.Table("_facts", md, *[sa.Column(c) for c in dict.fromkeys(src.columns)])
     procs = schema_sa.table(schema_sa.TABLES["processes"], md)
-
-    # ---- stage 1: per process (or per process x map name), unfloored
-    keys = [f.c.host, f.c.snapshot_id, f.c.pid] + ([f.c.map] if by in ("mapping", "pmap") else []) + \
-        ([f.c.perms, f.c.offset_bytes] if by == "pmap" else [])
-    if source == "smaps":
-        agg = {
-            "vss": sa.func.sum(f.c.vss_kb), "rss": sa.func.sum(f.c.rss_kb), "pss": sa.func.sum(f.c.pss_kb),
-            "uss": sa.func.sum(f.c.uss_kb), "swap": sa.func.sum(f.c.swap_kb), "swappss": sa.func.sum(f.c.swap_pss_kb),
-            "anon": sa.func.sum(f.c.anon_kb), "hugetlb": sa.func.sum(f.c.hugetlb_kb), "thp": sa.func.sum(f.c.thp_kb),
-        }
-    else:
-        pkb = f.c.page_size_bytes / 1024
-        agg = {
-            "vss": sa.func.sum(f.c.vss_kb), "rss": sa.func.sum(f.c.rss_pages * pkb),
-            "pss": sa.func.sum(f.c.pss_fp), "uss": sa.func.sum(f.c.uss_pages * pkb),
-            "swap": sa.func.sum(f.c.swap_pages * pkb), "swappss": sa.func.sum(f.c.swap_pss_fp),
-            "anon": sa.func.sum(f.c.anon_pages * pkb), "file": sa.func.sum(f.c.file_pages * pkb),
-            "shmem": sa.func.sum(f.c.shmem_pages * pkb), "pss_anon": sa.func.sum(f.c.pss_anon_fp),
-            "pss_file": sa.func.sum(f.c.pss_file_fp), "pss_shmem": sa.func.sum(f.c.pss_shmem_fp),
-            "hugetlb": sa.func.sum(f.c.hugetlb_pages * pkb), "thp": sa.func.sum(f.c.thp_pages * pkb),
-        }
-    stage1 = sa.select(*keys, sa.func.count().label("maps"), *[v.label(k) for k, v in agg.items()]).group_by(*keys)
-    if mapfilter:
-        stage1 = stage1.where(sa.func.regexp_matches(f.c.map, sa.bindparam("mapfilter", mapfilter)))
-    s1 = stage1.subquery("s1")
-
-    # ---- stage 2: join process attributes, filter, group, floor fixed point
+    amounts = [a for a in view.amounts if not a.average_of and src.offers(a, view)]
+    s1 = _stage1(view, src, amounts, f, filters["mapfilter"]).subquery("s1")
+    groups = {name: (procs.c[col] if col in procs.c else s1.c[col]) for name, col in view.keys}
+    if numeric and "user" in groups:  # the uid instead of the name: a number per process, text per user
+        groups["user"] = procs.c.euid if view.name == "process" else sa.cast(procs.c.euid, sa.String)
+    counts = {"maps": _kb(s1.c.maps), "pids": sa.func.count(sa.distinct(procs.c.pid))}
+    sel = [procs.c.snapshot_id.label("snapshot_id"), procs.c.host.label("host"),
+           *[c.label(n) for n, c in groups.items()], *[counts[kind].label(n) for n, kind in view.counts],
+           *[src.total(a, view, s1, procs).label(a.name) for a in amounts]]
     j = s1.join(procs, sa.and_(procs.c.host == s1.c.host, procs.c.snapshot_id == s1.c.snapshot_id,
                                procs.c.pid == s1.c.pid))
-    conds = [sa.func.coalesce(procs.c.kernel_thread, False) == sa.false()]
-    if processfilter:
-        rx = sa.bindparam("processfilter", processfilter)
-        conds.append(sa.or_(sa.func.regexp_matches(sa.func.coalesce(procs.c.comm, ""), rx),
-                            sa.func.regexp_matches(sa.func.coalesce(procs.c.cmdline, ""), rx)))
-    if userfilter:
-        conds.append(sa.func.regexp_matches(sa.func.coalesce(procs.c.user, sa.cast(procs.c.uid, sa.String)),
-                                            sa.bindparam("userfilter", userfilter)))
-
-    def fp(col):  # fixed point -> kB, floored once per output group
-        return sa.cast(sa.func.sum(col), sa.BigInteger).op(">>")(sa.literal_column("22"))
-
-    def kb(col):
-        return sa.cast(sa.func.sum(col), sa.BigInteger)
-
-    if source == "smaps":
-        # a process recorded with maps only (impact limits) falls back to its smaps_rollup figures
-        rss = kb(sa.func.coalesce(s1.c.rss, procs.c.rollup_rss_kb))
-        pss = kb(sa.func.coalesce(s1.c.pss, procs.c.rollup_pss_kb))
-        uss = kb(sa.func.coalesce(s1.c.uss, procs.c.rollup_private_clean_kb + procs.c.rollup_private_dirty_kb))
-        swap = kb(sa.func.coalesce(s1.c.swap, procs.c.rollup_swap_kb))
-        swappss = kb(sa.func.coalesce(s1.c.swappss, procs.c.rollup_swap_pss_kb))
-        amounts = {"swap": swap, "uss": uss, "pss": pss, "rss": rss, "vss": kb(s1.c.vss), "swappss": swappss,
-                   "anon": kb(s1.c.anon), "hugetlb": kb(s1.c.hugetlb), "thp": kb(s1.c.thp)}
-        if by not in ("mapping", "pmap"):  # per-process figures the kernel reports only per process
-            amounts.update(pss_anon=kb(procs.c.rollup_pss_anon_kb), pss_file=kb(procs.c.rollup_pss_file_kb),
-                           pss_shmem=kb(procs.c.rollup_pss_shmem_kb), anon=kb(procs.c.rss_anon_kb),
-                           file=kb(procs.c.rss_file_kb), shmem=kb(procs.c.rss_shmem_kb))
-    else:
-        amounts = {"swap": kb(s1.c.swap), "uss": kb(s1.c.uss), "pss": fp(s1.c.pss), "rss": kb(s1.c.rss),
-                   "vss": kb(s1.c.vss), "swappss": fp(s1.c.swappss), "pss_anon": fp(s1.c.pss_anon),
-                   "pss_file": fp(s1.c.pss_file), "pss_shmem": fp(s1.c.pss_shmem), "anon": kb(s1.c.anon),
-                   "file": kb(s1.c.file), "shmem": kb(s1.c.shmem), "hugetlb": kb(s1.c.hugetlb), "thp": kb(s1.c.thp)}
-
-    group_cols = {
-        "process": lambda: {"pid": procs.c.pid, "starttime": procs.c.starttime_ticks,
-                            "user": procs.c.user, "uid": procs.c.euid,
-                            "command": procs.c.cmdline, "name": procs.c.comm, "cgroup": procs.c.cgroup},
-        "user": lambda: {"user": procs.c.user, "uid": procs.c.euid},
-        "command": lambda: {"command": procs.c.comm},
-        "cgroup": lambda: {"cgroup": procs.c.cgroup},
-        "mapping": lambda: {"map": s1.c.map},
-        "pmap": lambda: {"pid": procs.c.pid, "starttime": procs.c.starttime_ticks, "name": procs.c.comm,
-                         "map": s1.c.map, "perms": s1.c.perms, "offset": s1.c.offset_bytes},
-    }[by]()
-    if by == "user" and numeric:
-        group_cols = {"user": sa.cast(procs.c.euid, sa.String), "uid": procs.c.euid}
-    sel = [procs.c.snapshot_id.label("snapshot_id"), procs.c.host.label("host")]
-    sel += [c.label(n) for n, c in group_cols.items()]
-    if by == "process":
-        sel.append(kb(s1.c.maps).label("maps"))
-    elif by == "pmap":
-        sel.append(kb(s1.c.maps).label("count"))
-    elif by == "mapping":
-        sel += [kb(s1.c.maps).label("count"), sa.func.count(sa.distinct(procs.c.pid)).label("pids")]
-    else:
-        sel.append(sa.func.count(sa.distinct(procs.c.pid)).label("count"))
-    sel += [v.label(k) for k, v in amounts.items()]
-    stmt = sa.select(*sel).select_from(j).where(*conds).group_by(procs.c.snapshot_id, procs.c.host,
-                                                                 *group_cols.values())
-    sql, params = _compile(stmt)
-    cur = con.execute(sql, params)
+    stmt = sa.select(*sel).select_from(j).where(*_process_filters(procs, filters)).group_by(
+        procs.c.snapshot_id, procs.c.host, *groups.values())
+    cur = con.execute(*_compile(stmt))
     names = [d[0] for d in cur.description]
     rows = [dict(zip(names, r)) for r in cur.fetchall()]
-    if by == "process" and numeric:
-        for r in rows:
-            r["user"] = r["uid"]
-    if by == "mapping":
-        for r in rows:  # smem: int(1.0 * total / pids)
-            for a in ("pss", "uss", "rss"):
-                r[f"avg{a}"] = int(r[a] / r["pids"]) if r.get(a) is not None and r["pids"] else None
     for r in rows:
-        for c in VIEW_COLUMNS[by]:
-            r.setdefault(c, None)
-    if sort:
-        ties = list(group_cols)
-        rows.sort(key=lambda r: (r.get(sort) is not None, r.get(sort) if r.get(sort) is not None else 0,
-                                 str(r.get("pid", r.get(columns[0]))), str(r.get("host")), str(r.get("snapshot_id")),
-                                 tuple(str(r.get(c)) for c in ties)),
-                  reverse=reverse)  # the group's own columns, then host/snapshot break ties: a stable order
-    if limit:
-        rows = rows[-limit:] if not reverse else rows[:limit]
-    res.rows = rows
-    if source == "pages":
-        unknown = con.execute("SELECT coalesce(sum(unknown_frames), 0) FROM _facts").fetchone()[0]
-        if unknown:
-            res.notes.append(f"{unknown} present pages had no frames row (kpage read failed); counted as private")
-    if len(hosts) > 1:
-        which = "latest snapshot of each" if snapshot in (None, "latest") else f"snapshot {snapshot!r} of each"
-        res.notes.append(f"{len(hosts)} hosts: {which} ({', '.join(sorted(hosts))})")
-    return res
+        for a in view.amounts:
+            r.setdefault(a.name, _average(r, a.average_of) if a.average_of else None)
+    return rows
+
+
+def _average(row: dict, of: str) -> int | None:
+    return int(row[of] / row["pids"]) if row.get(of) is not None and row["pids"] else None  # smem: int(1.0 * t / n)
+
+
+def _stage1(view: View, src, amounts: list[Amount], f, mapfilter: str | None):
+    """Per process (or process x mapping), unfloored: the facts summed, and the mappings counted."""
+    keys = [f.c.host, f.c.snapshot_id, f.c.pid] + [f.c[col] for _, col in view.keys if col in _MAPPING_KEYS]
+    facts = [(a.name, src.fact(a, view, f)) for a in amounts]
+    stmt = sa.select(*keys, sa.func.count().label("maps"),
+                     *[e.label(n) for n, e in facts if e is not None]).group_by(*keys)
+    if mapfilter:
+        stmt = stmt.where(sa.func.regexp_matches(f.c.map, sa.bindparam("mapfilter", mapfilter)))
+    return stmt
+
+
+def _process_filters(procs, filters: dict) -> list:
+    """Kernel threads left out (as smem); -P on comm or command line, -U on the user name (or uid)."""
+    conds = [sa.func.coalesce(procs.c.kernel_thread, False) == sa.false()]
+    if filters["processfilter"]:
+        rx = sa.bindparam("processfilter", filters["processfilter"])
+        conds.append(sa.or_(sa.func.regexp_matches(sa.func.coalesce(procs.c.comm, ""), rx),
+                            sa.func.regexp_matches(sa.func.coalesce(procs.c.cmdline, ""), rx)))
+    if filters["userfilter"]:
+        conds.append(sa.func.regexp_matches(sa.func.coalesce(procs.c.user, sa.cast(procs.c.uid, sa.String)),
+                                            sa.bindparam("userfilter", filters["userfilter"])))
+    return conds
+
+
+def sort_rows(rows: list[dict], sort: str, reverse: bool, by: str, first: str | None = None) -> list[dict]:
+    """Rows by ``sort``, nulls first; the group's own columns, then host/snapshot break ties: a stable order.
+    ``first``: the first column shown (default: the view's first default column)."""
+    first = first or DEFAULT_COLUMNS[by][0]
+    ties = [n for n, _ in VIEWS[by].keys]
+    return sorted(rows, key=lambda r: (r.get(sort) is not None, r.get(sort) if r.get(sort) is not None else 0,
+                                       str(r.get("pid", r.get(first))), str(r.get("host")),
+                                       str(r.get("snapshot_id")), tuple(str(r.get(c)) for c in ties)),
+                  reverse=reverse)
 
 
 # meminfo areas for --by system: disjoint parts of MemTotal, plus what is left

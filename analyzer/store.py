@@ -3,6 +3,9 @@
 Each stored table becomes a view over the Hive-partitioned Parquet files of all
 stores given, restricted to committed snapshots (those with a ``snapshots``
 row).  The raw, unfiltered file sets are ``_raw_<table>``.
+
+This is the bottom of the analyzer: it imports no analysis module (sizes, diff, shared, trend, report).
+:func:`analyzer.api.open_store` (``analyzer.open_store``) adds those operations on top.
 """
 from __future__ import annotations
 
@@ -12,15 +15,15 @@ import re
 import shutil
 import tempfile
 import weakref
-from dataclasses import dataclass
 
 import duckdb
 
-from common.errors import SchemaMismatch, SnapshotNotFound, StoreCorrupt, StoreError
+from common.errors import MemsnapError, SchemaMismatch, StoreCorrupt, StoreError
 from common import layout
 from schema import SCHEMA_VERSION, TABLES, arrow_schema, duck_type
 
-from . import queries
+from . import queries, snapshots
+from .snapshots import Snapshot
 
 
 def resolve_stores(paths) -> list[str]:
@@ -72,18 +75,6 @@ def committed_view_sql(table: str) -> str:
     # A snapshot is (host, snapshot_id): merged stores may hold the same id under several hosts.
     return (f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _raw_{table} "
             "WHERE (host, snapshot_id) IN (SELECT host, snapshot_id FROM _raw_snapshots)")
-
-
-@dataclass
-class Snapshot:
-    snapshot_id: str
-    host: str
-    capture_start: object
-    boot_id: str
-    pfn_available: bool | None
-    kpage_available: bool | None
-    page_size_bytes: int
-    pages_rows: int | None = None
 
 
 class Store:
@@ -214,46 +205,13 @@ class Store:
         return [Snapshot(*r) for r in rows]
 
     def resolve(self, snapshot: str | None = "latest", host: str | None = None) -> list[Snapshot]:
-        """``latest`` (per host), an exact id, or a unique id prefix."""
-        snaps = self.snapshots(host)
-        if not snaps:
-            where = f" for host {host!r}" if host else ""
-            raise SnapshotNotFound(f"{', '.join(self.paths)}: no committed snapshots{where}",
-                                   hint="record one with `memsnap record`, or check --host")
-        if snapshot in (None, "latest"):
-            latest: dict[str, Snapshot] = {}
-            for s in snaps:
-                latest[s.host] = s
-            return list(latest.values())
-        hits = [s for s in snaps if s.snapshot_id == snapshot] or [s for s in snaps if s.snapshot_id.startswith(snapshot)]
-        if not hits:
-            raise SnapshotNotFound(f"{', '.join(self.paths)}: no snapshot {snapshot!r}",
-                                   hint="list them with `memsnap snapshots`")
-        ids = sorted({s.snapshot_id for s in hits})
-        if len(ids) > 1:  # one id under several hosts (merged copies) is not ambiguous: one snapshot per host
-            raise SnapshotNotFound(f"snapshot prefix {snapshot!r} is ambiguous ({len(ids)} matches: "
-                                   f"{', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''})",
-                                   hint="give more characters of the id")
-        return hits
+        """``latest`` (per host), an exact id, or a unique id prefix (see :func:`analyzer.snapshots.resolve`)."""
+        return snapshots.resolve(self.snapshots(host), snapshot, host=host, where=self.where)
 
-    # ------------------------------------------------------------------ the CLI's operations
-    def sizes(self, **kw):
-        """Set sizes; keyword arguments as :func:`analyzer.sizes.sizes` (by, source, snapshot, filters...)."""
-        from .sizes import sizes
-
-        return sizes(self, **kw)
-
-    def diff(self, **kw):
-        """A diff of two snapshots; keyword arguments as :func:`analyzer.diff.diff`."""
-        from .diff import diff
-
-        return diff(self, **kw)
-
-    def shared(self, view: str = "groups", **kw):
-        """Shared-page attribution; see :func:`analyzer.shared.shared`."""
-        from .shared import shared
-
-        return shared(self, view, **kw)
+    @property
+    def where(self) -> str:
+        """The stores, for error messages."""
+        return ", ".join(self.paths)
 
     def query(self, name: str, params: dict | None = None) -> duckdb.DuckDBPyRelation:
         """Run a named query of ``queries/`` with bound parameters; returns a relation."""
@@ -262,7 +220,6 @@ class Store:
             return self.con.sql(f'SELECT * FROM "{q.name}"') if q.kind == "view" else self.con.sql("SELECT 1 WHERE false")
         missing = set(q.params) - set(params or {})
         if missing:
-            from common.errors import MemsnapError
             raise MemsnapError(f"query {name} needs parameter(s) {', '.join(sorted(missing))}",
                                hint="pass them with --param NAME=VALUE")
         return self.con.sql(q.sql, params={k: (params or {})[k] for k in q.params})
@@ -303,4 +260,5 @@ class Store:
 
 
 def open_store(paths, **kw) -> Store:
+    """The bare store (SQL, views, snapshots); ``analyzer.open_store`` also has sizes, diff, shared, trend, report."""
     return Store(paths, **kw)

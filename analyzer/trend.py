@@ -1,6 +1,7 @@
 """Trends over many snapshots, and leak suspects.
 
-``trend()`` returns a long-format series: one row per (snapshot, key) with the snapshot's capture time and
+``trend()`` takes the snapshots to cover (chosen by :func:`analyzer.snapshots.select_range`) and returns
+a long-format series: one row per (snapshot, key) with the snapshot's capture time and
 the uss/pss/rss/swap kB of that key.  Each snapshot's figures come from :func:`analyzer.sizes.sizes`, so a
 trend point is exactly what ``memsnap sizes --snapshot ID`` shows (same sources, filters and accounting).
 It is called once per batch of :data:`BATCH` snapshots of one host rather than once per snapshot: every
@@ -20,14 +21,11 @@ follow, also by slope.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-
-from common.errors import MemsnapError, SnapshotNotFound
 
 from .sizes import sizes
-from .store import Snapshot, Store
+from .snapshots import BadOption, Snapshot
+from .store import Store
 
 BY = ("process", "command")
 METRICS = ("uss", "pss", "rss", "swap")
@@ -46,36 +44,6 @@ SERIES_COLUMNS = {
 }
 LEAK_COLUMNS = ["slope_kb_per_hour", "r2", "points", "first_kb", "last_kb", "growth_kb", "suspect",
                 "first_seen", "last_seen"]
-
-
-class BadTime(MemsnapError):
-    """A --since/--until value that is neither an ISO timestamp nor a relative time."""
-
-
-class BadOption(MemsnapError):
-    pass
-
-
-_REL = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)(?:\s+ago)?$")
-_UNIT_S = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_time(value, option: str = "--since", now: datetime | None = None) -> datetime:
-    """An ISO timestamp (naive = local time), or a time relative to ``now``: ``30m``, ``2h``, ``1d``, ``90s``, ``1w``."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.astimezone()
-    text = str(value).strip()
-    m = _REL.match(text.lower())
-    if m:
-        now = now or datetime.now(timezone.utc)
-        return now - timedelta(seconds=float(m.group(1)) * _UNIT_S[m.group(2)])
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        raise BadTime(f"{option} {text!r} is neither an ISO timestamp nor a relative time",
-                      hint="use e.g. 2026-11-25T18:00, '2026-11-25 18:00:00+00:00', or a time ago: 30m, 2h, 1d, "
-                           "90s, 1w") from None
-    return dt if dt.tzinfo else dt.astimezone()  # naive: local time, as the tables print it
 
 
 @dataclass
@@ -109,34 +77,6 @@ class LeakResult:
         return [r for r in self.rows if r["suspect"]]
 
 
-def select_snapshots(store: Store, *, host: str | None = None, last: int | None = None, since=None,
-                     until=None) -> list[Snapshot]:
-    """Committed snapshots in time order, filtered; ``last`` keeps the last N of each host."""
-    snaps = store.snapshots(host)
-    if not snaps:
-        where = f" for host {host!r}" if host else ""
-        raise SnapshotNotFound(f"{', '.join(store.paths)}: no committed snapshots{where}",
-                               hint="record some with `memsnap record --interval 60 --count 0`, or check --host")
-    lo = parse_time(since, "--since") if since is not None else None
-    hi = parse_time(until, "--until") if until is not None else None
-    if lo and hi and lo > hi:
-        raise BadTime(f"--since {lo.isoformat()} is after --until {hi.isoformat()}", hint="swap them")
-    chosen = [s for s in snaps if (lo is None or s.capture_start >= lo) and (hi is None or s.capture_start <= hi)]
-    if last is not None:
-        if last < 1:
-            raise BadOption(f"--last {last} must be at least 1", hint="give the number of snapshots to keep")
-        per_host: dict[str, list[Snapshot]] = {}
-        for s in chosen:
-            per_host.setdefault(s.host, []).append(s)
-        keep = {id(s) for ss in per_host.values() for s in ss[-last:]}
-        chosen = [s for s in chosen if id(s) in keep]
-    if not chosen:
-        span = f"{snaps[0].capture_start.isoformat()} .. {snaps[-1].capture_start.isoformat()}"
-        raise SnapshotNotFound(f"no snapshot between --since and --until (the store holds {len(snaps)}, "
-                               f"captured {span})", hint="widen --since/--until, or list them with `memsnap snapshots`")
-    return chosen
-
-
 #: snapshots per sizes() call.  Every query over the store's views pays a fixed cost per Parquet file of the
 #: whole store (50-140 ms per query with 50 snapshots), so one call per snapshot grows quadratically: 17 s for
 #: 50 snapshots of the sample processes, against 2.8 s in batches of 10, 1.1 s of 25 and 0.7 s of 50.
@@ -144,72 +84,59 @@ def select_snapshots(store: Store, *, host: str | None = None, last: int | None 
 BATCH = 50
 
 
-class _Chosen:
-    """The store, answering ``resolve()`` with a chosen batch of snapshots of one host.
-
-    :func:`analyzer.sizes.sizes` already computes several snapshots in one pass (``latest`` of many
-    hosts); this lets it compute a batch of one host's snapshots, with exactly the per-snapshot numbers.
-    """
-
-    def __init__(self, store: Store, snaps: list[Snapshot]):
-        self._store, self._snaps = store, list(snaps)
-
-    def resolve(self, snapshot=None, host=None) -> list[Snapshot]:
-        return list(self._snaps)
-
-    def __getattr__(self, name):
-        return getattr(self._store, name)
-
-
 def _batches(snaps: list[Snapshot], size: int):
-    """Batches of one host's snapshots (sizes() notes and keys then stay per host), in time order."""
+    """(snapshots done, batch): batches of one host's snapshots (sizes() notes and keys then stay per host),
+    in time order."""
     per_host: dict[str, list[Snapshot]] = {}
     for s in snaps:
         per_host.setdefault(s.host, []).append(s)
+    done = 0
     for ss in per_host.values():
         for i in range(0, len(ss), size):
-            yield ss[i:i + size]
+            batch = ss[i:i + size]
+            done += len(batch)
+            yield done, batch
 
 
-def trend(store: Store, *, by: str = "process", host: str | None = None, last: int | None = None, since=None,
-          until=None, source: str = "smaps", processfilter: str | None = None, userfilter: str | None = None,
-          mapfilter: str | None = None, progress=None) -> TrendResult:
-    """One row per (snapshot, key) with uss/pss/rss/swap kB.  ``progress(done, total)`` counts snapshots done
-    (called at the start and after each batch)."""
+def trend(store: Store, snaps: list[Snapshot], *, by: str = "process", source: str = "smaps",
+          processfilter: str | None = None, userfilter: str | None = None, mapfilter: str | None = None,
+          progress=None) -> TrendResult:
+    """One row per (snapshot of ``snaps``, key) with uss/pss/rss/swap kB.  ``progress(done, total)`` counts
+    snapshots done (called at the start and after each batch)."""
     if by not in BY:
         raise BadOption(f"unknown trend --by {by}", hint=f"choose from {', '.join(BY)}")
-    snaps = select_snapshots(store, host=host, last=last, since=since, until=until)
     rows: list[dict] = []
     notes: list[str] = []
-    total, done = len(snaps), 0
-    if progress:
-        progress(0, total)
+    progress = progress or (lambda done, total: None)
+    progress(0, len(snaps))
     want = [c for c in SERIES_COLUMNS[by] if c not in ("capture_start", "boot_id")]
-    for batch in _batches(snaps, BATCH):
-        info = {(s.host, s.snapshot_id): s for s in batch}
-        res = sizes(_Chosen(store, batch), by=by, source=source, snapshot=None, host=batch[0].host,
-                    processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter, columns=want)
-        for r in res.rows:
-            s = info[(r["host"], r["snapshot_id"])]
-            row = {c: r.get(c) for c in SERIES_COLUMNS[by]}
-            row["capture_start"] = s.capture_start
-            if by == "process":
-                row["boot_id"] = s.boot_id
-            rows.append(row)
-        for n in res.notes:
-            if n not in notes:
-                notes.append(n)
-        done += len(batch)
-        if progress:
-            progress(done, total)
+    for done, batch in _batches(snaps, BATCH):
+        res = sizes(store, batch, by=by, source=source, processfilter=processfilter, userfilter=userfilter,
+                    mapfilter=mapfilter, columns=want)
+        rows += _points(res.rows, {(s.host, s.snapshot_id): s for s in batch}, by)
+        notes += [n for n in res.notes if n not in notes]
+        progress(done, len(snaps))
     keys = KEY_COLUMNS[by]
     rows.sort(key=lambda r: (tuple((r[k] is None, r[k] if r[k] is not None else 0) for k in keys),
                              r["capture_start"], r["snapshot_id"]))
     hosts = sorted({s.host for s in snaps})
     if len(hosts) > 1:
         notes.append(f"{len(hosts)} hosts ({', '.join(hosts)}): each key's series stays within its host")
-    return TrendResult(by, source, list(keys), list(LABEL_COLUMNS[by]), list(SERIES_COLUMNS[by]), rows, snaps,
-                       notes)
+    return TrendResult(by, source, list(keys), list(LABEL_COLUMNS[by]), list(SERIES_COLUMNS[by]), rows,
+                       list(snaps), notes)
+
+
+def _points(rows: list[dict], info: dict, by: str) -> list[dict]:
+    """Series rows from sizes rows: the snapshot's capture time (and boot, which identifies a process)."""
+    out = []
+    for r in rows:
+        s = info[(r["host"], r["snapshot_id"])]
+        row = {c: r.get(c) for c in SERIES_COLUMNS[by]}
+        row["capture_start"] = s.capture_start
+        if by == "process":
+            row["boot_id"] = s.boot_id
+        out.append(row)
+    return out
 
 
 def top_keys(series: TrendResult, metric: str, top: int) -> list[tuple]:

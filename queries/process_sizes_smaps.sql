@@ -14,9 +14,10 @@ SELECT p.host, p.snapshot_id, s.capture_start, s.boot_id, p.pid, p.starttime_tic
 FROM processes p
 JOIN snapshots s ON s.host = p.host AND s.snapshot_id = p.snapshot_id
 JOIN (
-    SELECT host, snapshot_id, pid, sum(size_kb) AS vss_kb, sum(rss_kb) AS rss_kb, sum(pss_kb) AS pss_kb,
-           sum(private_clean_kb + private_dirty_kb) AS uss_kb, sum(swap_kb) AS swap_kb,
-           sum(swap_pss_kb) AS swap_pss_kb, count(*) AS maps
+    -- sums of kB columns are HUGEINT in DuckDB (decimal128 in Arrow): plain BIGINT is ample for kB
+    SELECT host, snapshot_id, pid, sum(size_kb)::BIGINT AS vss_kb, sum(rss_kb)::BIGINT AS rss_kb,
+           sum(pss_kb)::BIGINT AS pss_kb, sum(private_clean_kb + private_dirty_kb)::BIGINT AS uss_kb,
+           sum(swap_kb)::BIGINT AS swap_kb, sum(swap_pss_kb)::BIGINT AS swap_pss_kb, count(*) AS maps
     FROM mappings GROUP BY host, snapshot_id, pid
 ) m ON m.host = p.host AND m.snapshot_id = p.snapshot_id AND m.pid = p.pid
 WHERE NOT coalesce(p.kernel_thread, false)

@@ -23,7 +23,7 @@ k AS (
     ]) AS page_kind, ps, mappings
     FROM fr
 )
-SELECT page_kind, count(*) AS frames, count(*) * any_value(ps) // 1024 AS kb, sum(mappings) AS mappings
+SELECT page_kind, count(*) AS frames, count(*) * any_value(ps) // 1024 AS kb, sum(mappings)::BIGINT AS mappings
 FROM k WHERE page_kind IS NOT NULL
 GROUP BY page_kind
 ORDER BY list_position(['anon', 'file', 'shmem', 'ksm', 'thp', 'zero_page', 'hugetlb', 'mlocked', 'unevictable'],

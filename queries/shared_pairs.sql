@@ -13,7 +13,7 @@ setc AS (SELECT row_number() OVER () AS set_id, pids, count(*) OVER (PARTITION B
 members AS (SELECT set_id, frames, unnest(pids) AS pid FROM setc),
 -- the self-join streams into an aggregate of at most processes^2 groups: no per-frame expansion is stored
 pairs AS (
-    SELECT a.pid AS pid_a, b.pid AS pid_b, sum(a.frames) AS frames
+    SELECT a.pid AS pid_a, b.pid AS pid_b, sum(a.frames)::BIGINT AS frames
     FROM members a JOIN members b ON a.set_id = b.set_id AND a.pid < b.pid
     GROUP BY a.pid, b.pid
 ),

@@ -7,7 +7,7 @@
 SELECT
     m.host, m.snapshot_id, m.pid, m.idx,
     coalesce(m.path, '<anonymous>') AS map, m.perms, m.offset_bytes,
-    coalesce(m.size_kb, (m.end_addr - m.start_addr) // 1024) AS vss_kb,
+    coalesce(m.size_kb, (m.end_addr - m.start_addr) // 1024)::BIGINT AS vss_kb,
     m.rss_kb,
     m.pss_kb,
     m.private_clean_kb + m.private_dirty_kb AS uss_kb,

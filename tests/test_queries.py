@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import analyzer
 from analyzer import queries
 from analyzer.store import open_store
 from conftest import SAMPLE_STORE
@@ -191,7 +192,7 @@ def test_diff_splits_page_transitions_to_fit_the_memory_limit(monkeypatch):
     several parts, its rows and transitions are those of one run, and it says so."""
     from analyzer import diff as diff_mod
     from analyzer.diff import transition_parts
-    from analyzer.store import Snapshot
+    from analyzer.snapshots import Snapshot
 
     def snap(rows):
         return Snapshot("s", "h", None, "b", True, True, 4096, rows)
@@ -201,8 +202,8 @@ def test_diff_splits_page_transitions_to_fit_the_memory_limit(monkeypatch):
     assert transition_parts(snap(None), snap(None), None) == 1
 
     def run():
-        with open_store(STORE) as s:
-            res = diff_mod.diff(s, source="pages")
+        with analyzer.open_store(STORE) as s:
+            res = s.diff(source="pages")
             return res.rows, res.notes, s.memory_limit_bytes()
 
     rows1, notes1, limit = run()

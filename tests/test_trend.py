@@ -200,8 +200,8 @@ def test_identity_pid_reuse_is_a_new_series(leak_store):
 
 
 def test_last_since_until(leak_store):
+    from analyzer.snapshots import select_range
     from analyzer.store import open_store
-    from analyzer.trend import select_snapshots
 
     s = leak_store
     # through the CLI: the series holds exactly the chosen snapshots
@@ -211,7 +211,7 @@ def test_last_since_until(leak_store):
     assert {r["snapshot_id"] for r in _json(s["dir"], "--since", since)} == set(s["sids"][-3:])
     with open_store([s["dir"]]) as st:
         def ids(**kw):
-            return [x.snapshot_id for x in select_snapshots(st, **kw)]
+            return [x.snapshot_id for x in select_range(st.snapshots(), **kw)]
 
         assert ids(last=1) == s["sids"][-1:]
         assert ids(last=100) == s["sids"]
@@ -302,19 +302,18 @@ def test_live_leak_ranked_first(tmp_path):
 def test_points_equal_sizes_per_snapshot(leak_store):
     """A trend point is what `memsnap sizes --snapshot ID` computes, also across batch boundaries."""
     import analyzer.trend as tr
-    from analyzer.sizes import sizes
-    from analyzer.store import open_store
+    from analyzer import open_store
 
     calls = []
     with open_store([leak_store["dir"]]) as st:
         old = tr.BATCH
         tr.BATCH = 4  # 6 snapshots: two batches
         try:
-            series = tr.trend(st, progress=lambda d, t: calls.append((d, t)))
+            series = st.trend(progress=lambda d, t: calls.append((d, t)))
         finally:
             tr.BATCH = old
         for sid in leak_store["sids"]:
-            ref = sizes(st, snapshot=sid, host="sample", columns=["pid", "starttime", *tr.METRICS]).rows
+            ref = st.sizes(snapshot=sid, host="sample", columns=["pid", "starttime", *tr.METRICS]).rows
             got = [r for r in series.rows if r["snapshot_id"] == sid]
             assert sorted((r["pid"], r["starttime"], *(r[m] for m in tr.METRICS)) for r in got) == \
                 sorted((r["pid"], r["starttime"], *(r[m] for m in tr.METRICS)) for r in ref)

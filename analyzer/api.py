@@ -1,0 +1,78 @@
+"""The analyzer's API, the edge: what the user names (``latest``, ids, prefixes, --from/--to, --last,
+--since/--until) is resolved here, once, to :class:`~analyzer.snapshots.Snapshot` objects, and the core
+(:mod:`analyzer.sizes`, :mod:`analyzer.diff`, :mod:`analyzer.shared`, :mod:`analyzer.trend`,
+:mod:`analyzer.report`) is called with them.
+
+    from analyzer import open_store
+    with open_store("memsnap-store") as st:
+        st.sizes(by="user").rows
+        st.diff(by="command").summary()
+        st.sql("SELECT * FROM process_sizes_smaps").arrow()
+"""
+from __future__ import annotations
+
+from . import diff as _diff
+from . import report as _report
+from . import shared as _shared
+from . import sizes as _sizes
+from . import snapshots as _snapshots
+from . import store as _store
+from . import trend as _trend
+
+
+class Store(_store.Store):
+    """A store (SQL, views, snapshots, SQLAlchemy tables) with the CLI's operations."""
+
+    def sizes(self, *, by: str = "process", source: str = "smaps", snapshot: str | None = "latest",
+              host: str | None = None, processfilter: str | None = None, userfilter: str | None = None,
+              mapfilter: str | None = None, sort: str | None = None, reverse: bool = False, columns=None,
+              numeric: bool = False, limit: int | None = None) -> _sizes.SizesResult:
+        """Set sizes of ``snapshot`` (``latest``: the last of each host), per ``by`` view."""
+        snaps = self.resolve(snapshot, host)
+        res = _sizes.sizes(self, snaps, by=by, source=source, processfilter=processfilter, userfilter=userfilter,
+                           mapfilter=mapfilter, sort=sort, reverse=reverse, columns=columns, numeric=numeric,
+                           limit=limit)
+        hosts = sorted({s.host for s in snaps})
+        if len(hosts) > 1:
+            which = "latest snapshot of each" if snapshot in (None, "latest") else f"snapshot {snapshot!r} of each"
+            res.notes.append(f"{len(hosts)} hosts: {which} ({', '.join(hosts)})")
+        return res
+
+    def diff(self, *, from_id: str | None = None, to_id: str | None = None, host: str | None = None,
+             by: str = "process", source: str = "smaps", processfilter: str | None = None,
+             userfilter: str | None = None, mapfilter: str | None = None, min_change: int = 0,
+             sort: str | None = None, reverse: bool = False, normalize: bool | None = None) -> _diff.DiffResult:
+        """``from_id`` -> ``to_id`` (default: the host's last two snapshots)."""
+        before, after = _snapshots.pick_pair(self.snapshots(host), from_id, to_id, host, where=self.where)
+        return _diff.diff(self, before, after, by=by, source=source, processfilter=processfilter,
+                          userfilter=userfilter, mapfilter=mapfilter, min_change=min_change, sort=sort,
+                          reverse=reverse, normalize=normalize)
+
+    def shared(self, view: str = "groups", *, snapshot: str | None = "latest", host: str | None = None,
+               groups: str = "command", processfilter: str | None = None, userfilter: str | None = None,
+               mapfilter: str | None = None, detail: bool = False, limit: int | None = None) -> _shared.Table:
+        """Shared-page attribution: ``view`` is groups | pairs | mapping | histogram | flags | reconcile."""
+        snap = _snapshots.resolve_one(self.snapshots(host), snapshot, host=host, where=self.where)
+        return _shared.shared(self, snap, view, groups=groups, processfilter=processfilter, userfilter=userfilter,
+                              mapfilter=mapfilter, detail=detail, limit=limit)
+
+    def trend(self, *, by: str = "process", host: str | None = None, last: int | None = None, since=None,
+              until=None, source: str = "smaps", processfilter: str | None = None, userfilter: str | None = None,
+              mapfilter: str | None = None, progress=None) -> _trend.TrendResult:
+        """A series over the snapshots captured ``since``..``until`` (the ``last`` N of each host)."""
+        snaps = _snapshots.select_range(self.snapshots(host), host=host, last=last, since=since, until=until,
+                                        where=self.where)
+        return _trend.trend(self, snaps, by=by, source=source, processfilter=processfilter, userfilter=userfilter,
+                            mapfilter=mapfilter, progress=progress)
+
+    def report(self, *, from_id: str | None = None, to_id: str | None = None, host: str | None = None,
+               by: str = "command", top: int = 15, progress=None) -> _report.Report:
+        """The HTML report on ``from_id`` -> ``to_id`` (default: the host's last two snapshots)."""
+        pair, span = _snapshots.report_snapshots(self.snapshots(host), from_id, to_id, host, where=self.where)
+        return _report.build(self, pair, span, by=by, top=top, progress=progress)
+
+
+def open_store(paths, *, memory_limit: str | None = None, threads: int | None = None,
+               skip_bad: bool = False) -> Store:
+    """Open one or more stores (paths or globs; several merge) for analysis."""
+    return Store(paths, memory_limit=memory_limit, threads=threads, skip_bad=skip_bad)
