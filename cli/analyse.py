@@ -38,7 +38,7 @@ def _echo(rows, columns, fmt: OutFmt, **kw) -> None:
     typer.echo(render(rows, columns, fmt.value, **kw), nl=False)
 
 
-@app.command(epilog="Examples:\n\n  memsnap snapshots\n\n  memsnap snapshots /var/lib/memsnap/store --format json")
+@app.command(epilog="Examples:\n\n  memsnap snapshots\n\n  memsnap snapshots memsnap-store --format json")
 def snapshots(stores: StoresArg = None, store: StoreOpt = [], skip_bad: SkipBad = False, host: Host = None,
               fmt: Format = OutFmt.table):
     """List committed snapshots: id, host, time, processes, pages, frames, bytes on disk."""
@@ -181,7 +181,7 @@ def _diff_line(res) -> str:
                     "  memsnap diff --source pages -r            # with copy-on-write loss per process\n\n"
                     "  memsnap diff --by command --min-change 1024\n\n"
                     "  memsnap diff --by mapping -P gunicorn -M '\\[heap\\]'\n\n"
-                    "  memsnap diff --from ID1 --to ID2 --by command   # across hosts: names normalized")
+                    "  memsnap diff --from 20261125T193143 --to 20261125T193144 --by command   # ids or unique prefixes")
 def diff(
     stores: StoresArg = None, store: StoreOpt = [], skip_bad: SkipBad = False,
     from_id: FromId = None, to_id: ToId = None, host: Host = None,
@@ -261,9 +261,9 @@ def _series_table(series, by: TrendBy, metric: str, fmt: OutFmt, top, multi_host
 
 
 @app.command(epilog="Examples:\n\n  memsnap trend --leaks                      # who grows steadily (USS, kB/hour)\n\n"
-                    "  memsnap trend --by command --since 6h --plot trend.png --top 8\n\n"
+                    "  memsnap trend --by command --last 60 --plot trend.png --top 8\n\n"
                     "  memsnap trend -P gunicorn --metric pss --last 20 -f csv > pss.csv\n\n"
-                    "  memsnap trend --since 2026-11-25T08:00 --until 2026-11-25T12:00 --leaks --plot leaks.svg")
+                    "  memsnap trend --since 2026-11-25T19:00+00:00 --until 2026-11-25T20:00+00:00 --leaks --plot leaks.svg")
 def trend(
     stores: StoresArg = None, store: StoreOpt = [], skip_bad: SkipBad = False,
     by: TrendBy = typer.Option(TrendBy.process, "--by", "-b", help="process (one series per process identity: "
@@ -346,7 +346,8 @@ def _shared_view(groups, pairs, by, histogram, flags, reconcile, plot) -> str:
                     "  memsnap shared --groups 'regex:gunicorn'   # one service: USS = freed if it all exited\n\n"
                     "  memsnap shared --pairs --plot pairs.png    # who shares with whom (heatmap)\n\n"
                     "  memsnap shared --by mapping --detail -M libc\n\n"
-                    "  memsnap shared --histogram | --flags | --reconcile")
+                    "  memsnap shared --histogram                 # frames by number of sharers\n\n"
+                    "  memsnap shared --reconcile                 # frames by kind against meminfo")
 def shared(
     stores: StoresArg = None, store: StoreOpt = [], skip_bad: SkipBad = False,
     groups: Optional[str] = typer.Option(None, "--groups", "-g", help="Group costs by user, command, cgroup or "
@@ -389,7 +390,7 @@ def shared(
 
 
 @app.command(epilog="Examples:\n\n  memsnap report -o report.html                 # last two snapshots of the host\n\n"
-                    "  memsnap report --from ID1 --to ID2 --by process -o r.html")
+                    "  memsnap report --from 20261125T193143 --to 20261125T193144 --by process -o r.html")
 def report(
     stores: StoresArg = None, store: StoreOpt = [], skip_bad: SkipBad = False,
     output: str = typer.Option("memsnap-report.html", "--output", "-o", help="HTML file to write."),

@@ -49,10 +49,10 @@ def summary(res, fmt: RecordFmt, quiet: bool) -> str:
 
 
 @app.command(epilog="Examples:\n\n  memsnap record                          # one snapshot of every process\n\n"
-                    "  memsnap record /var/lib/memsnap/store --interval 60 --count 0  # every minute until stopped\n\n"
+                    "  memsnap record --interval 60 --count 0  # every minute until stopped (SIGTERM, Ctrl-C)\n\n"
                     "  memsnap record --match 'gunicorn|celery' --sources smaps_rollup,smaps\n\n"
                     "  memsnap record --smaps-max-rss-mb 4096 --budget-ms 200 --nice 19 --ionice idle\n\n"
-                    "  memsnap record --format json | jq .processes")
+                    "  memsnap record memsnap-store --format json | python3 -m json.tool")
 def record(
     store_arg: Optional[str] = typer.Argument(None, metavar="[STORE]", help="Store directory. Default: -S, else "
                                               "$MEMSNAP_STORE, else ./memsnap-store.", show_default=False),
@@ -192,7 +192,7 @@ app.add_typer(import_app, name="import")
 
 
 @import_app.command("smemcap", epilog="Examples:\n\n  memsnap import smemcap capture.tar.gz\n\n"
-                                      "  memsnap import smemcap -S ./memsnap-store --host db1 db1.tar.gz")
+                                      "  memsnap import smemcap -S ./memsnap-store --host db1 capture.tar.gz")
 def import_smemcap(
     captures: List[str] = typer.Argument(..., help="smemcap tar/tar.gz files, or directories laid out for "
                                                   "`smem -S DIR` (DIR/proc/<pid>/smaps, DIR/proc/meminfo)."),

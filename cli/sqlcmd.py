@@ -65,10 +65,13 @@ def _split_store_and_query(args: list[str]) -> tuple[list[str], str | None]:
                     "  memsnap sql \"SELECT name, sum(pss_kb) FROM process_sizes_smaps GROUP BY ALL ORDER BY 2 DESC\"\n\n"
                     "  memsnap sql 'SELECT * FROM processes WHERE pid = $pid' --param pid=1234 -f json\n\n"
                     "  memsnap sql -f parquet -o top.parquet \"SELECT * FROM process_sizes_smaps\"\n\n"
-                    "  memsnap sql                                  # interactive prompt")
+                    "  memsnap sql                                  # interactive prompt\n\n"
+                    "  echo '.tables' | memsnap sql                # statements and dot commands from stdin")
 def sql(
     args: Optional[List[str]] = typer.Argument(None, help="[STORE...] QUERY: store directories or globs, then the "
-                                                          "SQL (the last argument). No query: interactive prompt."),
+                                                          "SQL (the last argument). No query, or '-': statements "
+                                                          "and dot commands from standard input, or the "
+                                                          "interactive prompt on a terminal."),
     store: StoreOpt = [], skip_bad: SkipBad = False,
     param: List[str] = typer.Option([], "--param", help="Bind $NAME in the query: NAME=VALUE (repeatable; JSON "
                                                         "lists/numbers/null are typed). Quote the query with '...' "
@@ -87,17 +90,17 @@ def sql(
     from analyzer.sql import parse_params
 
     stores, query = _split_store_and_query(list(args or []))
+    if query == "-":
+        query = None  # `memsnap sql STORE -`: the statements come from standard input
     try:
         params = parse_params(param)
         with open_store("sql", stores, store, skip_bad) as st:
-            if query is None:
-                if sys.stdin.isatty():
-                    _interactive(st, params)
-                    return
-                query = sys.stdin.read()
-                if not query.strip():
-                    fail(MemsnapError("no query given", hint="pass the SQL as the last argument"))
-            _emit_sql_result(st, query, params, fmt, out)
+            if query is not None:
+                _emit_sql_result(st, query, params, fmt, out)
+            elif sys.stdin.isatty():
+                _interactive(st, params)
+            elif not _script(st, sys.stdin, params):
+                raise typer.Exit(1)
     except MemsnapError as e:
         fail(e)
 
@@ -127,17 +130,59 @@ def _dot_command(st, line: str) -> bool:
     return True
 
 
-def _run_statement(st, query: str, params: dict) -> None:
+def _run_statement(st, query: str, params: dict, *, to_stderr: bool = False) -> bool:
     from analyzer.output import render
     from analyzer.sql import run_sql
 
     try:
         cols, rows = run_sql(st, query, {k: v for k, v in params.items() if f"${k}" in query})
-        if cols:
-            typer.echo(render([dict(zip(cols, r)) for r in rows], cols, "table"), nl=False)
-            typer.echo(f"({len(rows)} rows)")
     except MemsnapError as e:
-        typer.echo(f"Error: {e}" + (f" — {e.hint}" if e.hint else ""))
+        typer.echo(f"Error: {e}" + (f" — {e.hint}" if e.hint else ""), err=to_stderr)
+        return False
+    if cols:
+        typer.echo(render([dict(zip(cols, r)) for r in rows], cols, "table"), nl=False)
+        typer.echo(f"({len(rows)} rows)")
+    return True
+
+
+def _statements(lines, on_dot):
+    """SQL statements (ending in ';') from ``lines``; a dot command between statements goes to ``on_dot``,
+    which returns False to stop.  A last statement without ';' is run too."""
+    buf: list[str] = []
+    for line in lines:
+        if not buf and line.strip().startswith("."):
+            if not on_dot(line):
+                return
+            continue
+        if line.strip() or buf:
+            buf.append(line)
+        if line.rstrip().endswith(";"):
+            yield "\n".join(buf)
+            buf = []
+    if "".join(buf).strip():
+        yield "\n".join(buf)
+
+
+def _script(st, stream, params) -> bool:
+    """Standard input that is not a terminal: the prompt's statements and dot commands, without the prompt.
+    Stops at the first error (exit 1)."""
+    lines = (line.rstrip("\n") for line in stream)
+    for statement in _statements(lines, lambda line: _dot_command(st, line)):
+        if not _run_statement(st, statement, params, to_stderr=True):
+            return False
+    return True
+
+
+def _prompt_lines(buf_state):
+    while True:
+        try:
+            yield input("memsnap> " if not buf_state["open"] else "    ...> ")
+        except EOFError:
+            typer.echo("")
+            return
+        except KeyboardInterrupt:
+            typer.echo("")
+            yield ";"  # abandon the statement being typed
 
 
 def _interactive(st, params):
@@ -150,25 +195,17 @@ def _interactive(st, params):
     except OSError:
         pass
     typer.echo(f"memsnap sql on {', '.join(st.paths)} — end statements with ';', .help for help, .quit to leave")
-    buf: list[str] = []
-    while True:
-        try:
-            line = input("memsnap> " if not buf else "    ...> ")
-        except EOFError:
-            typer.echo("")
-            break
-        except KeyboardInterrupt:
-            typer.echo("")
-            buf = []
-            continue
-        if not buf and line.strip().startswith("."):
-            if not _dot_command(st, line):
-                break
-            continue
-        buf.append(line)
-        if line.rstrip().endswith(";"):
-            _run_statement(st, "\n".join(buf), params)
-            buf = []
+    state = {"open": False}
+    lines = _prompt_lines(state)
+
+    def tracked():
+        for line in lines:
+            yield line
+            state["open"] = not line.rstrip().endswith(";") and bool(line.strip() or state["open"])
+
+    for statement in _statements(tracked(), lambda line: _dot_command(st, line)):
+        if statement.strip() != ";":
+            _run_statement(st, statement, params)
     try:
         readline.write_history_file(hist)
     except OSError:
@@ -190,7 +227,7 @@ def _query_name_and_stores(args: list[str]):
 
 
 @app.command(epilog="Examples:\n\n  memsnap query --list\n\n  memsnap query shared_groups --param by=command -f json\n\n"
-                    "  memsnap query /var/lib/memsnap/store process_sizes_smaps -f csv")
+                    "  memsnap query memsnap-store process_sizes_smaps -f csv")
 def query(
     args: Optional[List[str]] = typer.Argument(None, metavar="[STORE...] NAME", help="The stores, then a named "
                                                "query from queries/ (see --list); NAME first is accepted too."),
