@@ -83,11 +83,12 @@ VENV_TOOLING = ("pip", "setuptools", "pkg_resources", "_distutils_hack", "distut
 
 
 def largest(site: Path, n: int = 4) -> list[tuple[str, float]]:
-    """The n largest top-level entries of site-packages (numpy.libs counted with numpy), MiB."""
+    """The n largest packages in site-packages, MiB: numpy.libs, _duckdb.cpython-*.so and the dist-info count
+    with the package they belong to."""
     sizes: dict[str, float] = {}
     for line in run(["du", "-sk", *sorted(site.iterdir())]).stdout.splitlines():
         kib, path = line.split("\t", 1)
-        name = Path(path).name.removesuffix(".libs")
+        name = Path(path).name.split(".")[0].split("-")[0].lstrip("_")
         sizes[name] = sizes.get(name, 0) + int(kib) / 1024
     return sorted(sizes.items(), key=lambda kv: -kv[1])[:n]
 
