@@ -201,7 +201,8 @@ def _interactive(st, params):
     def tracked():
         for line in lines:
             yield line
-            state["open"] = not line.rstrip().endswith(";") and bool(line.strip() or state["open"])
+            starts = bool(line.strip()) and not (line.strip().startswith(".") and not state["open"])
+            state["open"] = (state["open"] or starts) and not line.rstrip().endswith(";")
 
     for statement in _statements(tracked(), lambda line: _dot_command(st, line)):
         if statement.strip() != ";":
