@@ -17,7 +17,7 @@ from common.settings import default_store
 STATE = {"skip_bad": False}
 
 #: the analyzer's libraries; a recorder-only install lacks them
-ANALYZER_MODULES = ("duckdb", "sqlalchemy", "duckdb_engine")
+ANALYZER_MODULES = ("duckdb", "sqlalchemy", "duckdb_engine", "matplotlib")
 INSTALL_HINT = "pip install 'memsnap[analyze]'"
 
 
