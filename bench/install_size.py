@@ -50,7 +50,10 @@ def make_venv(venv: Path, extras: str = "") -> Path:
     # setuptools puts whatever an earlier build left in build/lib into the wheel (deleted modules too)
     shutil.rmtree(ROOT / "build", ignore_errors=True)
     spec = f"{ROOT}[{extras}]" if extras else str(ROOT)
-    run([venv / "bin" / "python", "-m", "pip", "install", "-q", spec], cwd=venv)
+    try:
+        run([venv / "bin" / "python", "-m", "pip", "install", "-q", spec], cwd=venv)
+    finally:
+        shutil.rmtree(ROOT / "build", ignore_errors=True)  # pip builds in the tree: leave none behind
     return venv
 
 
@@ -67,7 +70,10 @@ def importable(python: Path, modules) -> list[str]:
 
 def build_zipapp() -> Path:
     """`make recorder-pyz`: dist/memsnap-recorder.pyz."""
-    run(["make", "-C", ROOT, "recorder-pyz"])
+    try:
+        run(["make", "-C", ROOT, "recorder-pyz"])
+    finally:
+        shutil.rmtree(ROOT / "build", ignore_errors=True)
     return PYZ
 
 

@@ -8,6 +8,7 @@ counts as much as one at the top), and dynamically: ``memsnap record`` never loa
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -108,8 +109,12 @@ def test_library_never_prints():
 
 
 def test_wheel_contains_queries(tmp_path):
+    # built from a copy: setuptools leaves build/ (and egg-info) beside the sources it builds
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info",
+                                                             "__pycache__", "sample_data", "tests", "bench"))
     cp = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                         "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True)
+                         "-w", str(tmp_path), str(src)], capture_output=True, text=True)
     assert cp.returncode == 0, cp.stderr
     wheel = next(tmp_path.glob("memsnap-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
