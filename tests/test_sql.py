@@ -364,7 +364,7 @@ class Prompt:
     def __init__(self, home: Path):
         master, slave = pty.openpty()
         env = dict(os.environ, HOME=str(home), TERM="dumb", COLUMNS="200", LINES="50")
-        self.proc = subprocess.Popen([sys.executable, "-m", "analyzer.cli", "sql", STORE], stdin=slave,
+        self.proc = subprocess.Popen([sys.executable, "-m", "cli", "sql", STORE], stdin=slave,
                                      stdout=slave, stderr=slave, cwd=ROOT, env=env, close_fds=True)
         os.close(slave)
         self.fd = master
