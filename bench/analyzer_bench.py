@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from common import du, loadavg, log, med, run  # noqa: E402  (bench/common.py)
+from benchutil import du, loadavg, log, med, run  # noqa: E402  (bench/benchutil.py)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -59,23 +59,17 @@ def label(n: int) -> str:
 
 def child_op(store: str, op: str, memory_limit: str) -> None:
     t0 = time.perf_counter()
-    from analyzer.store import open_store
-    if op == "sizes":
-        from analyzer.sizes import sizes as fn
-    elif op == "diff":
-        from analyzer.diff import diff as fn
-    else:
-        from analyzer.shared import shared as fn
+    from analyzer import open_store
     import_s = time.perf_counter() - t0
     t = time.perf_counter()
     with open_store([store], memory_limit=memory_limit or None) as st:
         open_s = time.perf_counter() - t
         if op == "sizes":
-            r = fn(st, source="pages")
+            r = st.sizes(source="pages")  # the latest snapshot
         elif op == "diff":
-            r = fn(st, source="pages")
+            r = st.diff(source="pages")  # the host's last two snapshots
         else:
-            r = fn(st, "groups", groups="command")
+            r = st.shared("groups", groups="command")  # the latest snapshot
         rows = len(r.rows)
         limit = st.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     op_s = time.perf_counter() - t

@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from common import loadavg, log  # noqa: E402  (bench/common.py)
+from benchutil import loadavg, log  # noqa: E402  (bench/benchutil.py)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

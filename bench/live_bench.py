@@ -49,7 +49,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
 import record_bench as rb  # noqa: E402  (the floor and the recorder child, shared with record_bench.py)
-from common import du, loadavg, log, med, memsnap_cmd, run as _run  # noqa: E402  (bench/common.py)
+from benchutil import du, loadavg, log, med, memsnap_cmd, run as _run  # noqa: E402  (bench/benchutil.py)
 
 
 def run(argv: list[str], check: bool = True) -> dict:

@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import med  # noqa: E402  (bench/common.py)
+from benchutil import med  # noqa: E402  (bench/benchutil.py)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

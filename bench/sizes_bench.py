@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from common import child_env, du, loadavg, log, med, memsnap_cmd, run  # noqa: E402  (bench/common.py)
+from benchutil import child_env, du, loadavg, log, med, memsnap_cmd, run  # noqa: E402  (bench/benchutil.py)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -60,15 +60,14 @@ SMEM_COLS = ["pid", "pss", "rss", "uss", "swap", "vss"]
 def child_lib(store: str, source: str, repeat: int) -> None:
     """Library timing: imports first (not timed), then open_store + sizes, `repeat` times."""
     t0 = time.perf_counter()
-    from analyzer.sizes import sizes
-    from analyzer.store import open_store
+    from analyzer import open_store
     import_s = time.perf_counter() - t0
     base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times, rows = [], 0
     for _ in range(repeat):
         t = time.perf_counter()
         with open_store([store]) as st:
-            r = sizes(st, source=source)
+            r = st.sizes(source=source)
             rows = len(r.rows)
         times.append(time.perf_counter() - t)
     print(json.dumps({"import_s": import_s, "times_s": times, "rows": rows, "baseline_kb": base_kb,

@@ -1,4 +1,5 @@
-"""Helpers shared by the bench/*_bench.py scripts (not part of the memsnap package)."""
+"""Helpers shared by the bench/*_bench.py scripts (not part of the memsnap package; not named `common`, which
+would shadow the `common` package for scripts run from bench/, whose directory comes first on sys.path)."""
 from __future__ import annotations
 
 import os
