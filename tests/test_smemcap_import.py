@@ -192,3 +192,40 @@ def test_fuzz_smemcap_directory(ms, with_proc):
         _outcome(str(work / "cap"), work / "store")
     finally:
         shutil.rmtree(work)
+
+
+SMAPS_MAPPINGS = sum(1 for ln in REAL["smaps"].decode("utf-8", "replace").splitlines()
+                     if __import__("re").match(r"^[0-9a-f]+-[0-9a-f]+ ", ln))
+
+
+@FUZZ
+@given(pids=st.lists(st.integers(1, 4_000_000), min_size=1, max_size=5, unique=True),
+       compress=st.sampled_from([None, "", "gz", "bz2", "xz"]), prefix=st.sampled_from(["", "proc/", "./"]),
+       version=st.booleans())
+def test_intact_captures_import_with_their_counts(pids, compress, prefix, version):
+    """The fuzz tests above accept "error" as an outcome, so an importer that rejects everything would pass
+    them: every intact capture (any number of processes, any compression, with or without proc/ or ./,
+    a tarball or a directory) must import, with one process per pid and every mapping of its smaps."""
+    work = Path(tempfile.mkdtemp(prefix="memsnap-intact-"))
+    try:
+        files = [("meminfo", REAL["meminfo"])] + ([("version", REAL["version"])] if version else [])
+        for pid in pids:
+            files += [(f"{pid}/{n}", REAL[n]) for n in ("smaps", "stat", "cmdline")]
+        if compress is None:  # a directory, as `smemcap` output unpacked or a copy of /proc
+            for name, body in files:
+                p = work / "cap" / prefix / name
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_bytes(body)
+            path = work / "cap"
+        else:
+            path = work / "c.tar"
+            with tarfile.open(path, mode="w:" + compress) as tar:
+                for name, body in files:
+                    ti = tarfile.TarInfo(prefix + name)
+                    ti.size = len(body)
+                    tar.addfile(ti, io.BytesIO(body))
+        assert _outcome(str(path), work / "store") == "ok"
+        summary = import_smemcap(str(path), str(work / "again"), host="intact")
+        assert summary["processes"] == len(pids) and summary["mappings"] == len(pids) * SMAPS_MAPPINGS > 0
+    finally:
+        shutil.rmtree(work)
