@@ -9,7 +9,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import memsnap, needs_root, record_pids
+from conftest import memsnap, needs_root, record_pids, require_or_skip
 
 MIB_KB = 1024
 
@@ -56,19 +56,30 @@ def _spawn_with_pid(target: int):
     return None
 
 
+def _reuse_pid(target: int, attempts: int = 20):
+    """A sleeper with PID ``target``: a bounded number of tries (another process may take the PID first);
+    skip visibly (a failure under MEMSNAP_REQUIRE_LIVE=1) when it cannot be arranged."""
+    if not os.path.exists("/proc/sys/kernel/ns_last_pid"):
+        require_or_skip("no /proc/sys/kernel/ns_last_pid: PID reuse cannot be arranged")
+    for _ in range(attempts):
+        p = _spawn_with_pid(target)
+        if p is not None:
+            return p
+    require_or_skip(f"PID {target} was taken by another process on each of {attempts} tries")
+
+
 @needs_root
-def test_churn_and_pid_reuse_are_exit_plus_new(tmp_path):
+@pytest.mark.parametrize("reuse", [False, True], ids=["churn", "pid-reuse"])
+def test_churn_and_pid_reuse_are_exit_plus_new(tmp_path, reuse):
     a, b = _sleeper(), _sleeper()
     try:
         record_pids(tmp_path, [a.pid, b.pid], "--sources", "smaps_rollup,smaps")
         old_pid = a.pid
         a.stdin.close()
         a.wait()
-        reused = None
-        if os.path.exists("/proc/sys/kernel/ns_last_pid"):
-            reused = _spawn_with_pid(old_pid)
-        c = reused or _sleeper()
+        c = _reuse_pid(old_pid) if reuse else _sleeper()
         try:
+            assert (c.pid == old_pid) == reuse  # the same PID, two identities: one exited row and one new row
             record_pids(tmp_path, [old_pid, b.pid, c.pid], "--sources", "smaps_rollup,smaps")
             rows = json.loads(memsnap("diff", str(tmp_path), "-f", "json").stdout)
             by_status = {}
@@ -77,8 +88,6 @@ def test_churn_and_pid_reuse_are_exit_plus_new(tmp_path):
             assert by_status.get("exited") == [old_pid]
             assert by_status.get("new") == [c.pid]
             assert b.pid in by_status.get("same", []) + by_status.get("changed", [])
-            if reused is not None:
-                assert c.pid == old_pid  # the same PID, two identities: one exited row and one new row
             # groups still match: one python command, count before/after
             cmd = json.loads(memsnap("diff", str(tmp_path), "--by", "command", "-f", "json").stdout)
             assert [(r["count_before"], r["count_after"]) for r in cmd] == [(2, 2)]
