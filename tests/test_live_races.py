@@ -12,12 +12,13 @@ import sys
 import tempfile
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from conftest import memsnap, needs_root, read_table, record_pids
+from conftest import memsnap, needs_root, read_table, require_or_skip
 
 pytestmark = [pytest.mark.live, needs_root]
 
@@ -172,7 +173,7 @@ def test_zombie_and_kernel_thread(tmp_path):
         assert _wait_state(pid, "Z")
         kthread = _a_kernel_thread()
         if kthread is None:  # only inside a pid namespace, which hides the host's kernel threads
-            pytest.skip("this pid namespace shows no kernel thread (PF_KTHREAD) to record")
+            require_or_skip("this pid namespace shows no kernel thread (PF_KTHREAD) to record")
         cp = memsnap("record", "--store", str(tmp_path), "--quiet", "--pid", str(pid), "--pid", str(kthread))
         assert "Error" not in cp.stderr and "Traceback" not in cp.stderr
         sid = cp.stdout.split()[-1]
@@ -199,20 +200,31 @@ def _wait_state(pid, state, timeout=5.0):
     return False
 
 
-def test_pid1_pagemap_denied(tmp_path):
+def test_denied_process(tmp_path):
+    """A process the kernel refuses, made on purpose (not pid 1, which may or may not be readable): a root
+    process, read by a recorder running as another user (nobody), which has no ptrace access to it."""
+    victim = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    base = Path(tempfile.mkdtemp(prefix="memsnap-denied-"))  # tmp_path's parents are 0700: nobody cannot enter
     try:
-        os.close(os.open("/proc/1/pagemap", os.O_RDONLY))
-    except PermissionError:
-        pass
-    else:
-        pytest.skip("/proc/1/pagemap is readable on this machine")
-    sid = record_pids(tmp_path, [1])
-    c = check_counts(tmp_path, sid)
-    (row,) = c["procs"]
-    assert row["pid"] == 1 and row["status"] == "denied"
-    assert "/proc/1/" in row["error"]
-    assert row["mappings"] == 0 and row["pages"] == 0
-    assert c["snap"]["processes_denied"] == 1
+        os.chmod(base, 0o777)
+        store = base / "store"
+        assert shutil.which("setpriv"), "setpriv (util-linux) is needed to run the recorder as nobody"
+        cp = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                             "cli", "record", "--store", str(store), "--quiet", "--pid", str(victim.pid)],
+                            capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
+                            timeout=120)
+        assert cp.returncode == 0 and "Traceback" not in cp.stderr, cp.stderr
+        sid = cp.stdout.split()[-1]
+        c = check_counts(store, sid)
+        (row,) = c["procs"]
+        assert row["pid"] == victim.pid and row["status"] == "denied", row
+        assert f"/proc/{victim.pid}/" in row["error"]
+        assert row["mappings"] == 0 and row["pages"] == 0 and row["rollup_rss_kb"] is None
+        assert c["snap"]["processes_denied"] == 1
+    finally:
+        victim.stdin.close()
+        victim.wait()
+        shutil.rmtree(base)
 
 
 def test_hostile_names_do_not_break_the_snapshot(tmp_path):

@@ -20,13 +20,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ROOT, needs_root
+from conftest import ROOT, needs_root, require_or_skip
 from schema import META_VERSION, SCHEMA_VERSION, TABLES
 
 CLI = [sys.executable, "-m", "cli"]
 INPROGRESS = ".inprogress"
 
-pytestmark = [pytest.mark.live, needs_root]
+# live tests (real recorders, /proc) carry both marks; the store-function tests at the end need neither
+def live(f):
+    return pytest.mark.live(needs_root(f))
 
 
 def start(store, *args, **kw) -> subprocess.Popen:
@@ -102,6 +104,7 @@ def check_store(store, verified: set[str], stats: dict) -> None:
         stats["killed_in_commit"] = stats.get("killed_in_commit", 0) + 1
 
 
+@live
 def test_sigkill_never_leaves_a_half_snapshot_visible(tmp_path, workload):
     store = tmp_path / "store"
     # A known set of processes (a workload with fork/COW/shmem/THP, init, kthreadd) keeps each capture
@@ -163,13 +166,15 @@ def _wait_for(pred, timeout=20.0, step=0.001):
     return False
 
 
+@live
 @pytest.mark.parametrize("phase", ["first-capture", "capture", "sleep"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_sigterm_sigint_discard_the_snapshot_in_progress(tmp_path, sig, phase):
     """One rule at every moment: SIGINT exits 130, SIGTERM 0, with one line saying that the snapshot in
     progress was discarded and how many were committed; what was reported is exactly what is committed."""
     store = tmp_path / "store"
-    p = start(store, "--interval", "1", "--count", "0", stdout=subprocess.PIPE)
+    # asleep, the recorder waits out a 10-minute interval unless the signal wakes it: no timing threshold needed
+    p = start(store, "--interval", "600" if phase == "sleep" else "1", "--count", "0", stdout=subprocess.PIPE)
     try:
         if phase == "first-capture":  # before anything was committed
             assert _wait_for(lambda: markers(store), timeout=20)
@@ -183,15 +188,13 @@ def test_sigterm_sigint_discard_the_snapshot_in_progress(tmp_path, sig, phase):
             else:
                 time.sleep(0.3)
                 in_progress = set()
-        t = time.monotonic()
         p.send_signal(sig)
-        out, err = p.communicate(timeout=10)
+        out, err = p.communicate(timeout=120)  # a hang, not a speed target (benchmarks check speed)
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
     assert p.returncode == {signal.SIGINT: 130, signal.SIGTERM: 0}[sig], err
-    assert time.monotonic() - t < 8, "did not stop quickly"  # generous: other tests may load the machine
     assert "Traceback" not in err
     printed = {first, *out.split()} - {None}
     assert committed(store) == printed  # nothing committed that was not reported, and vice versa
@@ -205,6 +208,7 @@ def test_sigterm_sigint_discard_the_snapshot_in_progress(tmp_path, sig, phase):
     assert markers(store) == set() and not [f for f in all_files(store) if f.endswith(".tmp")]
 
 
+@live
 def test_file_and_directory_permissions(tmp_path):
     # umask 0: the worst case; the recorder must not rely on the caller's umask
     store = tmp_path / "a" / "b" / "store"
@@ -225,6 +229,7 @@ def test_file_and_directory_permissions(tmp_path):
     assert n_files >= 6 and n_dirs >= 3 * len(TABLES)
 
 
+@live
 def test_two_recorders_on_one_store(tmp_path):
     store = tmp_path / "store"
     procs = [start(store, "--count", "2", "--interval", "0", stdout=subprocess.PIPE) for _ in range(2)]
@@ -274,13 +279,14 @@ def _nonroot_prefix():
 def _ro_prefix(store):
     assert shutil.which("unshare"), "unshare (util-linux) is needed for the read-only store test"
     if os.geteuid() != 0:
-        pytest.skip("a private mount namespace with a read-only bind mount needs root")
+        require_or_skip("a private mount namespace with a read-only bind mount needs root")
     probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True)
     assert probe.returncode == 0, f"root cannot create a mount namespace here: {probe.stderr.decode().strip()}"
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
             'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"', str(store)]
 
 
+@live
 @pytest.mark.parametrize("how", ["read_only_mount", "non_root_user", "rlimit_fsize"])
 def test_unwritable_store_fails_cleanly(how):
     # not under tmp_path: its parents are 0700, which a non-root user cannot even traverse
