@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from conftest import ROOT, SAMPLE_STORE, memsnap
+from conftest import ROOT, SAMPLE_STORE, memsnap, require_or_skip
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -65,7 +65,9 @@ def report(tmp_path_factory):
     return out, text, p.tables
 
 
-def test_report_numbers_equal_the_cli(report):
+def test_wiring_report_numbers_equal_the_cli(report):
+    """A wiring test: the report and the CLI call the same functions, so this shows the report shows what the
+    CLI computes, not that either is right (the live tests and smem are the oracles for the numbers)."""
     _, _, t = report
     cols = "command count uss pss rss swap"
     cli = json.loads(memsnap("sizes", str(SAMPLE_STORE), "--by", "command", "--source", "pages", "-s", "pss", "-r",
@@ -94,8 +96,13 @@ def test_report_is_self_contained(report):
     assert "<link" not in text and "@import" not in text and "url(http" not in text
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)")
+def _needs_chromium():
+    if CHROMIUM is None:
+        require_or_skip("Debian's chromium is not installed (make test installs it)")
+
+
 def test_report_renders_in_headless_chromium(report, tmp_path):
+    _needs_chromium()
     path, _, _ = report
     shot, netlog = tmp_path / "shot.png", tmp_path / "net.json"
     cp = subprocess.run(
@@ -123,9 +130,9 @@ def page_requests(netlog) -> list[str]:
             and e["params"].get("initiator") != "not an origin"]
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)")
 def test_browser_check_catches_fetches_and_console_errors(report, tmp_path):
     """The browser test can fail: a page with a remote image and a console error is caught."""
+    _needs_chromium()
     path, text, _ = report
     bad = tmp_path / "bad.html"
     bad.write_text(text.replace("<body>", '<body><img src="http://127.0.0.1:9/x.png"><script>console.error("x")'
