@@ -10,6 +10,8 @@ in BENCHMARKS.md and makes this script exit non-zero.  ``make bench`` calls this
 
 ``--quick`` passes ``--quick`` to every benchmark (small workloads, few repeats: for trying the
 suite, not for figures); ``--full`` passes ``--full`` to the analyzer benchmark (adds 50M pages).
+``install_bench.py`` (the Install size section) does the same work with ``--quick``: three real installs,
+about 5 minutes.
 The summary table at the top of BENCHMARKS.md checks every target of the issue against the JSON
 results; a result not produced by this run (``--only``) is marked with its date.
 """
@@ -106,6 +108,7 @@ def summary(out: Path, ran: set) -> list[str]:
     sz, nsz = _load(out, "sizes", ran)
     an, nan = _load(out, "analyzer", ran)
     imp, nimp = _load(out, "impact", ran)
+    ins, nins = _load(out, "install", ran)
     # 1. recorder vs floor
     if rec and rec.get("timing", {}).get("default"):
         t = rec["timing"]["default"]
@@ -193,6 +196,13 @@ def summary(out: Path, ran: set) -> list[str]:
                          "no target)",
                          f"peak RSS {d['maxrss_kb_median'] / 1024:.0f} MiB, CPU {d['cpu_s_median']:.2f} s, wall "
                          f"{d['wall_s_median']:.2f} s for {d['pages_rows_median']:,.0f} pages{nlive}", "–"))
+    # 7. install size
+    if ins and ins.get("ratios"):
+        lean, full = ins["installs"]
+        rows.append(("Plain install (the recorder) under half of the `[analyze]` install (site-packages)",
+                     f"{ins['ratios']['site']:.2f} ({lean['site_mib']:.0f} / {full['site_mib']:.0f} MiB); zipapp "
+                     f"{ins['zipapp']['file_mib']:.0f} MiB file, {ins['zipapp']['unpacked_mib']:.0f} MiB unpacked{nins}",
+                     _mark(ins["ratios"]["site"] < 0.5)))
     if not rows:
         return []
     L = ["## Summary", "", "| target | measured | |", "|---|---|:-:|"]
