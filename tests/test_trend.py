@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -199,11 +200,15 @@ def test_identity_pid_reuse_is_a_new_series(leak_store):
     assert all(r["points"] == 3 for r in ranking)
 
 
-def test_last_since_until(leak_store):
+def test_last_since_until(tmp_path):
+    """Relative times count back from the real clock: the store is made here, ending now (a module fixture
+    made minutes earlier under a loaded machine would shift "25m ago" across a snapshot)."""
     from analyzer.snapshots import select_range
     from analyzer.store import open_store
 
-    s = leak_store
+    s = make_trend_store(tmp_path / "store", 6, spacing=SPACING)
+    s["dir"] = str(tmp_path / "store")
+    made = time.monotonic()
     # through the CLI: the series holds exactly the chosen snapshots
     assert {r["snapshot_id"] for r in _json(s["dir"], "--last", "4")} == set(s["sids"][-4:])
     half = SPACING / 2
@@ -221,6 +226,7 @@ def test_last_since_until(leak_store):
         assert ids(since=s["times"][1].isoformat(), last=2) == s["sids"][-2:]
         naive_local = s["times"][4].astimezone().replace(tzinfo=None).isoformat()  # naive = local time
         assert ids(since=naive_local) == s["sids"][4:]
+    assert time.monotonic() - made < SPACING.total_seconds() / 2, "too slow for the relative checks to be exact"
 
 
 @pytest.mark.parametrize("args, what", [
