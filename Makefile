@@ -29,11 +29,13 @@ recorder-pyz: setup
 
 # Debian packages the tests use: smem (the peer we compare with) and chromium (renders the HTML report).
 APT_PKGS := smem chromium
+# A failed install stops `make test` with an error: the tests that need them are the strongest oracles.
 apt-deps:
 	@missing=""; for p in $(APT_PKGS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  (command -v apt-get >/dev/null && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
-	  || echo "warning: could not install$$missing; the tests that need them will be skipped"; \
+	  || { echo "error: could not install$$missing (apt-get install$$missing); the smem peer and browser tests need them" >&2; exit 1; }; \
+	  for p in $$missing; do command -v $$p >/dev/null || { echo "error: $$p is still not on PATH after apt-get install" >&2; exit 1; }; done; \
 	fi
 
 demo: setup
