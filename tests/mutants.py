@@ -97,11 +97,11 @@ def run_one(mutant, old_rev: str | None, verbose: bool) -> tuple[bool, float, st
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("names", nargs="*", help="run only the mutants whose name starts with one of these")
+    ap.add_argument("names", nargs="*", help="run only these mutants: a full name, or a prefix such as item4 (up to a dash)")
     ap.add_argument("--old", metavar="REV", help="run against the tests of git revision REV")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
-    chosen = [m for m in MUTANTS if not args.names or any(m[0].startswith(n) for n in args.names)]
+    chosen = [m for m in MUTANTS if not args.names or any(m[0] == n or m[0].startswith(n + "-") for n in args.names)]
     missed = 0
     for m in chosen:
         caught, secs, last = run_one(m, args.old, args.verbose)
