@@ -24,8 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
-import numpy as np
 import pyarrow as pa
+from pyarrow._compute import CastOptions, call_function, get_function
 
 from common.layout import new_snapshot_id, partition_date
 from common.errors import AccessDenied, Interrupted, MemsnapError, ParseError, ProcessGone
@@ -40,10 +40,49 @@ ALL_SOURCES = ("maps", "smaps", "smaps_rollup", "pagemap", "kpage")
 DEFAULT_SOURCES = ALL_SOURCES
 
 # pagemap bits, https://docs.kernel.org/admin-guide/mm/pagemap.html
-PM_PRESENT = np.uint64(1 << 63)
-PM_SWAP = np.uint64(1 << 62)
-PFN_MASK = np.uint64((1 << 55) - 1)
+PM_PRESENT = 1 << 63
+PM_SWAP = 1 << 62
+PFN_MASK = (1 << 55) - 1
+# the same as uint64 scalars: pyarrow.compute would otherwise infer int64 for a Python int, and mixing
+# uint64 with int64 casts to a type that cannot hold bit 63
+_U64 = pa.uint64()
+_PRESENT = pa.scalar(PM_PRESENT, _U64)          # entry >= this  <=>  bit 63 set
+_PRESENT_OR_SWAP = pa.scalar(PM_SWAP, _U64)     # entry >= this  <=>  bit 63 or bit 62 set
+_PFN_MASK = pa.scalar(PFN_MASK, _U64)
+_ZERO = pa.scalar(0, _U64)
 CAP_SYS_ADMIN = 21
+
+
+class _Compute:
+    """Arrow compute functions by name (``pc.take(a, i)`` is ``call_function("take", [a, i])``), without
+    importing pyarrow.compute: it builds a Python wrapper for each of its ~300 functions on import, about
+    90 ms of every `memsnap record`.  (Array.cast/take/filter import it too: not used here.)"""
+
+    _NAMES = {"or_": "or", "and_": "and", "fill_null": "coalesce"}
+
+    def __getattr__(self, name):
+        fname = self._NAMES.get(name, name)
+
+        def fn(*args, options=None):
+            return call_function(fname, list(args), options)
+        setattr(self, name, fn)
+        return fn
+
+    @staticmethod
+    def cast(a, to: pa.DataType):
+        """Unchecked, like numpy's astype: uint64 -> int64 keeps the bits."""
+        return call_function("cast", [a], CastOptions.unsafe(to))
+
+    @staticmethod
+    def has(name: str) -> bool:
+        try:
+            get_function(name)
+            return True
+        except Exception:  # ArrowKeyError: not in this pyarrow
+            return False
+
+
+pc = _Compute()
 
 PAGEMAP_CHUNK_PAGES = 1 << 16   # 512 KiB per pread.  (The kernel itself drops the target's mmap lock every
                                 # PMD of address space inside one read: fs/proc/task_mmu.c pagemap_read.)
@@ -107,31 +146,48 @@ class Result:
     warnings: list[str] = field(default_factory=list)
 
 
-def storage_order(entry: np.ndarray) -> np.ndarray:
+def u64_array(buf) -> pa.Array:
+    """Bytes of native 64-bit words as an Arrow uint64 array, without a copy."""
+    return pa.Array.from_buffers(_U64, len(buf) // 8, [None, pa.py_buffer(buf)])
+
+
+def storage_order(entry: pa.Array) -> pa.Array:
     """Row order for a chunk of ``pages`` rows given in (pid, vpn) order (see schema PAGES, measured in
     bench/): rows whose entry occurs once (private pages) keep (pid, vpn) order, where PFNs run; rows whose
     entry repeats (a frame mapped several times, e.g. by forked processes) follow, grouped by entry, where
     the repeats cost nearly nothing."""
-    by_entry = np.argsort(entry, kind="stable")  # stable: (pid, vpn) order kept among equal entries
-    es = entry[by_entry]
-    dup = np.zeros(entry.size, dtype=bool)
-    same = es[1:] == es[:-1]
-    dup[1:] |= same
-    dup[:-1] |= same
-    shared = np.empty(entry.size, dtype=bool)
-    shared[by_entry] = dup
-    return np.concatenate([np.flatnonzero(~shared), by_entry[dup]])
+    n = len(entry)
+    by_entry = pc.sort_indices(entry)  # stable: (pid, vpn) order kept among equal entries
+    if n < 2:
+        return by_entry
+    es = pc.take(entry, by_entry)
+    same = pc.equal(es.slice(1), es.slice(0, n - 1))
+    no = pa.array([False])
+    dup = pc.or_(pa.concat_arrays([no, same]), pa.concat_arrays([same, no]))  # equal to a neighbour
+    if pc.has("scatter"):  # pyarrow >= 20: dup back in (pid, vpn) order, O(n)
+        private = pc.indices_nonzero(pc.invert(pc.scatter(dup, pc.cast(by_entry, pa.int64()))))
+    else:  # the same rows by sorting their positions (slower)
+        private = pc.filter(by_entry, pc.invert(dup))
+        private = pc.take(private, pc.sort_indices(private))
+    return pa.concat_arrays([private, pc.filter(by_entry, dup)])
 
 
-def sorted_unique(a: np.ndarray) -> np.ndarray:
-    """Sorted distinct values.  np.unique hashes uint64 on numpy 2.x, ~15x slower than sort + mask here."""
-    if a.size == 0:
-        return a
-    a = np.sort(a)
-    keep = np.empty(a.size, dtype=bool)
-    keep[0] = True
-    np.not_equal(a[1:], a[:-1], out=keep[1:])
-    return a[keep]
+def sorted_unique(a: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Sorted distinct values of non-negative integers below 2^63 (PFNs).  Dense enough (the largest below
+    32 per value), as a bitmap: the values scattered onto their positions, whose indices are then the answer
+    (4x faster than hash + sort here on 1M PFNs; pyarrow >= 20).  Otherwise hash, then sort the distinct."""
+    n = len(a)
+    top = pc.max(a).as_py() if n else None
+    if top is not None and pc.has("scatter") and top < 32 * n + (1 << 20):
+        from pyarrow._compute import ScatterOptions  # pyarrow >= 20, like scatter
+
+        idx = pc.cast(a, pa.int64())
+        if isinstance(idx, pa.ChunkedArray):
+            idx = idx.combine_chunks()
+        seen = pc.scatter(pa.repeat(pa.scalar(True), n), idx, options=ScatterOptions(max_index=top))  # else null
+        return pc.cast(pc.indices_nonzero(pc.fill_null(seen, pa.scalar(False))), _U64)
+    u = pc.unique(a)
+    return pc.take(u, pc.sort_indices(u))
 
 
 def _read_opt(fs: ProcFS, *parts) -> str | None:
@@ -227,8 +283,8 @@ class _ProcessCapture:
         self.fs, self.pid, self.opts, self.page_size = fs, pid, opts, page_size
         self.row: dict = {"pid": pid}
         self.mappings: list[dict] = []
-        self.vpn: np.ndarray | None = None
-        self.entry: np.ndarray | None = None
+        self.vpn: pa.ChunkedArray | None = None
+        self.entry: pa.ChunkedArray | None = None
         self.sources: list[str] = []
 
     def identity(self) -> None:
@@ -312,16 +368,17 @@ class _ProcessCapture:
                         # the process was reaped after open: pagemap then reads 0 bytes silently
                         raise ProcessGone(f"{path}: short read ({len(buf)} of {n * 8} bytes); process exited",
                                           path=path)
-                    a = np.frombuffer(buf, dtype=np.uint64)
-                    idx = np.flatnonzero(a & (PM_PRESENT | PM_SWAP))
-                    if idx.size:
-                        vpns.append(idx.astype(np.uint64) + np.uint64(v))
-                        entries.append(a[idx])
+                    a = u64_array(buf)
+                    keep = pc.greater_equal(a, _PRESENT_OR_SWAP)  # present or swapped
+                    idx = pc.indices_nonzero(keep)  # (not keep.true_count: it crashes pyarrow 15)
+                    if len(idx):
+                        vpns.append(pc.add(idx, pa.scalar(v, _U64)))
+                        entries.append(pc.filter(a, keep))
                     v += n
         finally:
             os.close(fd)
-        self.vpn = np.concatenate(vpns) if vpns else np.empty(0, np.uint64)
-        self.entry = np.concatenate(entries) if entries else np.empty(0, np.uint64)
+        self.vpn = pa.chunked_array(vpns, _U64)
+        self.entry = pa.chunked_array(entries, _U64)
 
     def run(self) -> None:
         t0 = time.monotonic()
@@ -345,7 +402,7 @@ class _ProcessCapture:
             self._drop("partial", str(e))
         self.row["sources"] = ",".join(self.sources) or None
         self.row["mappings"] = len(self.mappings)
-        self.row["pages"] = int(self.vpn.size) if self.vpn is not None else 0
+        self.row["pages"] = len(self.vpn) if self.vpn is not None else 0
         self.row["capture_ms"] = (time.monotonic() - t0) * 1000
 
     def _drop(self, status: str, error: str) -> None:
@@ -379,53 +436,63 @@ class _KpageRuns:
     buffer and gathered with one index per batch.  The runs are computed once for the three files; the
     per-PFN index only per batch, while reading (it would be 8 B per distinct PFN if kept)."""
 
-    def __init__(self, pfns: np.ndarray):
-        self.pfns = pfns
-        self.batches: list[tuple[int, int, int, list[tuple[int, int, int]], np.ndarray, np.ndarray]] = []
-        if not pfns.size:
+    def __init__(self, pfns):
+        """``pfns``: sorted distinct PFNs, an Arrow uint64 array (or anything ``pa.array`` takes)."""
+        self.pfns = pfns = pfns if isinstance(pfns, pa.Array) else pa.array(pfns, _U64)
+        n = len(pfns)
+        self.batches: list[tuple[int, int, int, list[tuple[int, int, int]], pa.Array]] = []
+        if not n:
             return
-        breaks = np.flatnonzero(np.diff(pfns) > KPAGE_GAP) + 1
-        starts = np.concatenate(([0], breaks))
-        ends = np.concatenate((breaks, [pfns.size]))
-        los = pfns[starts]
-        spans = pfns[ends - 1] - los + np.uint64(1)
+        # True where a run starts: the gap to the previous PFN exceeds KPAGE_GAP (kept: 1 bit per PFN)
+        self._starts = pc.fill_null(pc.greater(pc.pairwise_diff(pfns), pa.scalar(KPAGE_GAP, _U64)),
+                                    pa.scalar(False))
+        starts = [0] + pc.indices_nonzero(self._starts).to_pylist()
+        ends = starts[1:] + [n]
+        los = pc.take(pfns, pa.array(starts, pa.int64())).to_pylist()
+        his = pc.take(pfns, pa.array([e - 1 for e in ends], pa.int64())).to_pylist()
+        spans = [hi - lo + 1 for lo, hi in zip(los, his)]
         first = 0
-        while first < starts.size:
-            last, total = first, int(spans[first])  # a run longer than a batch is a batch of its own
-            while last + 1 < starts.size and total + int(spans[last + 1]) <= KPAGE_BATCH:
+        while first < len(starts):
+            last, total = first, spans[first]  # a run longer than a batch is a batch of its own
+            while last + 1 < len(starts) and total + spans[last + 1] <= KPAGE_BATCH:
                 last += 1
-                total += int(spans[last])
-            r = slice(first, last + 1)
-            offs = np.concatenate(([0], np.cumsum(spans[r])[:-1])).astype(np.uint64)
-            reads = [(int(lo), int(sp), int(off)) for lo, sp, off in zip(los[r], spans[r], offs)]
-            # a PFN's slot in the batch buffer is pfn - lo + off of its run: base = lo - off (mod 2^64)
-            self.batches.append((int(starts[first]), int(ends[last]), total, reads, los[r] - offs,
-                                 ends[r] - starts[r]))
+                total += spans[last]
+            reads, off = [], 0
+            for lo, sp in zip(los[first:last + 1], spans[first:last + 1]):
+                reads.append((lo, sp, off))
+                off += sp
+            # a PFN's slot in the batch buffer is pfn - lo + off of its run: base = lo - off
+            self.batches.append((starts[first], ends[last], total, reads,
+                                 pa.array([lo - off for lo, _, off in reads], pa.int64())))
             first = last + 1
 
-    def read(self, path: str) -> np.ndarray:
+    def read(self, path: str) -> pa.Array:
         """The file's 64-bit values at the PFNs.  OSError if it cannot be read (or is shorter than the PFNs)."""
-        out = np.empty(self.pfns.size, dtype=np.uint64)
-        if not self.pfns.size:  # only zombies, kernel threads or denied processes: nothing to read
-            return out
+        if not len(self.pfns):  # only zombies, kernel threads or denied processes: nothing to read
+            return pa.array([], _U64)
+        out = []
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            for s, e, total, reads, base, counts in self.batches:
+            for s, e, total, reads, base in self.batches:
                 buf = bytearray(total * 8)
                 mv = memoryview(buf)
                 for lo, span, off in reads:
                     if os.preadv(fd, [mv[off * 8:(off + span) * 8]], lo * 8) != span * 8:
                         raise OSError(errno.EIO, "short read (PFN beyond the end of the file)", path)
-                slot = (self.pfns[s:e] - np.repeat(base, counts)).astype(np.int64)
-                out[s:e] = np.frombuffer(buf, dtype=np.uint64)[slot]
+                # each PFN's run within the batch: the run starts after the batch's first PFN, counted
+                run = pc.cumulative_sum(pc.cast(self._starts.slice(s + 1, e - s - 1), pa.int64()))
+                run = pa.concat_arrays([pa.array([0], pa.int64()), run])
+                pf = pc.cast(self.pfns.slice(s, e - s), pa.int64())
+                slot = pc.subtract(pf, pc.take(base, run))
+                out.append(pc.take(u64_array(buf), slot))
         finally:
             os.close(fd)
-        return out
+        return pa.concat_arrays(out)
 
 
 class _WriterThread:
-    """One background thread for the page-row flushes: their sort and Parquet encoding run in numpy and
-    Arrow without the GIL, so they overlap the next /proc reads (and, for the last flush, the kpage*
+    """One background thread for the page-row flushes: their sort and Parquet encoding run in Arrow
+    without the GIL, so they overlap the next /proc reads (and, for the last flush, the kpage*
     reads).  At most one flush runs: :meth:`submit` first waits for the previous one, so at most two
     flushes of rows are held at once."""
 
@@ -458,35 +525,35 @@ class _PageSink:
         self.rows = 0                 # page rows in the snapshot
         self.any_present = False      # a present page was seen ...
         self.any_nonzero_pfn = False  # ... with a PFN other than 0 (all are 0 without CAP_SYS_ADMIN)
-        self._buf: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self._buf: list[tuple[int, pa.ChunkedArray, pa.ChunkedArray]] = []
         self._buf_rows = 0
-        self._pfn_sets: list[np.ndarray] = []
+        self._pfn_sets: list[pa.Array] = []
         self._pfn_set_size = 0
 
-    def add(self, pid: int, vpn: np.ndarray, entry: np.ndarray) -> None:
+    def add(self, pid: int, vpn: pa.ChunkedArray, entry: pa.ChunkedArray) -> None:
         """One process's present or swapped pages (vpn order) and their pagemap entries."""
         self._buf.append((pid, vpn, entry))
-        self._buf_rows += vpn.size
-        self.rows += vpn.size
+        self._buf_rows += len(vpn)
+        self.rows += len(vpn)
         self._collect_pfns(entry)
         if self._buf_rows >= FLUSH_PAGE_ROWS:
             self.flush()
 
-    def _collect_pfns(self, entry: np.ndarray) -> None:
-        present = entry[(entry & PM_PRESENT) != 0] & PFN_MASK
-        if not present.size:
+    def _collect_pfns(self, entry: pa.ChunkedArray) -> None:
+        present = pc.bit_wise_and(pc.filter(entry, pc.greater_equal(entry, _PRESENT)), _PFN_MASK)
+        if not len(present):
             return
         self.any_present = True
-        nz = present[present != 0]
-        if not nz.size:
+        nz = pc.filter(present, pc.not_equal(present, _ZERO))
+        if not len(nz):
             return
         self.any_nonzero_pfn = True
         if self.want_pfns:
-            self._pfn_sets.append(nz)
-            self._pfn_set_size += nz.size
+            self._pfn_sets.extend(nz.chunks)
+            self._pfn_set_size += len(nz)
             if self._pfn_set_size > 4 * FLUSH_PAGE_ROWS:  # bound memory: fold into one sorted set
-                self._pfn_sets = [sorted_unique(np.concatenate(self._pfn_sets))]
-                self._pfn_set_size = self._pfn_sets[0].size
+                self._pfn_sets = [sorted_unique(pa.chunked_array(self._pfn_sets, _U64))]
+                self._pfn_set_size = len(self._pfn_sets[0])
 
     def flush(self) -> None:
         """Hand the buffered rows to the writer thread (which first finishes the batch before)."""
@@ -494,24 +561,24 @@ class _PageSink:
             self.bg.submit(self._write, self._buf, self._buf_rows)
             self._buf, self._buf_rows = [], 0
 
-    def _write(self, buf: list[tuple[int, np.ndarray, np.ndarray]], n: int) -> None:
+    def _write(self, buf: list[tuple[int, pa.ChunkedArray, pa.ChunkedArray]], n: int) -> None:
         """One batch, in the writer thread: sorted for storage (see storage_order), encoded, written."""
-        pid = np.concatenate([np.full(v.size, p, np.int32) for p, v, _ in buf])
-        vpn = np.concatenate([v for _, v, _ in buf])
-        entry = np.concatenate([e for _, _, e in buf])
+        pid = pa.concat_arrays([pa.repeat(pa.scalar(p, pa.int32()), len(v)) for p, v, _ in buf])
+        vpn = pa.concat_arrays([c for _, v, _ in buf for c in v.chunks])
+        entry = pa.concat_arrays([c for _, _, e in buf for c in e.chunks])
         if self.pseudo is not None:
             entry = self.pseudo.entries(entry)
         order = storage_order(entry)
         self.table.write(pa.table({
             "snapshot_id": pa.repeat(self.snapshot_id, n),
-            "pid": pid[order],
-            "vpn": vpn[order],
-            "entry": entry[order],
+            "pid": pc.take(pid, order),
+            "vpn": pc.take(vpn, order),
+            "entry": pc.take(entry, order),
         }, schema=self.table.schema))
 
-    def pfns(self) -> np.ndarray:
+    def pfns(self) -> pa.Array:
         """The distinct PFNs seen, sorted.  The collected sets are released."""
-        pfns = sorted_unique(np.concatenate(self._pfn_sets)) if self._pfn_sets else np.empty(0, np.uint64)
+        pfns = sorted_unique(pa.chunked_array(self._pfn_sets, _U64))
         self._pfn_sets = []
         return pfns
 
@@ -543,22 +610,22 @@ class _FramesWriter:
         self.fs, self.table, self.snapshot_id, self.pseudo = fs, table, snapshot_id, pseudo
         self.kpage_ok = self.cgroup_ok = False
 
-    def write(self, pfns: np.ndarray, warnings: list[str]) -> int:
+    def write(self, pfns: pa.Array, warnings: list[str]) -> int:
         """Read and write the frames of ``pfns`` (sorted, distinct).  Returns the number of rows."""
         cols = self._read(pfns, warnings)
         if self.pseudo is not None:  # frames keyed by pseudonym, in pseudonym order
             pseudo = self.pseudo.pfns(pfns)
-            order = np.argsort(pseudo)
-            pfns = pseudo[order]
-            cols = {k: v[order] for k, v in cols.items()}
+            order = pc.sort_indices(pseudo)
+            pfns = pc.take(pseudo, order)
+            cols = {k: pc.take(v, order) for k, v in cols.items()}
         self._write_rows(pfns, cols)
-        return pfns.size
+        return len(pfns)
 
-    def _read(self, pfns: np.ndarray, warnings: list[str]) -> dict[str, np.ndarray]:
+    def _read(self, pfns: pa.Array, warnings: list[str]) -> dict[str, pa.Array]:
         fs, cols = self.fs, {}
         runs = _KpageRuns(pfns)
         try:
-            cols["mapcount"] = runs.read(fs.path("kpagecount")).astype(np.int64)
+            cols["mapcount"] = pc.cast(runs.read(fs.path("kpagecount")), pa.int64())
             cols["flags"] = runs.read(fs.path("kpageflags"))
             self.kpage_ok = True
         except OSError as e:
@@ -572,15 +639,14 @@ class _FramesWriter:
             pass  # kernel without CONFIG_MEMCG: memcg_ino stays NULL
         return cols
 
-    def _write_rows(self, pfns: np.ndarray, cols: dict[str, np.ndarray]) -> None:
-        n = pfns.size
+    def _write_rows(self, pfns: pa.Array, cols: dict[str, pa.Array]) -> None:
+        n = len(pfns)
         types = {"mapcount": pa.int64(), "flags": pa.uint64(), "memcg_ino": pa.uint64()}
         for step in range(0, n, FLUSH_PAGE_ROWS):
-            sl = slice(step, min(n, step + FLUSH_PAGE_ROWS))
-            m = sl.stop - sl.start
-            data = {"snapshot_id": pa.repeat(self.snapshot_id, m), "pfn": pfns[sl]}
+            m = min(n, step + FLUSH_PAGE_ROWS) - step
+            data = {"snapshot_id": pa.repeat(self.snapshot_id, m), "pfn": pfns.slice(step, m)}
             for k, t in types.items():
-                data[k] = cols[k][sl] if k in cols else pa.nulls(m, t)
+                data[k] = cols[k].slice(step, m) if k in cols else pa.nulls(m, t)
             self.table.write(pa.table(data, schema=self.table.schema))
 
 
@@ -661,14 +727,14 @@ class Recorder:
         for i, pid in enumerate(pids):
             if self.should_stop():
                 raise Interrupted("interrupted: snapshot discarded")
-            pc = _ProcessCapture(self.fs, pid, self.opts, page_size)
-            pc.run()
-            counts[pc.row["status"]] += 1
-            self._label(pc, sid)
-            proc_rows.append(pc.row)
-            maps.add(pc.mappings)
-            if pc.vpn is not None and pc.vpn.size:
-                pages.add(pid, pc.vpn, pc.entry)
+            proc = _ProcessCapture(self.fs, pid, self.opts, page_size)
+            proc.run()
+            counts[proc.row["status"]] += 1
+            self._label(proc, sid)
+            proc_rows.append(proc.row)
+            maps.add(proc.mappings)
+            if proc.vpn is not None and len(proc.vpn):
+                pages.add(pid, proc.vpn, proc.entry)
             self.progress(i + 1, len(pids))
         pages.flush()
         maps.flush()
@@ -678,17 +744,17 @@ class Recorder:
         pw.write(pa.Table.from_pylist(proc_rows, schema=pw.schema))
         return counts
 
-    def _label(self, pc: _ProcessCapture, sid: str) -> None:
+    def _label(self, proc: _ProcessCapture, sid: str) -> None:
         """Snapshot id, pid and what --redact hides, on one process's rows."""
         redact, key = self.opts.redact, self.key
-        pc.row["snapshot_id"] = sid
+        proc.row["snapshot_id"] = sid
         if "cmdline" in redact:
-            pc.row["cmdline"] = redact_cmdline(key, pc.row.get("cmdline"))
+            proc.row["cmdline"] = redact_cmdline(key, proc.row.get("cmdline"))
         if "paths" in redact:
-            pc.row["exe"] = redact_path(key, pc.row.get("exe"))
-        for m in pc.mappings:
+            proc.row["exe"] = redact_path(key, proc.row.get("exe"))
+        for m in proc.mappings:
             m["snapshot_id"] = sid
-            m["pid"] = pc.pid
+            m["pid"] = proc.pid
             if "paths" in redact:
                 m["path"] = redact_path(key, m.get("path"))
             map_items(m, "other_kb")

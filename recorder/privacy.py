@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 
-import numpy as np
+import pyarrow as pa
+from pyarrow._compute import call_function as _call  # not pyarrow.compute: see recorder.capture._Compute
 
 from common.errors import MemsnapError
 
@@ -18,6 +19,11 @@ DEFAULT_KEY_FILE = "/var/lib/memsnap/key"
 PFN_BITS = 55
 PFN_MASK = (1 << PFN_BITS) - 1
 REDACT_CHOICES = ("cmdline", "paths")
+_U64 = pa.uint64()
+_PFN_MASK = pa.scalar(PFN_MASK, _U64)
+_NOT_PFN_MASK = pa.scalar(((1 << 64) - 1) ^ PFN_MASK, _U64)
+_PRESENT = pa.scalar(1 << 63, _U64)
+_ZERO = pa.scalar(0, _U64)
 #: mapping paths under these prefixes are system files, kept as they are by --redact paths
 SYSTEM_PREFIXES = ("/usr/", "/lib/", "/lib32/", "/lib64/", "/libx32/", "/bin/", "/sbin/", "/etc/", "/opt/",
                    "/snap/", "/nix/store/", "/gnu/store/", "/proc/", "/sys/", "/dev/zero", "/var/lib/flatpak/")
@@ -70,24 +76,36 @@ class Pseudonymizer:
             self._cache[pfn] = v
         return v
 
-    def pfns(self, pfns: np.ndarray) -> np.ndarray:
-        """Pseudonyms of an array of PFNs (vectorised through the distinct values)."""
-        if pfns.size == 0:
-            return pfns.astype(np.uint64)
-        uniq, inv = np.unique(pfns, return_inverse=True)
-        mapped = np.fromiter((self._one(int(p)) for p in uniq.tolist()), dtype=np.uint64, count=uniq.size)
-        return mapped[inv]
+    def pfns(self, pfns):
+        """Pseudonyms of an array of PFNs (through the distinct values).  Arrow in, Arrow out; an array of
+        another kind (numpy) is converted, and answered as numpy."""
+        arr, back = _arrow_u64(pfns)
+        enc = _call("dictionary_encode", [arr])  # distinct values (dictionary) and where each row is (indices)
+        mapped = pa.array([self._one(p) for p in enc.dictionary.to_pylist()], _U64)
+        return back(_call("take", [mapped, enc.indices]))
 
-    def entries(self, entries: np.ndarray) -> np.ndarray:
-        """Replace the PFN field of present pagemap entries; swap entries and flags stay."""
-        out = entries.copy()
-        present = (entries >> np.uint64(63)) == 1
-        pfn = entries[present] & np.uint64(PFN_MASK)
-        nz = pfn != 0
-        pseudo = pfn.copy()
-        pseudo[nz] = self.pfns(pfn[nz])
-        out[present] = (entries[present] & ~np.uint64(PFN_MASK)) | pseudo
-        return out
+    def entries(self, entries):
+        """Replace the PFN field of present pagemap entries; swap entries and flags stay.  Arrow in, Arrow
+        out (numpy answered as numpy, as in :meth:`pfns`)."""
+        arr, back = _arrow_u64(entries)
+        pfn = _call("bit_wise_and", [arr, _PFN_MASK])
+        # present, with a PFN other than 0 (a zero PFN stays 0: it is no frame)
+        sel = _call("and", [_call("greater_equal", [arr, _PRESENT]), _call("not_equal", [pfn, _ZERO])])
+        real = _call("filter", [pfn, sel])
+        if not len(real):
+            return back(arr)
+        pseudo = self.pfns(real)
+        flags = _call("bit_wise_and", [_call("filter", [arr, sel]), _NOT_PFN_MASK])
+        return back(_call("replace_with_mask", [arr, sel, _call("bit_wise_or", [flags, pseudo])]))
+
+
+def _arrow_u64(values):
+    """``values`` as an Arrow uint64 array, and how to give a result back in the caller's kind."""
+    if isinstance(values, pa.Array):
+        return values, lambda a: a
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks(), lambda a: a
+    return pa.array(values, _U64), lambda a: a.to_numpy(zero_copy_only=False)
 
 
 def _tag(key: bytes, text: str) -> str:

@@ -587,7 +587,7 @@ def test_kpage_runs_read_each_pfn_like_one_pread_per_pfn(tmp_path, monkeypatch, 
         want = [int.from_bytes(os.pread(fd, 8, p * 8), "little") for p in sorted(pfns)]
     finally:
         os.close(fd)
-    assert got.tolist() == want
+    assert got.to_pylist() == want
 
 
 def test_kpage_runs_short_file_is_an_oserror(tmp_path):
