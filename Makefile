@@ -14,9 +14,9 @@ $(BIN)/memsnap: pyproject.toml
 
 setup: $(BIN)/memsnap
 
-# The recorder as one file for production hosts: the plain install (pyarrow, numpy, typer; no duckdb,
-# sqlalchemy or matplotlib) zipped by shiv.  Run it with a python3 of the version that built it (numpy and
-# pyarrow are binary wheels): `python3 dist/memsnap-recorder.pyz record STORE`.  On its first run it unpacks
+# The recorder as one file for production hosts: the plain install (pyarrow, typer; no numpy, duckdb,
+# sqlalchemy or matplotlib) zipped by shiv.  Run it with a python3 of the version that built it (pyarrow
+# is a binary wheel): `python3 dist/memsnap-recorder.pyz record STORE`.  On its first run it unpacks
 # to ~/.shiv (or $SHIV_ROOT).  build/ goes first: setuptools puts whatever an earlier build left in
 # build/lib into the wheel, deleted modules included.
 PYZ := dist/memsnap-recorder.pyz

@@ -75,8 +75,8 @@ def assert_complete(store: Path, pid: int, snapshot_id: str) -> None:
 def test_lean_install_has_no_analyzer_libraries(lean_venv):
     py = lean_venv / "bin" / "python"
     assert inst.importable(py, inst.ANALYZER_LIBS) == []
-    assert inst.importable(py, ("pyarrow", "numpy", "typer", "recorder", "cli")) == \
-        ["pyarrow", "numpy", "typer", "recorder", "cli"]
+    assert inst.importable(py, ("pyarrow", "typer", "recorder", "cli")) == ["pyarrow", "typer", "recorder", "cli"]
+    assert inst.importable(py, ("numpy",)) == []  # the recorder computes with pyarrow alone
     # the installed copy, not this tree
     where = run([py, "-c", "import recorder; print(recorder.__file__)"], cwd=lean_venv).stdout
     assert where.startswith(str(inst.site_packages(lean_venv))), where
@@ -107,7 +107,7 @@ def test_lean_install_analyzer_commands_say_how_to_install(lean_venv, tmp_path, 
 def test_zipapp_holds_the_recorder_only(pyz):
     names = zipfile.ZipFile(pyz).namelist()
     tops = {n.split("/")[1] for n in names if n.startswith("site-packages/") and n.count("/") > 1}
-    assert {"cli", "common", "recorder", "schema", "pyarrow", "numpy", "typer"} <= tops
+    assert {"cli", "common", "recorder", "schema", "pyarrow", "typer"} <= tops and "numpy" not in tops
     assert not tops & {"duckdb", "duckdb_engine", "sqlalchemy", "matplotlib", "PIL", "fontTools"}
 
 
