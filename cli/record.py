@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from common.errors import Interrupted, MemsnapError
+from common.errors import Interrupted, MemsnapError, NothingRecorded
 from common.settings import parse_size
 
 from .app import app
@@ -50,7 +50,7 @@ def summary(res, fmt: RecordFmt, quiet: bool) -> str:
 
 @app.command(epilog="Examples:\n\n  memsnap record                          # one snapshot of every process\n\n"
                     "  memsnap record --interval 60 --count 0  # every minute until stopped (SIGTERM, Ctrl-C)\n\n"
-                    "  memsnap record --match 'gunicorn|celery' --sources smaps_rollup,smaps\n\n"
+                    "  memsnap record --match 'python|gunicorn' --sources smaps_rollup,smaps\n\n"
                     "  memsnap record --smaps-max-rss-mb 4096 --budget-ms 200 --nice 19 --ionice idle\n\n"
                     "  memsnap record memsnap-store --format json | python3 -m json.tool")
 def record(
@@ -62,7 +62,9 @@ def record(
     count: int = typer.Option(1, "--count", min=0, help="Number of snapshots; 0 = until SIGINT/SIGTERM."),
     pid: List[int] = typer.Option([], "--pid", help="Record only this PID (repeatable)."),
     match: Optional[str] = typer.Option(None, "--match", help="Record only processes whose command line matches "
-                                        "this regular expression (Python syntax, searched anywhere in the line)."),
+                                        "this regular expression (Python syntax, searched anywhere in the line). "
+                                        "Never matched: the recorder itself, and the commands that started it with "
+                                        "this pattern on their command line (time, sudo, bash -c ...)."),
     sources: str = typer.Option(",".join(DEFAULT_SOURCES), "--sources",
                                 help="Comma-separated: maps, smaps, smaps_rollup, pagemap, kpage. kpage "
                                      "(kpagecount/kpageflags/kpagecgroup) needs pagemap. "
@@ -141,20 +143,26 @@ def _record_loop(opts, count: int, interval: float, fmt: RecordFmt, quiet: bool)
         stop["sig"] = signum
 
     old = {s: signal.signal(s, on_signal) for s in SIGNAL_EXIT}
-    n = 0
+    attempts = committed = 0
     try:
-        while (count == 0 or n < count) and stop["sig"] is None:
-            if n:
+        while (count == 0 or attempts < count) and stop["sig"] is None:
+            if attempts:
                 _sleep(interval, stop)
                 if stop["sig"] is not None:
                     break
+            attempts += 1
             try:
                 res = _capture_with_progress(opts, lambda: stop["sig"] is not None, quiet)
             except Interrupted:
                 break
+            except NothingRecorded as e:
+                if count == 1:
+                    fail(e)
+                err(f"warning: {e} — {e.hint}")  # in --interval mode a service may come back: go on
+                continue
             except MemsnapError as e:
                 fail(e)
-            n += 1
+            committed += 1
             for w in res.warnings:
                 err(f"warning: {w}")
             typer.echo(summary(res, fmt, quiet))
@@ -163,7 +171,8 @@ def _record_loop(opts, count: int, interval: float, fmt: RecordFmt, quiet: bool)
         for s, h in old.items():
             signal.signal(s, h)
     if stop["sig"] is not None:
-        err(f"interrupted: the snapshot in progress was discarded; {n} snapshot{'s' if n != 1 else ''} committed")
+        err(f"interrupted: the snapshot in progress was discarded; {committed} "
+            f"snapshot{'s' if committed != 1 else ''} committed")
         raise typer.Exit(SIGNAL_EXIT[stop["sig"]])
 
 

@@ -50,5 +50,10 @@ class SnapshotNotFound(StoreError):
     """No committed snapshot matches the id asked for."""
 
 
+class NothingRecorded(MemsnapError):
+    """A capture selected no process it could read: nothing is committed (an empty snapshot would pass for
+    an idle machine)."""
+
+
 class Interrupted(MemsnapError):
     """SIGINT/SIGTERM arrived during a capture; the current snapshot was discarded."""

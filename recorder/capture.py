@@ -28,7 +28,7 @@ import pyarrow as pa
 from pyarrow._compute import CastOptions, call_function, get_function
 
 from common.layout import new_snapshot_id, partition_date
-from common.errors import AccessDenied, Interrupted, MemsnapError, ParseError, ProcessGone
+from common.errors import AccessDenied, Interrupted, MemsnapError, NothingRecorded, ParseError, ProcessGone
 from .procfs import (PF_KTHREAD, ProcFS, classify_oserror, merge_ranges, parse_cgroup, parse_cmdline,
                      parse_maps, parse_meminfo, parse_smaps, parse_smaps_rollup, parse_stat, parse_status,
                      parse_sysfs_choice)
@@ -411,20 +411,60 @@ class _ProcessCapture:
         self.mappings, self.vpn, self.entry, self.sources = [], None, None, []
 
 
+DENIED_HINT = ("run the recorder as root: reading another user's smaps and pagemap needs ptrace access "
+               "(in a container, pid 1 and other namespaces' processes can be denied even to root)")
+
+
+def check_recorded(counts: dict, selected: int, warnings: list[str], denied_why: str | None) -> None:
+    """Say how many processes the kernel refused and why; a capture that recorded none is an error."""
+    if counts["denied"]:
+        warnings.append(f"{counts['denied']} process(es) denied by the kernel (first: {denied_why}); "
+                        + DENIED_HINT)
+    if counts["ok"] + counts["partial"]:
+        return
+    if not selected:
+        raise NothingRecorded("no process matched: nothing was recorded, and no snapshot committed",
+                              hint="check --pid/--match (the recorder itself and the commands that started it "
+                                   "with that --match, such as time, sudo or bash -c, are never matched)")
+    others = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n)
+    raise NothingRecorded(f"none of the {selected} selected processes could be recorded ({others}): no snapshot "
+                          "committed", hint=DENIED_HINT if counts["denied"] else
+                          "the processes exited or are kernel threads; check --pid/--match")
+
+
+def _ancestors(fs: ProcFS, pid: int) -> list[int]:
+    out = []
+    while pid > 1 and len(out) < 64:
+        try:
+            pid = parse_stat(fs.read(pid, "stat"), fs.path(pid, "stat"))["ppid"]
+        except (MemsnapError, KeyError):
+            break
+        out.append(pid)
+    return out
+
+
+def _command_line(fs: ProcFS, pid: int) -> str | None:
+    try:
+        return parse_cmdline(fs.read(pid, "cmdline")) or parse_cmdline(fs.read(pid, "comm")).strip()
+    except MemsnapError:
+        return None
+
+
 def select_pids(fs: ProcFS, opts: Options, self_pid: int) -> list[int]:
+    """Every pid but the recorder's, or those of --pid, or those whose command line --match finds.  The
+    recorder's ancestors whose command line holds the --match pattern itself (``time``, ``sudo``, ``bash -c``
+    or a script that started this recorder with it) are not matched: they would match only because of it."""
     pids = [p for p in fs.pids() if p != self_pid]
     if opts.pids:
         wanted = set(opts.pids)
         pids = [p for p in pids if p in wanted]
     if opts.match:
         rx = re.compile(opts.match)
+        starters = {a for a in _ancestors(fs, self_pid) if opts.match in (_command_line(fs, a) or "")}
         keep = []
         for p in pids:
-            try:
-                text = parse_cmdline(fs.read(p, "cmdline")) or parse_cmdline(fs.read(p, "comm")).strip()
-            except MemsnapError:
-                continue
-            if rx.search(text):
+            text = _command_line(fs, p)
+            if text is not None and p not in starters and rx.search(text):
                 keep.append(p)
         pids = keep
     return pids
@@ -709,6 +749,7 @@ class Recorder:
         pages = _PageSink(writer.table("pages"), sid, bg, self.pseudo, want_pfns="kpage" in opts.sources)
         maps = _MappingSink(writer.table("mappings"))
         res.counts = self._record_processes(writer, pids, sid, info["page_size_bytes"], pages, maps)
+        check_recorded(res.counts, len(pids), res.warnings, self._denied_why)
         res.pages = pages.rows
         res.pfn_available = self._pfn_available(pages, res.warnings)
         frames = None
@@ -723,6 +764,7 @@ class Recorder:
                           pages: _PageSink, maps: _MappingSink) -> dict:
         """Capture each process into the sinks, then write the processes table.  Returns counts per status."""
         counts = dict.fromkeys(("ok", "partial", "vanished", "denied", "zombie", "kernel_thread"), 0)
+        self._denied_why = None
         proc_rows: list[dict] = []
         for i, pid in enumerate(pids):
             if self.should_stop():
@@ -730,6 +772,8 @@ class Recorder:
             proc = _ProcessCapture(self.fs, pid, self.opts, page_size)
             proc.run()
             counts[proc.row["status"]] += 1
+            if proc.row["status"] == "denied" and self._denied_why is None:
+                self._denied_why = f"pid {pid}: {proc.row.get('error')}"
             self._label(proc, sid)
             proc_rows.append(proc.row)
             maps.add(proc.mappings)

@@ -1,10 +1,18 @@
 """Live: record a real workload and check the stored data against the kernel's own smaps."""
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pyarrow.compute as pc
 
-from conftest import needs_root, read_table, record_pids
+from conftest import ROOT, memsnap, needs_root, read_table, record_pids
 
 ZERO_PAGE = 24
 PFN_MASK = np.uint64((1 << 55) - 1)
@@ -52,3 +60,60 @@ def test_live_record_matches_kernel_smaps_rss(tmp_path, workload):
     assert checked > 20
     # the recorder did not record itself but named its pid
     assert snap["recorder_pid"] not in procs["pid"].to_pylist()
+
+
+# ---------------------------------------------------------------------------------------------- empty captures
+
+def _parquet_files(store):
+    return sorted(str(p) for p in store.rglob("*.parquet")) if store.exists() else []
+
+
+@needs_root
+def test_a_capture_that_records_nothing_commits_nothing(tmp_path):
+    store = tmp_path / "s"
+    for args in (["--pid", "999999"], ["--match", "no-such-command-zq7"]):
+        cp = memsnap("record", str(store), *args, check=False)
+        assert cp.returncode == 1 and cp.stdout == "", cp
+        assert cp.stderr.startswith("Error: no process matched: nothing was recorded") and "Traceback" not in cp.stderr
+        assert len(cp.stderr.strip().splitlines()) == 1
+        assert _parquet_files(store) == []
+    # --interval mode: a warning per empty capture, and it goes on
+    cp = memsnap("record", str(store), "--match", "no-such-command-zq7", "--count", "2", "--interval", "0.1")
+    assert cp.stderr.count("warning: no process matched") == 2 and _parquet_files(store) == []
+
+
+@needs_root
+def test_match_skips_the_commands_that_started_the_recorder(tmp_path):
+    """`time memsnap record --match X`: the wrapper's command line holds X, but it is not what was meant;
+    a real process whose command line holds X is still recorded."""
+    marker = f"zq-marker-{os.getpid()}"
+    target = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker])
+    try:
+        store = tmp_path / "s"
+        cli = f"{sys.executable} -m cli record {store} --match {marker} --format json"
+        cp = subprocess.run(["bash", "-c", f"time {cli}"], capture_output=True, text=True, cwd=ROOT)
+        assert cp.returncode == 0, cp.stderr
+        assert json.loads(cp.stdout)["processes"]["ok"] == 1
+        pids = read_table(store, "processes")["pid"].to_pylist()
+        assert pids == [target.pid]  # not bash, not time
+    finally:
+        target.kill()
+        target.wait()
+
+
+@needs_root
+def test_a_user_who_is_denied_everything_is_told_why():
+    """As nobody, every other process is denied: an error that says so and why, and nothing committed."""
+    top = Path(tempfile.mkdtemp(prefix="memsnap-nobody-"))  # pytest's own temp tree is root-only
+    try:
+        top.chmod(0o777)
+        store = top / "s"
+        cp = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                             "cli", "record", str(store)], capture_output=True, text=True, cwd=ROOT)
+        assert cp.returncode == 1, cp
+        err = cp.stderr.strip().splitlines()
+        assert err[-1].startswith("Error: none of the") and "denied" in err[-1], err
+        assert "run the recorder as root" in err[-1]
+        assert _parquet_files(store) == []
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
