@@ -174,18 +174,21 @@ def test_zombie_and_kernel_thread(tmp_path):
         kthread = _a_kernel_thread()
         if kthread is None:  # only inside a pid namespace, which hides the host's kernel threads
             require_or_skip("this pid namespace shows no kernel thread (PF_KTHREAD) to record")
-        cp = memsnap("record", "--store", str(tmp_path), "--quiet", "--pid", str(pid), "--pid", str(kthread))
+        # with one readable process beside them: a capture that records nothing is refused (test_live_record)
+        cp = memsnap("record", "--store", str(tmp_path), "--quiet", "--pid", str(pid), "--pid", str(kthread),
+                     "--pid", str(os.getpid()))
         assert "Error" not in cp.stderr and "Traceback" not in cp.stderr
         sid = cp.stdout.split()[-1]
         c = check_counts(tmp_path, sid)
         rows = {r["pid"]: r for r in c["procs"]}
+        assert rows.pop(os.getpid())["status"] == "ok"
         assert rows[pid]["status"] == "zombie" and rows[pid]["state"] == "Z"
         assert rows[kthread]["status"] == "kernel_thread" and rows[kthread]["kernel_thread"] is True
         for r in rows.values():
             assert r["error"] is None and r["mappings"] == 0 and r["pages"] == 0
             assert r["rollup_rss_kb"] is None  # not read: NULL, never a 0 posing as data
         assert c["snap"]["processes_zombie"] == 1 and c["snap"]["kernel_threads"] == 1
-        assert c["snap"]["processes_seen"] == 2
+        assert c["snap"]["processes_seen"] == 3
     finally:
         os.waitpid(pid, 0)
 
@@ -204,24 +207,32 @@ def test_denied_process(tmp_path):
     """A process the kernel refuses, made on purpose (not pid 1, which may or may not be readable): a root
     process, read by a recorder running as another user (nobody), which has no ptrace access to it."""
     victim = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    # and one process nobody may read (its own): a capture that records nothing is refused (test_live_record)
+    own = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "120"])
     base = Path(tempfile.mkdtemp(prefix="memsnap-denied-"))  # tmp_path's parents are 0700: nobody cannot enter
     try:
         os.chmod(base, 0o777)
         store = base / "store"
         assert shutil.which("setpriv"), "setpriv (util-linux) is needed to run the recorder as nobody"
         cp = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
-                             "cli", "record", "--store", str(store), "--quiet", "--pid", str(victim.pid)],
+                             "cli", "record", "--store", str(store), "--quiet", "--pid", str(victim.pid),
+                             "--pid", str(own.pid)],
                             capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
                             timeout=120)
         assert cp.returncode == 0 and "Traceback" not in cp.stderr, cp.stderr
         sid = cp.stdout.split()[-1]
         c = check_counts(store, sid)
-        (row,) = c["procs"]
+        rows = {r["pid"]: r for r in c["procs"]}
+        assert rows.pop(own.pid)["status"] == "ok"
+        (row,) = rows.values()
         assert row["pid"] == victim.pid and row["status"] == "denied", row
+        assert f"1 process(es) denied by the kernel (first: pid {victim.pid}:" in cp.stderr
         assert f"/proc/{victim.pid}/" in row["error"]
         assert row["mappings"] == 0 and row["pages"] == 0 and row["rollup_rss_kb"] is None
         assert c["snap"]["processes_denied"] == 1
     finally:
+        own.kill()
+        own.wait()
         victim.stdin.close()
         victim.wait()
         shutil.rmtree(base)
