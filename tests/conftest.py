@@ -9,6 +9,12 @@ from pathlib import Path
 
 import pyarrow.dataset as pads
 import pytest
+from hypothesis import settings
+
+# no hypothesis deadline anywhere (its default is 200 ms per example): a loaded CI machine is not a bug, and speed
+# is checked by benchmarks (docs/design.md, Testing)
+settings.register_profile("memsnap", deadline=None)
+settings.load_profile("memsnap")
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOAD = ROOT / "sample_data" / "workload.py"

@@ -228,6 +228,7 @@ def test_merge_ranges_on_maps():
     assert len(merged) < len(ranges)  # adjacent VMAs (one file's segments) merge
 
 
+@settings(deadline=None)  # a property, not a timing target: speed is checked by benchmarks (design.md)
 @given(st.lists(st.tuples(st.integers(0, 1 << 24), st.integers(0, 5000)), max_size=40),
        st.sampled_from([1, 64, 4096]))
 def test_merge_ranges_properties(spans, page_size):
