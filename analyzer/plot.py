@@ -33,12 +33,14 @@ def _label(row: dict, keys: list[str]) -> str:
     return text if len(text) <= 48 else text[:45] + "..."
 
 
-def diff_chart(res, path: str, top: int = 20, metric: str = "pss") -> str:
-    """Horizontal bars of the largest |<metric>_delta|, growth red, shrink blue."""
+def diff_chart(res, path: str, top: int = 20, metric: str = "pss", min_change: int = 0) -> str:
+    """Horizontal bars of the largest |<metric>_delta|, growth red, shrink blue; changes smaller than
+    ``min_change`` kB are left out (as ``diff --min-change``), and the title says so."""
     _check_path(path)
     plt = _plt()
     col = f"{metric}_delta"
-    rows = sorted((r for r in res.rows if r.get(col)), key=lambda r: abs(r[col]), reverse=True)[:top]
+    rows = sorted((r for r in res.rows if r.get(col) and abs(r[col]) >= max(min_change, 1)),
+                  key=lambda r: abs(r[col]), reverse=True)[:top]
     keys = [k for k in res.key_columns if k not in ("command",)] or res.key_columns
     fig, ax = plt.subplots(figsize=(10, max(2.5, 0.38 * len(rows) + 1.5)))
     if rows:
@@ -48,10 +50,12 @@ def diff_chart(res, path: str, top: int = 20, metric: str = "pss") -> str:
                 color=["#c0392b" if v > 0 else "#2e6da4" for v in vals])
         ax.axvline(0, color="black", linewidth=0.8)
     else:
-        ax.text(0.5, 0.5, "no changes", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, f"no changes{f' of {min_change} kB or more' if min_change else ''}", ha="center",
+                va="center", transform=ax.transAxes)
     ax.set_xlabel(f"{metric.upper()} change (MiB)")
     ax.set_title(f"{metric.upper()} change by {res.by}: {res.before.snapshot_id[:15]} -> {res.after.snapshot_id[:15]}"
-                 f" ({res.after.host})", fontsize=10)
+                 f" ({res.after.host}){f'; changes under {min_change} kB not shown' if min_change else ''}",
+                 fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
@@ -118,8 +122,17 @@ def trend_chart(series, path: str, metric: str = "uss", top: int = 10, suspects=
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
     locator = mdates.AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    ax.set_xlabel("capture time (UTC)")
+    # Times, not ConciseDateFormatter's bare seconds or minutes ("43", "44"): clock times within a day, the
+    # date with them over longer spans; the axis label says the day and the zone.
+    times = [s.capture_start for s in series.snapshots if s.capture_start is not None]
+    span = (max(times) - min(times)).total_seconds() if len(times) > 1 else 0
+    fmt = "%H:%M:%S.%f" if span < 10 else "%H:%M:%S" if span < 600 else "%H:%M" if span < 86400 else \
+        "%Y-%m-%d %H:%M"
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(  # milliseconds, not microseconds, within a few seconds
+        lambda x, _pos: mdates.num2date(x).strftime(fmt)[:-3 if fmt.endswith("%f") else None]))
+    fig.autofmt_xdate()
+    day = min(times).strftime("%Y-%m-%d") if times and span < 86400 else None
+    ax.set_xlabel(f"capture time (UTC{', ' + day if day else ''})")
     ax.set_ylabel(f"{metric.upper()} (MiB)")
     n = len(series.snapshots)
     title = f"{metric.upper()} by {series.by} over {n} snapshot{'s' if n != 1 else ''}: top {drawn}"

@@ -90,6 +90,21 @@ def _svg(draw) -> str:
     return f'<div class="chart">{text[start:]}</div>'
 
 
+def _n(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 process``, ``2 processes``: counts in prose agree with their noun."""
+    return f"{count:,} {noun if count == 1 else (plural or noun + 's')}"
+
+
+#: the "what changed" chart leaves out changes smaller than this (kB), as ``diff --min-change`` does: a
+#: chart of 15 rows should not give half of them to a few pages of noise
+CHART_MIN_CHANGE_KB = 64
+
+#: why a process is denied, said where the report counts them
+DENIED_WHY = ("reading a process's smaps and pagemap needs ptrace access to it (the same user, or "
+              "CAP_SYS_PTRACE); in a container, pid 1 and processes of other user namespaces are often denied "
+              "even to root")
+
+
 def _fmt_time(t) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S UTC") if isinstance(t, datetime) else str(t)
 
@@ -120,25 +135,45 @@ def _header(ctx: _Context) -> None:
     before, after = ctx.before, ctx.after
     meta = ctx.store.con.execute(
         "SELECT snapshot_id, host, kernel_release, capture_start, sources, pfn_available, processes_recorded, "
-        "processes_denied, processes_vanished, processes_partial FROM snapshots "
+        "processes_denied, processes_vanished, processes_partial, json_extract_string(options_json, '$.format') "
+        "FROM snapshots "
         "WHERE (host, snapshot_id) IN (SELECT unnest(?), unnest(?))",
         [[before.host, after.host], [before.snapshot_id, after.snapshot_id]]).fetchall()
     ctx.parts.append(f"<h1>memsnap report: {_esc(after.host)}</h1>")
     ctx.parts.append('<p class="meta">' + "<br>".join(
         f"{'snapshot' if ctx.single else ('from' if sid == before.snapshot_id else 'to')}: <b>{_esc(sid)}</b> — "
         f"{_esc(_fmt_time(t))}, host {_esc(h)}, kernel {_esc(kern)}, sources {_esc(srcs)}, "
-        f"{rec} processes recorded" for sid, h, kern, t, srcs, pfn, rec, *_ in
+        f"{_n(rec or 0, 'process', 'processes')} recorded" for sid, h, kern, t, srcs, pfn, rec, *_ in
         sorted(meta, key=lambda m: m[3])) + "</p>")
-    ctx.parts += [f'<div class="caveat">{_esc(c)}</div>' for m in meta for c in _caveats(*m)]
+    denied = _denied(ctx.store, [before, after])
+    ctx.parts += [f'<div class="caveat">{_esc(c)}</div>' for m in meta for c in _caveats(*m, denied.get(m[0], []))]
 
 
-def _caveats(sid, host, kernel, t, sources, pfn, recorded, denied, vanished, partial) -> list[str]:
+def _denied(store: Store, snaps: list[Snapshot]) -> dict[str, list[str]]:
+    """Per snapshot id, the denied processes as ``pid (comm): error``, for the caveat that counts them."""
+    rows = store.con.execute(
+        "SELECT snapshot_id, pid, comm, error FROM processes WHERE status = 'denied' AND (host, snapshot_id) IN "
+        "(SELECT unnest(?), unnest(?)) ORDER BY snapshot_id, pid",
+        [[s.host for s in snaps], [s.snapshot_id for s in snaps]]).fetchall()
+    out: dict[str, list[str]] = {}
+    for sid, pid, comm, error in rows:
+        out.setdefault(sid, []).append(f"{pid}{f' ({comm})' if comm else ''}{f': {error}' if error else ''}")
+    return out
+
+
+def _caveats(sid, host, kernel, t, sources, pfn, recorded, denied, vanished, partial, imported=None,
+             denied_list=()) -> list[str]:
+    why = (f"imported from {imported}, which has no PFNs" if imported
+           else "recorded without CAP_SYS_ADMIN or without pagemap")
+    shown = ", ".join(list(denied_list)[:5]) + (", ..." if len(denied_list) > 5 else "")
     return [text for cond, text in (
-        (not pfn, f"{sid}: no PFNs (recorded without CAP_SYS_ADMIN or without pagemap): page-level "
+        (not pfn, f"{sid}: no PFNs ({why}): page-level "
                   "figures, sharing and copy-on-write loss are not available"),
-        (denied, f"{sid}: {denied} processes could not be read (permission denied)"),
-        (vanished, f"{sid}: {vanished} processes exited during the capture"),
-        (partial, f"{sid}: {partial} processes partially captured (impact limits)")) if cond]
+        (denied, f"{sid}: {_n(denied or 0, 'process', 'processes')} could not be read (permission denied"
+                 f"{': ' + shown if shown else ''}): {DENIED_WHY}"),
+        (vanished, f"{sid}: {_n(vanished or 0, 'process', 'processes')} exited during the capture"),
+        (partial, f"{sid}: {_n(partial or 0, 'process', 'processes')} partially captured (impact limits)"))
+        if cond]
 
 
 def _consumers(ctx: _Context) -> None:
@@ -169,10 +204,10 @@ def _changes(ctx: _Context) -> None:
     newex = [r for r in d.rows if r["status"] in ("new", "exited")]
     s = d.summary()
     ctx.parts.append("<h2>What changed</h2>")
-    ctx.parts.append(f'<p class="meta">{s["new"]} new, {s["exited"]} exited, {s["changed"]} changed, '
-                     f'{s["same"]} unchanged; PSS {s["pss_delta"]:+,} kB, USS {s["uss_delta"]:+,} kB, '
+    ctx.parts.append(f'<p class="meta">{s["new"]:,} new, {s["exited"]:,} exited, {s["changed"]:,} changed, '
+                     f'{s["same"]:,} unchanged; PSS {s["pss_delta"]:+,} kB, USS {s["uss_delta"]:+,} kB, '
                      f'RSS {s["rss_delta"]:+,} kB</p>')
-    ctx.parts.append(_svg(lambda p: plot.diff_chart(d, p, top=top)))
+    ctx.parts.append(_svg(lambda p: plot.diff_chart(d, p, top=top, min_change=CHART_MIN_CHANGE_KB)))
     dcols = ["status", *[k for k in d.key_columns if k != "command"], "pss_before", "pss_after", "pss_delta",
              "uss_delta", "rss_delta", "swap_delta"]
     num = {c for c in dcols if c.endswith(("_before", "_after", "_delta"))} | {"pid"}
@@ -208,9 +243,10 @@ def _trend(ctx: _Context) -> None:
     lcols = [*leaks.key_columns, "slope_kb_per_hour", "r2", "points", "first_kb", "last_kb", "growth_kb"]
     lcols = [c for c in lcols if c in leaks.columns or c in leaks.key_columns]
     ctx.parts.append("<h3>Leak suspects (USS growing steadily)</h3>" +
-                     _table("t-leaks", leaks.rows[:top], lcols,
-                            numeric={"pid", "slope_kb_per_hour", "r2", "points", "first_kb", "last_kb", "growth_kb"},
-                            row_class=lambda r: "suspect" if r.get("suspect") else ""))
+                     (_table("t-leaks", leaks.rows[:top], lcols,
+                             numeric={"pid", "slope_kb_per_hour", "r2", "points", "first_kb", "last_kb", "growth_kb"},
+                             row_class=lambda r: "suspect" if r.get("suspect") else "") if leaks.rows[:top] else
+                      f'<p class="note">none{"" if len(ctx.span) >= 3 else " (a verdict needs 3 snapshots)"}</p>'))
     ctx.rep.tables["leaks"] = leaks.rows[:top]
 
 

@@ -31,9 +31,8 @@ def check_pages(s: Snapshot) -> None:
     """Attribution needs the snapshot's PFNs and kpage data."""
     if not s.pfn_available:
         raise SourceUnavailable(
-            f"snapshot {s.snapshot_id} has no PFNs: it was recorded without CAP_SYS_ADMIN (or without the "
-            "pagemap source), so physical pages cannot be attributed",
-            hint="record as root; what still works on this snapshot: `memsnap sizes` and `memsnap diff` "
+            f"snapshot {s.snapshot_id} has no PFNs: {s.no_pfn_reason}, so physical pages cannot be attributed",
+            hint=f"{s.no_pfn_hint}; what still works on this snapshot: `memsnap sizes` and `memsnap diff` "
                  "with --source smaps, and `memsnap trend`")
     if not s.kpage_available:
         raise SourceUnavailable(f"snapshot {s.snapshot_id} has no kpagecount/kpageflags (kpage source not "
@@ -47,13 +46,18 @@ def _run(store: Store, s: Snapshot, name: str, params: dict) -> tuple[list[str],
 
 
 def parse_groups(spec: str) -> tuple[str, str | None]:
-    if spec.startswith("regex:"):
-        pattern = spec[len("regex:"):]
-        if not pattern:
-            raise MemsnapError("--groups regex: needs a pattern", hint="e.g. --groups 'regex:gunicorn|celery'")
-        return "regex", pattern
+    """``user``, ``command``, ``cgroup``; ``regex:PATTERN`` on the command line (``regex:postgres`` also
+    catches ``psql -d postgres``: anchor it, ``regex:^postgres``); ``name:PATTERN`` on the command name only."""
+    for kind in ("regex", "name"):
+        if spec.startswith(kind + ":"):
+            pattern = spec[len(kind) + 1:]
+            if not pattern:
+                raise MemsnapError(f"--groups {kind}: needs a pattern",
+                                   hint=f"e.g. --groups '{kind}:^(gunicorn|celery)'")
+            return kind, pattern
     if spec not in GROUP_BY:
-        raise MemsnapError(f"unknown --groups {spec!r}", hint="use user, command, cgroup or regex:PATTERN")
+        raise MemsnapError(f"unknown --groups {spec!r}", hint="use user, command, cgroup, regex:PATTERN (on the "
+                                                               "command line) or name:PATTERN (on the command name)")
     return spec, None
 
 
@@ -75,7 +79,7 @@ def shared(store: Store, s: Snapshot, view: str = "groups", *, groups: str = "co
         cols, rows, notes = _mapping(store, s, detail, processfilter, userfilter, mapfilter)
     elif view == "groups":
         by, pattern = parse_groups(groups)
-        check_regex(store.con, "--groups regex:", pattern)
+        check_regex(store.con, f"--groups {by}:", pattern)
         cols, rows = _run(store, s, "shared_groups", {"by": by, "pattern": pattern, **filt})
     elif view == "reconcile":
         cols, rows = _run(store, s, "shared_reconcile", {})

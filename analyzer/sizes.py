@@ -216,9 +216,8 @@ class _Pages:
         for s in snaps:
             if not s.pfn_available:
                 raise SourceUnavailable(
-                    f"snapshot {s.snapshot_id} has no PFNs (pfn_available=false: it was recorded without "
-                    "CAP_SYS_ADMIN, or without the pagemap source), so sizes cannot be recomputed from pages",
-                    hint="use --source smaps (the kernel's own accounting), or record as root")
+                    f"snapshot {s.snapshot_id} has no PFNs: {s.no_pfn_reason}; sizes cannot be recomputed "
+                    "from pages", hint=f"use --source smaps (the kernel's own accounting), or {s.no_pfn_hint}")
             if not s.kpage_available:
                 raise SourceUnavailable(
                     f"snapshot {s.snapshot_id} has no kpagecount/kpageflags (recorded without the kpage source)",

@@ -27,6 +27,24 @@ class Snapshot:
     kpage_available: bool | None
     page_size_bytes: int
     pages_rows: int | None = None
+    #: the format a snapshot was imported from (options_json's "format", e.g. "smemcap"); None if recorded
+    imported_from: str | None = None
+
+    @property
+    def no_pfn_reason(self) -> str:
+        """Why the snapshot has no PFNs, for the error that says so: an import from a format without PFNs
+        (smem's capture has none) is not a recording made without CAP_SYS_ADMIN."""
+        if self.imported_from:
+            return (f"it was imported from {self.imported_from}, whose captures hold smaps only: no pagemap, "
+                    "hence no PFNs")
+        return "it was recorded without CAP_SYS_ADMIN (or without the pagemap source)"
+
+    @property
+    def no_pfn_hint(self) -> str:
+        """What gets PFNs: recording the host with memsnap as root (an import never can)."""
+        if self.imported_from:
+            return "record the host with `memsnap record` as root for page-level figures"
+        return "record as root"
 
     @property
     def has_pages(self) -> bool:

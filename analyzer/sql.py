@@ -4,6 +4,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 
 import duckdb
 
@@ -39,20 +40,47 @@ def check_read_only(con, sql: str) -> None:
                                                          "-o FILE")
 
 
-def lock_configuration(con) -> None:
+def lock_configuration(store: Store, allow_files: bool = False) -> None:
     """Freeze DuckDB's settings before running user SQL.  The statement-type guard alone is not enough: table
     functions and PRAGMAs change settings from inside a SELECT (``SELECT * FROM enable_logging(storage='file',
-    storage_path=...)`` writes log files; ``PRAGMA enable_profiling`` is a PRAGMA statement, not a SET)."""
-    if not con.execute("SELECT current_setting('lock_configuration')").fetchone()[0]:
-        con.execute("SET lock_configuration = true")
+    storage_path=...)`` writes log files; ``PRAGMA enable_profiling`` is a PRAGMA statement, not a SET).
+
+    Unless ``allow_files``, DuckDB reads only the store's files and its own spill directory: without this,
+    ``read_text('/etc/shadow')`` or ``read_csv('/home/x/.ssh/...')`` read any file the user can (verified on
+    duckdb 2.0.1: ``enable_external_access=false`` with ``allowed_directories`` keeps the views over the store's
+    Parquet files working and refuses every other path, globs and ``..`` included).  The first call decides, for
+    the life of the connection."""
+    con = store.con
+    if con.execute("SELECT current_setting('lock_configuration')").fetchone()[0]:
+        return
+    if not allow_files:
+        dirs = []
+        for d in [*store.paths, getattr(store, "_tmpdir", None)]:
+            if d:
+                dirs += [os.path.abspath(d) + os.sep, os.path.realpath(d) + os.sep]
+        con.execute("SET allowed_directories = ?", [list(dict.fromkeys(dirs))])
+        con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
 
 
 def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    """DuckDB's message without the echoed query: its first line and the lines that help, such as
+    "Candidate bindings: ..." or "Did you mean ...?", joined on one line."""
+    text = str(e).strip()
+    if not text:
+        return type(e).__name__
+    keep = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("LINE "):
+            break
+        keep.append(line.strip())
+    return " ".join(keep)
 
 
 def _hint(e: Exception) -> str:
     text = str(e)
+    if "file system operations are disabled" in text:
+        return "memsnap sql reads only the store's files; add --allow-files to read other files"
     if "does not exist" in text or "not found" in text:
         return "list the tables and views with `.tables` in `memsnap sql`, or see docs/sql.md"
     if "configuration has been locked" in text:
@@ -62,27 +90,70 @@ def _hint(e: Exception) -> str:
     return "check the SQL; tables and views are described in docs/sql.md"
 
 
-def run_sql(store: Store, sql: str, params: dict | None = None) -> tuple[list[str], list[tuple]]:
-    """Run user SQL (read-only guard, bound parameters).  Returns column names and rows."""
+#: statements whose result is rows to show (CREATE, INSERT and the like return an empty or a count result)
+RESULT_KINDS = {"SELECT", "PRAGMA", "EXPLAIN", "CALL", "EXECUTE", "RELATION", "LOGICAL_PLAN"}
+
+
+def split_statements(store: Store, sql: str, params: dict | None = None) -> list[tuple[str, dict, bool]]:
+    """The statements of ``sql``, each with the parameters it names and whether it returns rows (read-only
+    guard applied)."""
     check_read_only(store.con, sql)
-    lock_configuration(store.con)
     try:
-        cur = store.con.execute(sql, params or {}) if params else store.con.execute(sql)
-        if cur.description is None:
-            return [], []
-        return [d[0] for d in cur.description], cur.fetchall()
+        stmts = store.con.extract_statements(sql)
+    except duckdb.Error as e:
+        raise SQLError(f"DuckDB: {_first_line(e)}", hint=_hint(e)) from None
+    params = params or {}
+    return [(s.query, {k: params[k] for k in s.named_parameters if k in params},
+             str(s.type).rsplit(".", 1)[-1] in RESULT_KINDS) for s in stmts]
+
+
+def _execute(store: Store, query: str, params: dict):
+    try:
+        return store.con.execute(query, params) if params else store.con.execute(query)
     except duckdb.Error as e:
         raise SQLError(f"DuckDB: {_first_line(e)}", hint=_hint(e)) from None
 
 
-def run_sql_arrow(store: Store, sql: str, params: dict | None = None):
-    check_read_only(store.con, sql)
-    lock_configuration(store.con)
-    try:
-        rel = store.con.sql(sql, params=params or None)
-        return rel.to_arrow_table() if rel is not None else None
-    except duckdb.Error as e:
-        raise SQLError(f"DuckDB: {_first_line(e)}", hint=_hint(e)) from None
+def run_sql_each(store: Store, sql: str, params: dict | None = None, *, allow_files: bool = False):
+    """Run user SQL statement by statement (read-only guard, bound parameters, files locked to the store unless
+    ``allow_files``).  Yields ``(columns, rows)`` for each statement that returns rows, as it runs."""
+    stmts = split_statements(store, sql, params)
+    lock_configuration(store, allow_files)
+    for query, p, shows in stmts:
+        cur = _execute(store, query, p)
+        if cur.description is not None and (shows or len(stmts) == 1):
+            try:
+                rows = cur.fetchall()
+            except duckdb.Error as e:
+                raise SQLError(f"DuckDB: {_first_line(e)}", hint=_hint(e)) from None
+            yield [d[0] for d in cur.description], rows
+
+
+def run_sql(store: Store, sql: str, params: dict | None = None, *, allow_files: bool = False
+            ) -> tuple[list[str], list[tuple]]:
+    """Run user SQL; columns and rows of the last statement that returns rows (``run_sql_each`` gives each)."""
+    out: tuple[list[str], list[tuple]] = ([], [])
+    for res in run_sql_each(store, sql, params, allow_files=allow_files):
+        out = res
+    return out
+
+
+def run_sql_arrow(store: Store, sql: str, params: dict | None = None, *, allow_files: bool = False):
+    """The result of user SQL as an Arrow table; only the last statement may return rows."""
+    stmts = split_statements(store, sql, params)
+    lock_configuration(store, allow_files)
+    for i, (query, p, shows) in enumerate(stmts):
+        if i == len(stmts) - 1:
+            try:
+                rel = store.con.sql(query, params=p or None)
+                return rel.to_arrow_table() if rel is not None else None
+            except duckdb.Error as e:
+                raise SQLError(f"DuckDB: {_first_line(e)}", hint=_hint(e)) from None
+        if shows:
+            raise SQLError(f"{len(stmts)} statements and statement {i + 1} returns rows: one file holds one "
+                           "result", hint="run one query per file, or use -f table to see each result")
+        _execute(store, query, p)
+    return None
 
 
 def parse_params(items) -> dict:
@@ -102,6 +173,46 @@ def parse_params(items) -> dict:
             pass
         out[name.strip()] = v
     return out
+
+
+def param_declaration(doc: str) -> tuple[str, object]:
+    """What a named query's header declares for a parameter, from the first word of its description:
+    ``a|b|c`` (one of these values), ``number`` (an integer >= 0), ``list`` (a JSON list), ``regex`` (an RE2
+    regular expression), anything else text."""
+    first = re.split(r"[\s,:;]", doc.strip(), maxsplit=1)[0] if doc.strip() else ""
+    if "|" in first:
+        return "choice", first.split("|")
+    if first in ("number", "list", "regex"):
+        return first, None
+    if doc.startswith("-P regex") or doc.startswith("-U regex"):
+        return "regex", None
+    return "text", None
+
+
+def check_param(store: Store, name: str, param: str, doc: str, value) -> None:
+    """A value given with --param against what the query's header declares: the same one-line error as the
+    commands' own options, rather than a query that silently does something else (by=usr grouping by pid)."""
+    if value is None:
+        if "or NULL" in doc:
+            return
+        raise MemsnapError(f"query {name}: --param {param} cannot be null", hint=f"{param}: {doc}")
+    kind, allowed = param_declaration(doc)
+    shown = json.dumps(value) if not isinstance(value, str) else repr(value)
+    if kind == "choice" and value not in allowed:
+        raise MemsnapError(f"query {name}: --param {param}={shown} is not one of {', '.join(allowed)}",
+                           hint=f"use --param {param}={allowed[0]} (or {', '.join(allowed[1:])})")
+    if kind == "number" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise MemsnapError(f"query {name}: --param {param}={shown} is not a whole number",
+                           hint=f"{param}: {doc}")
+    if kind == "list" and not isinstance(value, list):
+        raise MemsnapError(f"query {name}: --param {param}={shown} is not a list",
+                           hint=f"give a JSON list, e.g. --param {param}='[\"a\", \"b\"]'")
+    if kind == "regex":
+        try:
+            store.con.execute("SELECT regexp_matches('', ?)", [str(value)]).fetchone()
+        except duckdb.Error as e:
+            raise MemsnapError(f"query {name}: --param {param}={shown} is not a valid regular expression "
+                               f"({_first_line(e)})", hint="RE2 syntax, as -P/-U/-M") from None
 
 
 def named_query_params(store: Store, name: str, given: dict) -> dict:
@@ -137,6 +248,8 @@ def named_query_params(store: Store, name: str, given: dict) -> dict:
     for p, doc in q.params.items():
         if p not in params and "or NULL" in doc:
             params[p] = None
+    for p, value in given.items():
+        check_param(store, name, p, q.params[p], value)
     missing = [p for p in q.params if p not in params]
     if missing:
         raise MemsnapError(f"query {name} needs parameter(s) {', '.join(missing)}",
@@ -181,4 +294,4 @@ def export_db(stores: list[str], out: str, materialize: bool = False) -> dict:
     return counts
 
 
-__all__ = ["check_read_only", "run_sql", "parse_params", "named_query_params", "export_db", "sql_literal"]
+__all__ = ["check_read_only", "run_sql", "run_sql_each", "run_sql_arrow", "parse_params", "named_query_params", "export_db", "sql_literal"]

@@ -26,14 +26,70 @@ from . import queries, snapshots
 from .snapshots import Snapshot
 
 
+def permission_denied(path: str, store: str) -> StoreError:
+    """A store (or a part of it) this user cannot read.  A store recorded as root has directories 0750 and files
+    0600: read as another user, it must say so, not look missing or empty."""
+    return StoreError(f"{path}: permission denied (this user cannot read the store {store})",
+                      hint=f"run as root (sudo memsnap ...), or give this user read access, e.g. "
+                           f"`sudo chgrp -R GROUP {store} && sudo chmod -R g+rX {store}` for a group you are in",
+                      path=path)
+
+
+def _denied_in(path: str) -> str | None:
+    """``path`` itself or the first directory or file below it this user cannot read; None if all can be."""
+    for p in (path, os.path.join(path, layout.COMMIT_TABLE)):
+        if os.path.isdir(p) and not os.access(p, os.R_OK | os.X_OK):
+            return p
+    if not os.path.isdir(os.path.join(path, layout.COMMIT_TABLE)):
+        return None
+    for table in TABLES:
+        top = os.path.join(path, table)
+        if not os.path.isdir(top):
+            continue
+        if not os.access(top, os.R_OK | os.X_OK):
+            return top
+        for d, dirs, files in os.walk(top):
+            for name in dirs:
+                sub = os.path.join(d, name)
+                if not os.access(sub, os.R_OK | os.X_OK):
+                    return sub
+            for name in files:
+                if name.endswith(".parquet") and not os.access(os.path.join(d, name), os.R_OK):
+                    return os.path.join(d, name)
+    return None
+
+
+def _stat_denied(path: str) -> str | None:
+    """The directory on the way to ``path`` that cannot be searched (stat fails with EACCES), if any."""
+    try:
+        os.stat(path)
+        return None
+    except PermissionError:
+        parts = os.path.abspath(path).split(os.sep)
+        for i in range(1, len(parts)):
+            d = os.sep.join(parts[:i]) or os.sep
+            if not os.access(d, os.X_OK):
+                return d
+        return path
+    except OSError:
+        return None
+
+
 def resolve_stores(paths) -> list[str]:
-    """Expand globs; every result must be a store directory (it has a ``snapshots/`` subdirectory)."""
+    """Expand globs; every result must be a store directory (it has a ``snapshots/`` subdirectory) that this
+    user can read throughout (a permission problem is said as such, naming the path)."""
     out: list[str] = []
     for p in paths:
         matches = sorted(glob.glob(os.path.expanduser(p))) if glob.has_magic(p) else [os.path.expanduser(p)]
         if not matches:
             raise StoreError(f"{p}: no store matches this pattern", hint="check the path or quote the glob", path=p)
         for m in matches:
+            blocked = _stat_denied(m)
+            if blocked:
+                raise permission_denied(blocked, m)
+            denied = _denied_in(m) if os.path.isdir(m) else None
+            if denied:
+                raise permission_denied(denied, m)
             if not os.path.isdir(m):
                 raise StoreError(f"{m}: no such store directory",
                                  hint="record one with `memsnap record --store DIR`, or pass the right path", path=m)
@@ -201,7 +257,7 @@ class Store:
     def snapshots(self, host: str | None = None) -> list[Snapshot]:
         rows = self.con.execute(
             "SELECT snapshot_id, host, capture_start, boot_id, pfn_available, kpage_available, page_size_bytes, "
-            "pages_rows FROM snapshots WHERE ? IS NULL OR host = ? ORDER BY capture_start, snapshot_id", [host, host]).fetchall()
+            "pages_rows, json_extract_string(options_json, '$.format') FROM snapshots WHERE ? IS NULL OR host = ? ORDER BY capture_start, snapshot_id", [host, host]).fetchall()
         return [Snapshot(*r) for r in rows]
 
     def resolve(self, snapshot: str | None = "latest", host: str | None = None) -> list[Snapshot]:

@@ -13,9 +13,9 @@ import typer
 from common.errors import MemsnapError
 
 from .app import app
-from .options import (Columns, Format, FromId, Host, LazyProgress, Limit, MapFilter, OutFmt, Plot, ProcessFilter,
+from .options import (Columns, FileMode, Format, FromId, Host, LazyProgress, Limit, MapFilter, OutFmt, Plot, ProcessFilter,
                       Reverse, SkipBad, Snapshot, Sort, Source, SourceOpt, StoreOpt, StoresArg, ToId, UserFilter, err, fail,
-                      notes_and_plot, open_store, split_columns)
+                      notes_and_plot, open_store, private_output, split_columns)
 
 SNAPSHOT_COLUMNS = ["snapshot_id", "host", "capture_start", "capture_s", "processes_recorded", "processes_vanished",
                     "processes_denied", "pages", "frames", "bytes", "pfn_available"]
@@ -192,6 +192,7 @@ def diff(
     min_change: int = typer.Option(0, "--min-change", min=0, help="Hide rows whose largest change is below this (kB)."),
     sort: Sort = None, reverse: Reverse = False, columns: Columns = None, fmt: Format = OutFmt.table,
     plot: Plot = None, top: int = typer.Option(20, "--top", min=1, help="Rows in the chart."),
+    file_mode: FileMode = "0600",
 ):
     """What changed between two snapshots: new and exited processes, growth, and lost sharing.
 
@@ -214,7 +215,7 @@ def diff(
     def draw():
         from analyzer.plot import diff_chart
         diff_chart(res, plot, top=top)
-    notes_and_plot(res.notes, plot, draw)
+    notes_and_plot(res.notes, plot, draw, file_mode)
 
 
 class TrendBy(str, Enum):
@@ -285,6 +286,7 @@ def trend(
                                "Suspects (positive slope, R² >= 0.8) first."),
     min_points: int = typer.Option(3, "--min-points", min=2, help="Snapshots a key needs to be ranked by --leaks."),
     fmt: Format = OutFmt.table,
+    file_mode: FileMode = "0600",
     plot: Optional[str] = typer.Option(None, "--plot", help="Write a line chart to FILE.png|svg|pdf: the --top "
                                        "keys over time, leak suspects drawn thick."),
     top: Optional[int] = typer.Option(None, "--top", min=1, help="Only the N keys with the largest last --metric "
@@ -321,7 +323,7 @@ def trend(
     def draw():
         from analyzer.plot import trend_chart
         trend_chart(series, plot, metric=metric.value, top=top or 10, suspects=ranking)
-    notes_and_plot(series.notes + (ranking.notes if ranking else []), plot, draw)
+    notes_and_plot(series.notes + (ranking.notes if ranking else []), plot, draw, file_mode)
 
 
 SHARED_AMOUNTS = ("kb", "rss", "pss", "uss", "swap", "avgpss", "avguss", "avgrss", "meminfo_kb")
@@ -344,14 +346,19 @@ def _shared_view(groups, pairs, by, histogram, flags, reconcile, plot) -> str:
 
 @app.command(epilog="Examples:\n\n  memsnap shared --groups command           # what each program really costs\n\n"
                     "  memsnap shared --groups 'regex:gunicorn'   # one service: USS = freed if it all exited\n\n"
+                    "  memsnap shared --groups 'regex:^postgres'  # anchored: not `psql -d postgres` clients\n\n"
+                    "  memsnap shared --groups 'name:^python'     # on the command name only, not its arguments\n\n"
                     "  memsnap shared --pairs --plot pairs.png    # who shares with whom (heatmap)\n\n"
                     "  memsnap shared --by mapping --detail -M libc\n\n"
                     "  memsnap shared --histogram                 # frames by number of sharers\n\n"
                     "  memsnap shared --reconcile                 # frames by kind against meminfo")
 def shared(
     stores: StoresArg = None, store: StoreOpt = [], skip_bad: SkipBad = False,
-    groups: Optional[str] = typer.Option(None, "--groups", "-g", help="Group costs by user, command, cgroup or "
-                                         "regex:PATTERN (RE2, on the command line; the rest is '(other)')."),
+    groups: Optional[str] = typer.Option(None, "--groups", "-g", help="Group costs by user, command, cgroup, "
+                                         "regex:PATTERN or name:PATTERN (RE2; the rest is '(other)'). regex: matches "
+                                         "the whole command line, arguments included, so regex:postgres also catches "
+                                         "`psql -d postgres`: anchor it (regex:^postgres) or use name:, which "
+                                         "matches the command name (comm) only."),
     pairs: bool = typer.Option(False, "--pairs", help="Process x process shared memory, top pairs first."),
     by: Optional[str] = typer.Option(None, "--by", "-b", help="'mapping': per file or library, like librank."),
     detail: bool = typer.Option(False, "--detail", help="With --by mapping: one row per process and mapping."),
@@ -362,6 +369,7 @@ def shared(
                                                               "unaccounted row."),
     snapshot: Snapshot = "latest", host: Host = None, processfilter: ProcessFilter = None,
     userfilter: UserFilter = None, mapfilter: MapFilter = None, limit: Limit = None, fmt: Format = OutFmt.table,
+    file_mode: FileMode = "0600",
     plot: Optional[str] = typer.Option(None, "--plot", help="FILE.png|svg: heatmap for --pairs, stacked bars for "
                                                             "--groups."),
     top: int = typer.Option(20, "--top", min=2, help="Processes in the heatmap / groups in the bar chart."),
@@ -386,7 +394,7 @@ def shared(
             pairs_heatmap(pair_matrix(res.rows, top), plot, res.snapshot)
         else:
             groups_chart(res.rows[:top], plot, res.snapshot, groups or "command")
-    notes_and_plot(res.notes, plot, draw)
+    notes_and_plot(res.notes, plot, draw, file_mode)
 
 
 @app.command(epilog="Examples:\n\n  memsnap report -o report.html                 # last two snapshots of the host\n\n"
@@ -399,6 +407,7 @@ def report(
     host: Host = None,
     by: str = typer.Option("command", "--by", "-b", help="Consumers and trends by 'command' or 'process'."),
     top: int = typer.Option(15, "--top", min=1, help="Rows per chart and table."),
+    file_mode: FileMode = "0600",
 ):
     """Write one self-contained HTML report (charts and sortable tables inline, opens offline).
 
@@ -415,7 +424,8 @@ def report(
         with LazyProgress("report:", min_total=1) as progress:
             rep = st.report(from_id=from_id, to_id=to_id, host=host, by=by, top=top,
                             progress=lambda d, t: progress(d, t, rp.STEPS[min(d, t - 1)]))
-        rp.write(rep, output)
+        with private_output(output, file_mode):
+            rp.write(rep, output)
         return rep
 
     rep = _run("report", stores, store, skip_bad, call)

@@ -6,6 +6,8 @@ Short flags mean one thing across all commands (``tests/test_cli.py`` checks it)
 """
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from enum import Enum
 from typing import Annotated, List, Optional
 
@@ -116,13 +118,47 @@ def split_columns(text: str | None) -> list[str] | None:
     return text.replace(",", " ").split() if text else None
 
 
-def notes_and_plot(notes, plot: str | None, draw) -> None:
-    """The tail of a report command: its notes on stderr, then the chart if --plot was given."""
+FileMode = Annotated[str, typer.Option(
+    "--file-mode", metavar="OCTAL", help="Permissions of the files written: exports, charts and reports hold "
+                                         "command lines, so they are private (0600) like the store; e.g. 0640 "
+                                         "to share them with the group.")]
+
+
+def file_mode(text: str) -> int:
+    """``--file-mode`` as a number: octal permissions, at most 0777."""
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        fail(MemsnapError(f"--file-mode {text!r} is not octal permissions", hint="e.g. --file-mode 0600 or 0640"))
+    return mode
+
+
+@contextmanager
+def private_output(path: str | None, mode: str | int = "0600"):
+    """Write ``path`` (and a DuckDB database's ``.wal``) private: created under umask 077, so it is never readable
+    by others even while being written, then set to ``mode`` (also when the file existed before)."""
+    mode = file_mode(mode) if isinstance(mode, str) else mode
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+    for p in ([path, path + ".wal"] if path else []):  # not reached when writing failed (a file left as it was)
+        if os.path.isfile(p):
+            os.chmod(p, mode)
+
+
+def notes_and_plot(notes, plot: str | None, draw, mode: str = "0600") -> None:
+    """The tail of a report command: its notes on stderr, then the chart if --plot was given (private: see
+    :func:`private_output`)."""
     for n in notes:
         err(f"note: {n}")
     if plot:
         try:
-            draw()
+            with private_output(plot, mode):
+                draw()
         except MemsnapError as e:
             fail(e)
         err(f"wrote {plot}")

@@ -11,7 +11,7 @@ import typer
 from common.errors import MemsnapError
 
 from .app import app
-from .options import SkipBad, StoreOpt, err, fail, need_analyzer, open_store, store_paths
+from .options import FileMode, SkipBad, StoreOpt, err, fail, need_analyzer, open_store, private_output, store_paths
 
 
 class SqlFmt(str, Enum):
@@ -25,9 +25,9 @@ class SqlFmt(str, Enum):
 SqlFormat = typer.Option(SqlFmt.table, "--format", "-f", help="table, csv, json, markdown or parquet (with -o).")
 
 
-def _emit_sql_result(st, query, params, fmt, out):
+def _emit_sql_result(st, query, params, fmt, out, allow_files=False, mode="0600"):
     from analyzer.output import render
-    from analyzer.sql import run_sql, run_sql_arrow
+    from analyzer.sql import run_sql_arrow, run_sql_each, split_statements
 
     if fmt == SqlFmt.parquet:
         if not out:
@@ -37,19 +37,29 @@ def _emit_sql_result(st, query, params, fmt, out):
                 fail(MemsnapError(f"{out} is inside the store {p}", hint="write results outside the store"))
         import pyarrow.parquet as pq
 
-        tbl = run_sql_arrow(st, query, params)
+        tbl = run_sql_arrow(st, query, params, allow_files=allow_files)
         if tbl is not None:
-            pq.write_table(tbl, out)
+            with private_output(out, mode):
+                pq.write_table(tbl, out)
         err(f"wrote {tbl.num_rows if tbl is not None else 0} rows to {out}")
         return
-    cols, rows = run_sql(st, query, params)
-    text = render([dict(zip(cols, r)) for r in rows], cols, fmt.value) if cols else ""
+    if fmt in (SqlFmt.csv, SqlFmt.json) or out:
+        # one result per output: csv or json of two results would read as one; a file holds one result
+        results = [s for s in split_statements(st, query, params) if s[2]]
+        if len(results) > 1:
+            fail(MemsnapError(f"{len(results)} statements return rows: -f {fmt.value}{' with -o' if out else ''} writes one "
+                              "result", hint="run one statement per command, or -f table (without -o) to see each "
+                                             "result"))
+    texts, counts = [], []
+    for cols, rows in run_sql_each(st, query, params, allow_files=allow_files):
+        texts.append(render([dict(zip(cols, r)) for r in rows], cols, fmt.value) if cols else "")
+        counts.append(len(rows))
+        if not out:  # each result as it comes, a blank line between them
+            typer.echo(("\n" if len(texts) > 1 else "") + texts[-1], nl=False)
     if out:
-        with open(out, "w") as f:
-            f.write(text)
-        err(f"wrote {len(rows)} rows to {out}")
-    else:
-        typer.echo(text, nl=False)
+        with private_output(out, mode), open(out, "w") as f:
+            f.write("".join(texts))
+        err(f"wrote {sum(counts)} rows to {out}")
 
 
 def _split_store_and_query(args: list[str]) -> tuple[list[str], str | None]:
@@ -78,13 +88,19 @@ def sql(
                                                         "so the shell leaves $NAME alone."),
     fmt: SqlFmt = SqlFormat,
     out: Optional[str] = typer.Option(None, "--output", "-o", help="Write the result to FILE instead of stdout."),
+    allow_files: bool = typer.Option(False, "--allow-files", help="Let the SQL read files outside the stores "
+                                     "(read_csv, read_text, read_parquet of any path the user can read). Without "
+                                     "it, DuckDB reads only the stores' files."),
+    file_mode: FileMode = "0600",
 ):
     """Run SQL on stores with DuckDB: the raw tables (committed snapshots only) and memsnap's views.
 
     Tables: snapshots, meminfo, processes, mappings, pages, frames. Views: process_sizes_smaps,
     pages_decoded, mapping_kinds, frame_sharers, snapshot_list; table macros snapshot_pages(host, id) and
     shared_members(...). Column docs: docs/sql.md and docs/schema.md. Queries are read-only: COPY, EXPORT,
-    ATTACH, LOAD and SET are refused, and user values are bound with --param, never spliced in.
+    ATTACH, LOAD and SET are refused, and user values are bound with --param, never spliced in. Only the
+    stores' files can be read unless --allow-files is given. Several statements (separated by ';') print
+    each result in turn.
     """
     need_analyzer("sql")
     from analyzer.sql import parse_params
@@ -96,10 +112,10 @@ def sql(
         params = parse_params(param)
         with open_store("sql", stores, store, skip_bad) as st:
             if query is not None:
-                _emit_sql_result(st, query, params, fmt, out)
+                _emit_sql_result(st, query, params, fmt, out, allow_files, file_mode)
             elif sys.stdin.isatty():
-                _interactive(st, params)
-            elif not _script(st, sys.stdin, params):
+                _interactive(st, params, allow_files)
+            elif not _script(st, sys.stdin, params, allow_files):
                 raise typer.Exit(1)
     except MemsnapError as e:
         fail(e)
@@ -130,18 +146,18 @@ def _dot_command(st, line: str) -> bool:
     return True
 
 
-def _run_statement(st, query: str, params: dict, *, to_stderr: bool = False) -> bool:
+def _run_statement(st, query: str, params: dict, *, to_stderr: bool = False, allow_files: bool = False) -> bool:
     from analyzer.output import render
-    from analyzer.sql import run_sql
+    from analyzer.sql import run_sql_each
 
     try:
-        cols, rows = run_sql(st, query, {k: v for k, v in params.items() if f"${k}" in query})
+        for cols, rows in run_sql_each(st, query, params, allow_files=allow_files):
+            if cols:
+                typer.echo(render([dict(zip(cols, r)) for r in rows], cols, "table"), nl=False)
+                typer.echo(f"({len(rows)} row{'' if len(rows) == 1 else 's'})")
     except MemsnapError as e:
         typer.echo(f"Error: {e}" + (f" — {e.hint}" if e.hint else ""), err=to_stderr)
         return False
-    if cols:
-        typer.echo(render([dict(zip(cols, r)) for r in rows], cols, "table"), nl=False)
-        typer.echo(f"({len(rows)} rows)")
     return True
 
 
@@ -163,12 +179,12 @@ def _statements(lines, on_dot):
         yield "\n".join(buf)
 
 
-def _script(st, stream, params) -> bool:
+def _script(st, stream, params, allow_files: bool = False) -> bool:
     """Standard input that is not a terminal: the prompt's statements and dot commands, without the prompt.
     Stops at the first error (exit 1)."""
     lines = (line.rstrip("\n") for line in stream)
     for statement in _statements(lines, lambda line: _dot_command(st, line)):
-        if not _run_statement(st, statement, params, to_stderr=True):
+        if not _run_statement(st, statement, params, to_stderr=True, allow_files=allow_files):
             return False
     return True
 
@@ -185,7 +201,7 @@ def _prompt_lines(buf_state):
             yield ";"  # abandon the statement being typed
 
 
-def _interactive(st, params):
+def _interactive(st, params, allow_files: bool = False):
     """A small prompt: multi-line statements ending in ';', history, .tables, .schema NAME, .help, .quit."""
     import readline
 
@@ -206,7 +222,7 @@ def _interactive(st, params):
 
     for statement in _statements(tracked(), lambda line: _dot_command(st, line)):
         if statement.strip() != ";":
-            _run_statement(st, statement, params)
+            _run_statement(st, statement, params, allow_files=allow_files)
     try:
         readline.write_history_file(hist)
     except OSError:
@@ -238,6 +254,7 @@ def query(
     list_: bool = typer.Option(False, "--list", help="List the named queries and views with their descriptions."),
     fmt: SqlFmt = SqlFormat,
     out: Optional[str] = typer.Option(None, "--output", "-o", help="Write the result to FILE."),
+    file_mode: FileMode = "0600",
 ):
     """Run a named query shipped in queries/ (its header says what it does and its parameters)."""
     need_analyzer("query")
@@ -258,9 +275,10 @@ def query(
             fail(MemsnapError(f"{name} is a table macro", hint=f"use it in `memsnap sql`: {q.description}"))
         with open_store("query", stores, store, skip_bad) as st:
             if q.kind == "query":
-                _emit_sql_result(st, q.sql, named_query_params(st, name, parse_params(param)), fmt, out)
+                _emit_sql_result(st, q.sql, named_query_params(st, name, parse_params(param)), fmt, out,
+                                 mode=file_mode)
             else:
-                _emit_sql_result(st, f'SELECT * FROM "{q.name}"', None, fmt, out)
+                _emit_sql_result(st, f'SELECT * FROM "{q.name}"', None, fmt, out, mode=file_mode)
     except MemsnapError as e:
         fail(e)
 
@@ -273,6 +291,7 @@ def export_db(
     store: StoreOpt = [],
     materialize: bool = typer.Option(False, "--materialize", help="Copy the tables into the database instead of "
                                                                   "views over the Parquet files."),
+    file_mode: FileMode = "0600",
 ):
     """Write a DuckDB database file with every table and view, for the duckdb CLI, DBeaver or a notebook.
 
@@ -286,7 +305,8 @@ def export_db(
         fail(MemsnapError("give the store(s) and then the output file", hint="memsnap export-db STORE OUT.duckdb"))
     out = args[-1]
     try:
-        counts = do_export(store_paths(args[:-1], store), out, materialize)
+        with private_output(out, file_mode):
+            counts = do_export(store_paths(args[:-1], store), out, materialize)
     except MemsnapError as e:
         fail(e)
     typer.echo(f"wrote {out}: " + ", ".join(f"{t} {n} rows" for t, n in counts.items()) +

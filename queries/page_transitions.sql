@@ -1,7 +1,7 @@
 -- name: page_transitions
 -- kind: query
 -- description: Per process present in both snapshots with the same identity (pid and start time), kB of pages that became private (copy-on-write break: PFN changed, shared before, private after), became shared, appeared, disappeared, were swapped out or swapped in. Needs PFNs in both snapshots.
--- params: from_host: host of the earlier snapshot; from_id: earlier snapshot id; to_host: host of the later snapshot; to_id: later snapshot id; mapfilter: regex on mapping path, or NULL for all pages; parts: number of process partitions to split the work into (each part is one run of the query, with a fraction of the memory), or NULL for 1; part: which partition this run computes, 0 to parts-1, or NULL for 0
+-- params: from_host: host of the earlier snapshot; from_id: earlier snapshot id; to_host: host of the later snapshot; to_id: later snapshot id; mapfilter: regex on mapping path, or NULL for all pages; parts: number of process partitions to split the work into (each part is one run of the query, with a fraction of the memory), or NULL for 1; part: number of the partition this run computes, 0 to parts-1, or NULL for 0
 WITH
 pb AS (SELECT pid, starttime_ticks FROM processes WHERE host = $from_host AND snapshot_id = $from_id),
 pa AS (SELECT pid, starttime_ticks FROM processes WHERE host = $to_host AND snapshot_id = $to_id),

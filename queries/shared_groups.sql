@@ -1,7 +1,7 @@
 -- name: shared_groups
 -- kind: query
 -- description: What a group of processes really costs, from distinct frames: rss_kb (frames the group maps), pss_kb (floored once per group), uss_kb (frames mapped only by the group: freed if it all exited), shared_outside_kb, and the sum of the members' own USS for comparison.
--- params: host: host; snapshot_id: snapshot; by: user|command|cgroup|regex; pattern: regex for by=regex, or NULL; pfilter: -P regex or NULL; ufilter: -U regex or NULL
+-- params: host: host; snapshot_id: snapshot; by: user|command|cgroup|regex|name; pattern: regex for by=regex (on the command line) or by=name (on the command name), or NULL; pfilter: -P regex or NULL; ufilter: -U regex or NULL
 WITH mem AS (SELECT * FROM shared_members($host, $snapshot_id, $by, $pattern, $pfilter, $ufilter)),
 pg AS (
     SELECT mem.grp, p.pid, p.pfn, p.mapcount, p.ps

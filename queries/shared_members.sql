@@ -1,6 +1,6 @@
 -- name: shared_members
 -- kind: macro
--- description: Table macro shared_members(h, sid, grp_by, pat, pfilter, ufilter): the processes of one snapshot that pass the -P/-U filters (kernel threads excluded), with their group under grp_by = user | command | cgroup | regex (pat on the command line; the rest is '(other)').
+-- description: Table macro shared_members(h, sid, grp_by, pat, pfilter, ufilter): the processes of one snapshot that pass the -P/-U filters (kernel threads excluded), with their group under grp_by = user | command | cgroup | regex (pat on the command line) | name (pat on the command name, comm); with regex and name the rest is '(other)'.
 CREATE OR REPLACE MACRO shared_members(h, sid, grp_by, pat, pfilter, ufilter) AS TABLE
 SELECT pid, comm, cmdline, "user",
        CASE grp_by
@@ -9,6 +9,8 @@ SELECT pid, comm, cmdline, "user",
            WHEN 'cgroup' THEN coalesce(cgroup, '?')
            WHEN 'regex' THEN CASE WHEN regexp_matches(coalesce(cmdline, comm, ''), coalesce(pat, ''))
                                   THEN 'regex:' || pat ELSE '(other)' END
+           WHEN 'name' THEN CASE WHEN regexp_matches(coalesce(comm, ''), coalesce(pat, ''))
+                                 THEN 'name:' || pat ELSE '(other)' END
            ELSE CAST(pid AS VARCHAR)
        END AS grp
 FROM processes
