@@ -129,7 +129,7 @@ def view_of(by: str, before: Snapshot, after: Snapshot) -> str:
 
 
 #: per view: the columns that match a row across the snapshots, and the key columns shown
-KEYS = {"process": (["pid", "starttime"], ["pid", "user", "command", "name"]),
+KEYS = {"process": (["pid", "starttime"], ["pid", "started", "starttime", "user", "command", "name"]),
         "pmap": (["pid", "starttime", "map", "perms", "offset"], ["pid", "name", "map", "perms", "offset"])}
 KEYS_OF_GROUP = {"command": ["command"], "user": ["user"], "cgroup": ["cgroup"], "mapping": ["map"]}
 

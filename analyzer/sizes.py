@@ -109,8 +109,10 @@ class View:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return ("host", "snapshot_id", *(k for k, _ in self.keys), *(c for c, _ in self.counts),
-                *(a.name for a in self.amounts))
+        keys = [k for k, _ in self.keys]
+        if "starttime" in keys:  # the start as a time, beside the raw clock ticks (see started_times)
+            keys.insert(keys.index("starttime") + 1, "started")
+        return ("host", "snapshot_id", *keys, *(c for c, _ in self.counts), *(a.name for a in self.amounts))
 
 
 _SMEM = ("swap", "uss", "pss", "rss")
@@ -306,6 +308,8 @@ def sizes(store: Store, snaps: list[Snapshot], *, by: str = "process", source: s
     src.check(snaps)
     res.rows = _query(store.con, view, src, snaps, numeric,
                       dict(processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter))
+    if "starttime" in dict(view.keys):
+        add_started(store.con, snaps, res.rows)
     res.notes += src.notes(store.con)
     if sort:
         res.rows = sort_rows(res.rows, sort, reverse, by, columns[0])
@@ -341,6 +345,29 @@ def _query(con, view: View, src, snaps: list[Snapshot], numeric: bool, filters: 
         for a in view.amounts:
             r.setdefault(a.name, _average(r, a.average_of) if a.average_of else None)
     return rows
+
+
+def started_times(con, snaps: list[Snapshot]) -> dict:
+    """Per (host, snapshot_id): (boot time, clock ticks per second), to turn a process's starttime (clock ticks
+    after boot, stat field 22) into the time it started.  The boot time is ``boot_time`` (btime of /proc/stat,
+    whole seconds); where it was not recorded (an smemcap import) it is derived from what was:
+    capture_start - uptime_s."""
+    rows = con.execute(
+        "SELECT host, snapshot_id, coalesce(boot_time, capture_start - to_microseconds(CAST(round(uptime_s * 1e6) "
+        f"AS BIGINT))), clock_ticks_hz FROM snapshots WHERE {_CHOSEN}", _chosen(snaps)).fetchall()
+    return {(h, sid): (boot, hz) for h, sid, boot, hz in rows}
+
+
+def add_started(con, snaps: list[Snapshot], rows: list[dict]) -> None:
+    """``started`` (a timestamp) beside ``starttime`` (the raw clock ticks) in each row."""
+    import datetime as dt
+
+    info = started_times(con, snaps)
+    for r in rows:
+        boot, hz = info.get((r.get("host"), r.get("snapshot_id")), (None, None))
+        ticks = r.get("starttime")
+        r["started"] = boot + dt.timedelta(seconds=ticks / hz) if boot is not None and hz and ticks is not None \
+            else None
 
 
 def _average(row: dict, of: str) -> int | None:

@@ -35,11 +35,11 @@ METRICS = ("uss", "pss", "rss", "swap")
 R2_MIN = 0.8
 
 KEY_COLUMNS = {"process": ["host", "boot_id", "pid", "starttime"], "command": ["host", "command"]}
-LABEL_COLUMNS = {"process": ["host", "boot_id", "pid", "starttime", "name", "command"],
+LABEL_COLUMNS = {"process": ["host", "boot_id", "pid", "starttime", "started", "name", "command"],
                  "command": ["host", "command"]}
 SERIES_COLUMNS = {
-    "process": ["snapshot_id", "capture_start", "host", "boot_id", "pid", "starttime", "name", "command",
-                *METRICS],
+    "process": ["snapshot_id", "capture_start", "host", "boot_id", "pid", "starttime", "started", "name",
+                "command", *METRICS],
     "command": ["snapshot_id", "capture_start", "host", "command", "count", *METRICS],
 }
 LEAK_COLUMNS = ["slope_kb_per_hour", "r2", "points", "first_kb", "last_kb", "growth_kb", "suspect",

@@ -235,7 +235,7 @@ def _leaks_table(ranking, series, by: TrendBy, metric: str, fmt: OutFmt, top, mu
     if fmt in (OutFmt.json, OutFmt.csv):
         cols = ranking.columns
     else:
-        cols = (["host"] if multi_host else []) + (["pid", "starttime", "name"] if by == TrendBy.process
+        cols = (["host"] if multi_host else []) + (["pid", "started", "starttime", "name"] if by == TrendBy.process
                                                    else ["command"]) + \
             ["slope_kb_per_hour", "r2", "points", "first_kb", "last_kb", "growth_kb", "suspect"]
     _echo(rows, cols, fmt, amount_columns={"first_kb", "last_kb", "growth_kb"},
@@ -257,7 +257,7 @@ def _series_table(series, by: TrendBy, metric: str, fmt: OutFmt, top, multi_host
         cols = series.columns
     else:
         cols = ["capture_start"] + (["host"] if multi_host else []) + \
-            (["pid", "starttime", "name"] if by == TrendBy.process else ["command", "count"]) + list(tr.METRICS)
+            (["pid", "started", "starttime", "name"] if by == TrendBy.process else ["command", "count"]) + list(tr.METRICS)
     _echo(rows, cols, fmt, amount_columns=set(tr.METRICS), numeric_columns=("pid", "starttime", "count"))
 
 

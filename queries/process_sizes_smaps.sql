@@ -1,7 +1,12 @@
 -- name: process_sizes_smaps
 -- kind: view
--- description: Per process and snapshot, set sizes in kB from the kernel's smaps as recorded (what `memsnap sizes` shows): vss, rss, pss, uss, swap, swappss, maps, with identity (host, boot_id, pid, starttime) and owner; smaps_rollup figures where only maps was read. Kernel threads excluded.
-SELECT p.host, p.snapshot_id, s.capture_start, s.boot_id, p.pid, p.starttime_ticks, p."user", p.euid AS uid,
+-- description: Per process and snapshot, set sizes in kB from the kernel's smaps as recorded (what `memsnap sizes` shows): vss, rss, pss, uss, swap, swappss, maps, with identity (host, boot_id, pid, starttime in clock ticks) and started (the start time as a timestamp), and owner; smaps_rollup figures where only maps was read. Kernel threads excluded.
+SELECT p.host, p.snapshot_id, s.capture_start, s.boot_id, p.pid, p.starttime_ticks,
+       -- the start as a time: boot time + starttime / clock ticks; where boot_time was not recorded (smemcap
+       -- imports), the boot is derived from what was: capture_start - uptime_s
+       coalesce(s.boot_time, s.capture_start - to_microseconds(CAST(round(s.uptime_s * 1e6) AS BIGINT)))
+           + to_microseconds(CAST(p.starttime_ticks * 1000000 // s.clock_ticks_hz AS BIGINT)) AS started,
+       p."user", p.euid AS uid,
        p.comm AS name, p.cmdline AS command, p.cgroup,
        coalesce(m.vss_kb, p.vm_size_kb) AS vss_kb,
        coalesce(m.rss_kb, p.rollup_rss_kb) AS rss_kb,

@@ -327,3 +327,32 @@ def test_diff_chart_leaves_out_small_changes():
     # sample_data: pid 19037 grew 3134 kB, the others under 400 kB
     assert "19037" in svg and "19036" not in svg and "19038" not in svg and "1000 kB" in svg
 
+
+# ---------------------------------------------------------------- item 11: times for people
+# sample_data: boot_time 2026-11-25 18:02:10 UTC, 100 ticks/s; pid 19036 has starttime 537202 ticks
+STARTED_19036 = "2026-11-25T19:31:42.020000+00:00"
+
+
+def _by_pid(rows):
+    return {r["pid"]: r for r in rows}
+
+
+def test_started_in_process_views_beside_the_ticks():
+    import json
+
+    rows = json.loads(memsnap("sizes", STORE, "-c", "pid started starttime", "-f", "json").stdout)
+    assert _by_pid(rows)[19036] == {"pid": 19036, "started": STARTED_19036, "starttime": 537202}
+    rows = json.loads(memsnap("query", STORE, "process_sizes_smaps", "-f", "json").stdout)
+    r = _by_pid(rows)[19036]
+    assert r["started"] == STARTED_19036 and r["starttime_ticks"] == 537202
+
+
+def test_started_in_diff_and_trend():
+    import json
+
+    rows = json.loads(memsnap("diff", STORE, "-f", "json").stdout)
+    r = _by_pid(rows)[19036]
+    assert r["started"] == STARTED_19036 and r["starttime"] == 537202
+    assert "STARTED" in memsnap("diff", STORE).stdout  # the table too
+    rows = json.loads(memsnap("trend", STORE, "-f", "json").stdout)
+    assert {r["started"] for r in rows if r["pid"] == 19036} == {STARTED_19036}
