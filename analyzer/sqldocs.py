@@ -179,8 +179,10 @@ def render(store_path: Path | str = SAMPLE_STORE, cookbook_path: Path | str = CO
         "`st.engine` with `st.tables[\"processes\"]`.",
         "",
         "`memsnap sql` is read-only: COPY, EXPORT, ATTACH, INSTALL/LOAD and SET are refused and settings are locked; "
-        "the store is never modified. Values come in as bound parameters (`$name` with `--param name=VALUE`; JSON "
-        "lists, numbers and null are typed), never spliced into the SQL text.",
+        "the store is never modified. It reads the store's files and no others (`read_text('/etc/shadow')` is "
+        "refused): `--allow-files` lifts that for a query that must read a file of yours. Values come in as bound "
+        "parameters (`$name` with `--param name=VALUE`; JSON lists, numbers and null are typed), never spliced into "
+        "the SQL text.",
         "",
         "Every query runs on the committed snapshots only. A snapshot is identified by `(host, snapshot_id)`: "
         "stores merged from several hosts (or copies) can hold the same id under several hosts, so join on both. "
