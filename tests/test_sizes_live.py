@@ -52,7 +52,7 @@ class KernelMoved(Exception):
 MOVABLE = ("pss", "pss_file", "uss")
 
 
-def settled(check, label: str, attempts=4):
+def settled(check, label: str, attempts=10):
     """Run a record-and-compare check; retry only a proven kernel race (KernelMoved), never anything else.
 
     kpagecount is global and read at the end of a capture, while smaps is read per process earlier: a
