@@ -40,6 +40,13 @@ class DiffResult:
     transitions: bool = False
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def label_columns(self) -> list[str]:
+        """What names a row for a person (a chart label, the biggest movers): the key without the start time,
+        user and full command line, e.g. pid and name."""
+        return [k for k in self.key_columns if k not in ("started", "starttime", "user", "command")] \
+            or self.key_columns
+
     def summary(self) -> dict:
         counts = {s: sum(1 for r in self.rows if r["status"] == s) for s in STATUSES}
         totals = {f"{a}_delta": sum(r[f"{a}_delta"] or 0 for r in self.rows) for a in AMOUNTS}

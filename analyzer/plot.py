@@ -41,7 +41,7 @@ def diff_chart(res, path: str, top: int = 20, metric: str = "pss", min_change: i
     col = f"{metric}_delta"
     rows = sorted((r for r in res.rows if r.get(col) and abs(r[col]) >= max(min_change, 1)),
                   key=lambda r: abs(r[col]), reverse=True)[:top]
-    keys = [k for k in res.key_columns if k not in ("command",)] or res.key_columns
+    keys = res.label_columns
     fig, ax = plt.subplots(figsize=(10, max(2.5, 0.38 * len(rows) + 1.5)))
     if rows:
         rows.reverse()
@@ -54,7 +54,7 @@ def diff_chart(res, path: str, top: int = 20, metric: str = "pss", min_change: i
                 va="center", transform=ax.transAxes)
     ax.set_xlabel(f"{metric.upper()} change (MiB)")
     ax.set_title(f"{metric.upper()} change by {res.by}: {res.before.snapshot_id[:15]} -> {res.after.snapshot_id[:15]}"
-                 f" ({res.after.host}){f'; changes under {min_change} kB not shown' if min_change else ''}",
+                 f" ({res.after.host}){chr(10) + f'changes under {min_change} kB not shown' if min_change else ''}",
                  fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

@@ -172,7 +172,7 @@ def _diff_line(res) -> str:
         line += f"; became private {s['became_private_kb']} kB, became shared {s['became_shared_kb']} kB"
     if s["biggest_movers"]:
         line += "; biggest: " + ", ".join(
-            f"{'/'.join(str(m[k]) for k in res.key_columns[:2])} {m['pss_delta']:+d}" for m in s["biggest_movers"]
+            f"{'/'.join(str(m[k]) for k in res.label_columns[:2])} {m['pss_delta']:+d}" for m in s["biggest_movers"]
             if m["pss_delta"])
     return line
 
