@@ -37,7 +37,7 @@ class Snapshot:
         if self.imported_from:
             return (f"it was imported from {self.imported_from}, whose captures hold smaps only: no pagemap, "
                     "hence no PFNs")
-        return "it was recorded without CAP_SYS_ADMIN (or without the pagemap source)"
+        return "pfn_available=false: it was recorded without CAP_SYS_ADMIN (or without the pagemap source)"
 
     @property
     def no_pfn_hint(self) -> str:
