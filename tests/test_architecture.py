@@ -77,15 +77,17 @@ def test_import_graph_check_catches_a_violation(tmp_path):
 
 def test_record_loads_no_analyzer_library(tmp_path):
     code = (
-        "import sys\n"
-        "sys.argv = ['memsnap', 'record', sys.argv[1], '--pid', str(__import__('os').getpid()), "
-        "'--sources', 'smaps_rollup', '-q']\n"
+        "import subprocess, sys\n"
+        "child = subprocess.Popen(['sleep', '60'])  # the recorder never records itself\n"
+        "sys.argv = ['memsnap', 'record', sys.argv[1], '--pid', str(child.pid), '--sources', 'smaps_rollup', '-q']\n"
         "import cli\n"
         "try:\n"
         "    cli.app(prog_name='memsnap')\n"
         "except SystemExit as e:\n"
         "    if e.code:\n"
         "        raise\n"
+        "finally:\n"
+        "    child.kill()\n"
         "bad = sorted({m.split('.')[0] for m in sys.modules} & {'duckdb', 'sqlalchemy', 'duckdb_engine', "
         "'matplotlib', 'analyzer'})\n"
         "print(bad)\n"
