@@ -51,10 +51,10 @@ def need_analyzer(command: str) -> None:
 # ---------------------------------------------------------------------------------------------- the store
 StoresArg = Annotated[Optional[List[str]], typer.Argument(
     help="Store directories or globs (stores from many hosts merge). Default: -S, else $MEMSNAP_STORE, else "
-         "./memsnap-store.", show_default=False)]
+         "./memsnap-store.", show_default=False, metavar="STORE")]
 StoreOpt = Annotated[List[str], typer.Option(
     "--store", "-S", help="Store directory (repeatable); the same as giving it as the first argument.",
-    show_default=False)]
+    show_default=False, metavar="DIR")]
 SkipBad = Annotated[bool, typer.Option(
     "--skip-bad", help="Leave out snapshots with a damaged, foreign or too-new file (each is reported) instead "
                        "of stopping. Accepted before or after the command.")]
