@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.core import TyperArgument, TyperOption
 
-from conftest import IS_ROOT, ROOT, SAMPLE_STORE, memsnap
+from conftest import ROOT, SAMPLE_STORE, memsnap, needs_root
 
 ANALYZER_COMMANDS = ("snapshots", "sizes", "diff", "trend", "shared", "report", "sql", "query")
 
@@ -94,7 +94,7 @@ def test_help_loads_no_analyzer_library():
     assert cp.returncode == 0, cp.stdout + cp.stderr
 
 
-@pytest.mark.skipif(not IS_ROOT, reason="records this test's own process: needs /proc access as root")
+@needs_root
 def test_record_summary_as_json(tmp_path):
     out = memsnap("record", str(tmp_path / "s"), "--pid", str(os.getpid()), "--sources", "smaps_rollup",
                   "--format", "json").stdout.strip().splitlines()

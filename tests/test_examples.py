@@ -17,7 +17,7 @@ import sys
 import pytest
 import typer
 
-from conftest import IS_ROOT, ROOT, SAMPLE_STORE
+from conftest import IS_ROOT, ROOT, SAMPLE_STORE, require_or_skip
 
 
 def readme_examples() -> list[str]:
@@ -83,7 +83,7 @@ def _env(sandbox):
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_example_runs_as_pasted(sandbox, example):
     if re.match(r"memsnap record\b", example) and not IS_ROOT:
-        pytest.skip("recording needs root")
+        require_or_skip("recording needs root")
     runs_until_stopped = "--count 0" in example
     p = subprocess.Popen(["bash", "-o", "pipefail", "-c", example], cwd=sandbox, env=_env(sandbox),
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
