@@ -16,8 +16,8 @@ Keys:
   many there were).
 
 ``leak_suspects()`` fits a least-squares line to each key's metric against capture time and ranks the keys
-that grow steadily: positive slope and R² >= :data:`R2_MIN`, largest slope (kB/hour) first; the other keys
-follow, also by slope.
+that grow steadily: positive slope, R² >= :data:`R2_MIN` and growth >= :data:`MIN_GROWTH_KB`, largest slope
+(kB/hour) first; the other keys follow, also by slope.
 """
 from __future__ import annotations
 
@@ -33,6 +33,11 @@ METRICS = ("uss", "pss", "rss", "swap")
 #: 0.8: a linear fit explains 80 % of the variance; allocator noise of a few percent of the growth passes,
 #: a one-off jump followed by a plateau (R² ~0.5-0.75 over 6+ points) does not.
 R2_MIN = 0.8
+#: minimum growth (kB, first to last point) for a key to count as a leak suspect.  A process that does nothing
+#: still moves by a few pages between captures (shared pages turn private when another mapper exits, the
+#: recorder's own mappings change mapcounts), and a few 4 kB steps can fit a line well.  64 kB is the noise
+#: floor the diff charts use (report.CHART_MIN_CHANGE_KB).
+MIN_GROWTH_KB = 64
 
 KEY_COLUMNS = {"process": ["host", "boot_id", "pid", "starttime"], "command": ["host", "command"]}
 LABEL_COLUMNS = {"process": ["host", "boot_id", "pid", "starttime", "started", "name", "command"],
@@ -71,6 +76,7 @@ class LeakResult:
     columns: list[str]
     rows: list[dict]
     notes: list[str] = field(default_factory=list)
+    min_growth_kb: int = MIN_GROWTH_KB
 
     @property
     def suspects(self) -> list[dict]:
@@ -155,10 +161,11 @@ def _check_metric(metric: str) -> None:
 
 
 def leak_suspects(series: TrendResult, metric: str = "uss", min_points: int = 3,
-                  r2_min: float = R2_MIN) -> LeakResult:
+                  r2_min: float = R2_MIN, min_growth_kb: int = MIN_GROWTH_KB) -> LeakResult:
     """Rank keys by how steadily ``metric`` grows: least-squares slope (kB/hour) against capture time.
 
-    Suspects (``suspect=True``) have at least ``min_points`` points, a positive slope and R² >= ``r2_min``;
+    Suspects (``suspect=True``) have at least ``min_points`` points, a positive slope, R² >= ``r2_min`` and
+    grew by at least ``min_growth_kb`` from the first point to the last (below that is capture noise);
     they come first, largest slope first; every other key with ``min_points`` points follows, by slope.
     R² is null for a perfectly flat series (no variance to explain).  Keys with fewer points are left out
     (counted in ``notes``).
@@ -189,7 +196,8 @@ def leak_suspects(series: TrendResult, metric: str = "uss", min_points: int = 3,
         row.update(slope_kb_per_hour=round(slope, 3), r2=round(r2, 6) if r2 is not None else None,
                    points=len(rs), first_kb=rs[0][metric], last_kb=rs[-1][metric],
                    growth_kb=rs[-1][metric] - rs[0][metric],
-                   suspect=bool(slope > 0 and r2 is not None and r2 >= r2_min),
+                   suspect=bool(slope > 0 and r2 is not None and r2 >= r2_min
+                                and rs[-1][metric] - rs[0][metric] >= min_growth_kb),
                    first_seen=rs[0]["capture_start"], last_seen=rs[-1]["capture_start"])
         out.append(row)
     out.sort(key=lambda r: (not r["suspect"], -r["slope_kb_per_hour"]))
@@ -197,4 +205,4 @@ def leak_suspects(series: TrendResult, metric: str = "uss", min_points: int = 3,
     if short:
         notes.append(f"{short} key(s) with fewer than {min_points} snapshots (or one capture time) are not ranked")
     return LeakResult(series.by, metric, r2_min, min_points, list(series.key_columns),
-                      list(series.label_columns) + LEAK_COLUMNS, out, notes)
+                      list(series.label_columns) + LEAK_COLUMNS, out, notes, min_growth_kb)

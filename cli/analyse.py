@@ -242,7 +242,7 @@ def _leaks_table(ranking, series, by: TrendBy, metric: str, fmt: OutFmt, top, mu
           numeric_columns=("pid", "starttime", "points", "slope_kb_per_hour", "r2"))
     n = len(ranking.suspects)
     err(f"{n} leak suspect{'s' if n != 1 else ''} ({metric} growing steadily: slope > 0, "
-        f"R² >= {ranking.r2_min:g}, >= {ranking.min_points} points) among {len(ranking.rows)} "
+        f"R² >= {ranking.r2_min:g}, growth >= {ranking.min_growth_kb} kB, >= {ranking.min_points} points) among {len(ranking.rows)} "
         f"{by.value}{'es' if by == TrendBy.process else 's'} over {len(series.snapshots)} snapshots")
 
 
@@ -283,8 +283,10 @@ def trend(
     userfilter: UserFilter = None, mapfilter: MapFilter = None,
     leaks: bool = typer.Option(False, "--leaks", help="Print the leak ranking instead of the series: slope "
                                "(kB/hour, least squares against capture time), R², points, first/last kB, growth. "
-                               "Suspects (positive slope, R² >= 0.8) first."),
+                               "Suspects (positive slope, R² >= 0.8, growth >= --min-growth-kb) first."),
     min_points: int = typer.Option(3, "--min-points", min=2, help="Snapshots a key needs to be ranked by --leaks."),
+    min_growth_kb: int = typer.Option(64, "--min-growth-kb", min=0, help="Growth (first to last point) below "
+                                      "which a key is not a leak suspect: idle processes move by a few pages."),
     fmt: Format = OutFmt.table,
     file_mode: FileMode = "0600",
     plot: Optional[str] = typer.Option(None, "--plot", help="Write a line chart to FILE.png|svg|pdf: the --top "
@@ -311,7 +313,8 @@ def trend(
             by=by.value, host=host, last=last, since=since, until=until, source=source.value,
             processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter, progress=progress))
     try:
-        ranking = tr.leak_suspects(series, metric.value, min_points=min_points) if (leaks or plot) else None
+        ranking = tr.leak_suspects(series, metric.value, min_points=min_points,
+                                       min_growth_kb=min_growth_kb) if (leaks or plot) else None
     except MemsnapError as e:
         fail(e)
     multi_host = len({s.host for s in series.snapshots}) > 1

@@ -154,7 +154,8 @@ def test_library_leak_suspects_threshold():
 
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
     ys = {"steady": [100, 200, 300, 400, 500], "jump": [100, 100, 100, 5000, 5000],
-          "shrink": [500, 400, 300, 200, 100], "two": [1, 2]}
+          "shrink": [500, 400, 300, 200, 100], "two": [1, 2],
+          "pages": [1000, 1004, 1008, 1012, 1016]}  # a perfect line, but only 16 kB: capture noise
     rows = [{"host": "h", "command": k, "capture_start": t0 + timedelta(hours=i), "uss": v}
             for k, vs in ys.items() for i, v in enumerate(vs)]
     res = leak_suspects(TrendResult("command", "smaps", ["host", "command"], ["host", "command"], [], rows))
@@ -162,6 +163,9 @@ def test_library_leak_suspects_threshold():
     assert by["steady"]["slope_kb_per_hour"] == pytest.approx(100) and by["steady"]["suspect"]
     assert by["shrink"]["slope_kb_per_hour"] == pytest.approx(-100) and not by["shrink"]["suspect"]
     assert by["jump"]["r2"] < R2_MIN and not by["jump"]["suspect"]
+    assert by["pages"]["r2"] == pytest.approx(1) and not by["pages"]["suspect"]
+    assert leak_suspects(TrendResult("command", "smaps", ["host", "command"], ["host", "command"], [], rows),
+                         min_growth_kb=16).rows[1]["command"] == "pages"  # the floor is the only reason
     assert "two" not in by and res.notes  # fewer than min_points: not ranked, said in a note
     assert res.rows[0]["command"] == "steady"
 
