@@ -274,15 +274,16 @@ def export_db(stores: list[str], out: str, materialize: bool = False) -> dict:
         for table in TABLES:
             globs = [layout.table_glob(p, table) for p in paths]
             has_files = any(glob.glob(g) for g in globs)
-            con.execute(raw_view_sql(table, globs if has_files else []))
-            con.execute(committed_view_sql(table))
-            if materialize:
+            # globs follow new snapshots and compactions: the visibility rule is applied in SQL (_segment)
+            con.execute(raw_view_sql(table, globs if has_files else [], segment=True))
+            con.execute(committed_view_sql(table, resolved=False))
+            counts[table] = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+        if materialize:
+            for table in reversed(list(TABLES)):  # snapshots last: the other views filter on _raw_snapshots
                 con.execute(f'CREATE TABLE "_m_{table}" AS SELECT * FROM "{table}"')
                 con.execute(f'DROP VIEW "{table}"')
                 con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM "_m_{table}"')
-                if table == "snapshots":
-                    con.execute('CREATE OR REPLACE VIEW _raw_snapshots AS SELECT * FROM "_m_snapshots"')
-            counts[table] = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+                con.execute(f'CREATE OR REPLACE VIEW _raw_{table} AS SELECT * FROM "_m_{table}"')
         queries.install_views(con)
         con.execute("CREATE TABLE memsnap_export AS SELECT ? AS stores, ? AS materialized, now() AS exported_at",
                     [", ".join(paths), materialize])

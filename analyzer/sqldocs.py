@@ -203,8 +203,9 @@ def render(store_path: Path | str = SAMPLE_STORE, cookbook_path: Path | str = CO
         "",
         "## Stored tables",
         "",
-        "One view per table over the store's Parquet files, restricted to committed snapshots; the unfiltered "
-        "files are `_raw_<table>`. Every table also has the Hive partition columns "
+        "One view per table over the store's visible Parquet files: every committed snapshot once, whether its "
+        "rows are in its own file or in a compacted one (`memsnap compact`). Every table also has the Hive "
+        "partition columns "
         f"{', '.join('`%s`' % p for p in PARTITION_COLUMNS)} (VARCHAR, DATE). Column types, units and meanings: "
         "[docs/schema.md](schema.md).",
         "",

@@ -1,8 +1,8 @@
 """Opening one or more stores in DuckDB.
 
-Each stored table becomes a view over the Hive-partitioned Parquet files of all
-stores given, restricted to committed snapshots (those with a ``snapshots``
-row).  The raw, unfiltered file sets are ``_raw_<table>``.
+Each stored table becomes a view over the visible Parquet files of all stores given: the files of committed
+snapshots, each snapshot once (loose or compacted, :mod:`common.catalog` decides), listed when the store is
+opened.  ``_raw_<table>`` is the same file set without the committed-snapshot view on top.
 
 This is the bottom of the analyzer: it imports no analysis module (sizes, diff, shared, trend, report).
 :func:`analyzer.api.open_store` (``analyzer.open_store``) adds those operations on top.
@@ -19,7 +19,7 @@ import weakref
 import duckdb
 
 from common.errors import MemsnapError, SchemaMismatch, StoreCorrupt, StoreError
-from common import layout
+from common import catalog, layout
 from schema import SCHEMA_VERSION, TABLES, arrow_schema, duck_type
 
 from . import queries, snapshots
@@ -109,28 +109,38 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def raw_view_sql(table: str, files) -> str:
-    """``CREATE VIEW _raw_<table>`` over Parquet files (a list, or one glob), or an empty typed view."""
+def raw_view_sql(table: str, files, segment: bool = False) -> str:
+    """``CREATE VIEW _raw_<table>`` over Parquet files (a list, or one glob), or an empty typed view.
+    ``segment``: add ``_segment``, the name of the row's file (for :func:`committed_view_sql` over globs)."""
     cols = [c.name for c in TABLES[table].columns] + ["host", "date"]
     sch = arrow_schema(table)
     typed_empty = "SELECT " + ", ".join(f'CAST(NULL AS {duck_type(f.type)}) AS "{f.name}"' for f in sch) + \
-        ', CAST(NULL AS VARCHAR) AS host, CAST(NULL AS DATE) AS "date" WHERE false'
+        ', CAST(NULL AS VARCHAR) AS host, CAST(NULL AS DATE) AS "date"' + \
+        (", CAST(NULL AS VARCHAR) AS _segment" if segment else "") + " WHERE false"
     if files:
         flist = "[" + ", ".join(sql_literal(f) for f in ([files] if isinstance(files, str) else files)) + "]"
-        sel = ", ".join(f'"{c}"' for c in cols)
+        sel = ", ".join(f'"{c}"' for c in cols) + (", parse_filename(filename, true) AS _segment" if segment else "")
         # Files written with an older schema version lack the columns added since (docs/design.md: new columns are
         # nullable, old stores stay readable): UNION ALL BY NAME with the typed empty relation supplies them as NULL.
         return (f"CREATE OR REPLACE VIEW _raw_{table} AS SELECT {sel} FROM (SELECT * FROM read_parquet({flist}, "
-                f"hive_partitioning = true, union_by_name = true) UNION ALL BY NAME {typed_empty})")
+                f"hive_partitioning = true, union_by_name = true{', filename = true' if segment else ''}) "
+                f"UNION ALL BY NAME {typed_empty})")
     return f"CREATE OR REPLACE VIEW _raw_{table} AS {typed_empty}"
 
 
-def committed_view_sql(table: str) -> str:
-    if table == "snapshots":
-        return "CREATE OR REPLACE VIEW snapshots AS SELECT * FROM _raw_snapshots"
+def committed_view_sql(table: str, resolved: bool = True) -> str:
+    """The view of a table's committed rows over ``_raw_<table>``.
+
+    ``resolved``: the raw view reads exactly the visible files (:mod:`common.catalog`), so no filter is needed.
+    Otherwise (a view over globs that must follow new snapshots, ``export-db``) the catalog's rule is applied
+    in SQL: a row is visible when its file's segment (``_segment``, the file name) is its snapshot's winning
+    segment, the greatest segment whose ``snapshots`` file holds the snapshot."""
+    if resolved:
+        return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _raw_{table}"
     # A snapshot is (host, snapshot_id): merged stores may hold the same id under several hosts.
-    return (f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _raw_{table} "
-            "WHERE (host, snapshot_id) IN (SELECT host, snapshot_id FROM _raw_snapshots)")
+    return (f"CREATE OR REPLACE VIEW {table} AS SELECT * EXCLUDE (_segment) FROM _raw_{table} "
+            "WHERE (host, snapshot_id, _segment) IN "
+            "(SELECT host, snapshot_id, max(_segment) FROM _raw_snapshots GROUP BY host, snapshot_id)")
 
 
 class Store:
@@ -162,12 +172,6 @@ class Store:
         queries.install_views(self.con)
 
     # ------------------------------------------------------------------ views
-    def _all_files(self, table: str) -> list[str]:
-        files: list[str] = []
-        for s in self.paths:
-            files += sorted(glob.glob(layout.table_glob(s, table)))
-        return files
-
     def _files(self, table: str) -> list[str]:
         return self._good[table]
 
@@ -178,8 +182,12 @@ class Store:
 
         from schema import META_TABLE, META_VERSION
 
-        files = {t: self._all_files(t) for t in TABLES}
         bad: dict[str, str] = {}
+        files: dict[str, list[str]] = {t: [] for t in TABLES}
+        for path in self.paths:
+            cat = catalog.scan(path, TABLES, on_bad=bad.__setitem__ if self.skip_bad else None)
+            for t in TABLES:
+                files[t] += cat.files[t]
         for table, fs in files.items():
             for f in fs:
                 try:
@@ -208,10 +216,10 @@ class Store:
                 bad[f] = why
         if not bad:
             return files
-        dead = {layout.snapshot_id_of(f) for f in bad}  # snapshot ids with a bad file
+        dead = {layout.segment_of(f) for f in bad}  # segments (snapshots, or compactions) with a bad file
         for f, why in bad.items():
             self.skipped.append((f, why))
-        return {t: [f for f in fs if layout.snapshot_id_of(f) not in dead] for t, fs in files.items()}
+        return {t: [f for f in fs if layout.segment_of(f) not in dead] for t, fs in files.items()}
 
     def _create_view(self, table: str) -> None:
         self.con.execute(raw_view_sql(table, self._files(table)))

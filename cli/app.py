@@ -47,7 +47,7 @@ def _register() -> None:
     """Import the command modules: their ``@app.command`` decorators add the commands, in this order."""
     import importlib
 
-    for module in ("record", "analyse", "sqlcmd"):
+    for module in ("record", "compact", "analyse", "sqlcmd"):
         importlib.import_module(f"cli.{module}")
 
 

@@ -7,6 +7,11 @@ A store is a directory tree, one directory per table, Hive-partitioned so that a
 plus ``<store>/.inprogress/<snapshot_id>.lock``, the marker a writer holds while a snapshot is not committed
 (docs/design.md, "Committing a snapshot").  A file is first written as ``.<snapshot_id>.parquet.tmp`` in its
 partition directory and renamed into place.
+
+A file's name (without ``.parquet``) is its *segment*: a snapshot id for a file written by the recorder (a
+*loose* file, one snapshot), or a compaction id ``c<UTC time>Z-<pid>`` for a file written by ``memsnap
+compact`` (many snapshots of one host and day).  Compaction ids sort after every snapshot id and by time
+among themselves; which file of a snapshot is visible is decided by :mod:`common.catalog`.
 """
 from __future__ import annotations
 
@@ -42,6 +47,19 @@ def new_snapshot_id(start: datetime, host: str, boot_id: str, pid: int | None = 
     return f"{start:%Y%m%dT%H%M%S%f}Z-{h}-{os.getpid() if pid is None else pid}"
 
 
+#: first character of a compaction id: sorts after the digits that start every snapshot id
+COMPACT_PREFIX = "c"
+
+
+def new_compaction_id(now: datetime) -> str:
+    """A compacted segment's name: UTC time (so a newer compaction sorts later) and the compactor's pid."""
+    return f"{COMPACT_PREFIX}{now:%Y%m%dT%H%M%S%f}Z-{os.getpid()}"
+
+
+def is_compacted(segment: str) -> bool:
+    return segment.startswith(COMPACT_PREFIX)
+
+
 def partition_date(start: datetime) -> str:
     return start.strftime("%Y-%m-%d")
 
@@ -69,9 +87,18 @@ def tmp_glob(store: str, table: str, snapshot_id: str) -> str:
     return os.path.join(store, table, "host=*", "date=*", "." + snapshot_id + TMP_SUFFIX)
 
 
-def snapshot_id_of(path: str) -> str:
-    """The snapshot id a data file belongs to (its file name)."""
+def segment_of(path: str) -> str:
+    """A data file's segment (its name without ``.parquet``): the snapshot id of a loose file, the compaction
+    id of a compacted one."""
     return os.path.basename(path)[:-len(SUFFIX)]
+
+
+snapshot_id_of = segment_of  # of a loose file, the segment is the snapshot id
+
+
+def date_of(path: str) -> str:
+    """The date partition of a data file."""
+    return os.path.basename(os.path.dirname(path))[len("date="):]
 
 
 def host_of(path: str) -> str:
@@ -85,6 +112,11 @@ def inprogress_dir(store: str) -> str:
 
 def marker_path(store: str, snapshot_id: str) -> str:
     return os.path.join(store, INPROGRESS, snapshot_id + ".lock")
+
+
+def compact_lock_path(store: str, host: str, date: str) -> str:
+    """The lock one compactor of a (host, date) partition holds."""
+    return os.path.join(store, INPROGRESS, f"compact-{host}-{date}.flock")
 
 
 def is_store(path: str) -> bool:

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from schema import DATA_TABLES, TABLES, arrow_schema
 
-from common import layout
+from common import catalog, layout
 from common.errors import StoreError
 from common.layout import DIR_MODE, FILE_MODE, safe_host
 
@@ -205,15 +205,17 @@ class SnapshotWriter:
             self._writers[name] = TableWriter(self.path(name), name)
         return self._writers[name]
 
-    def commit(self, snapshot_row: dict) -> int:
+    def commit(self, snapshot_row: dict | list[dict]) -> int:
+        """Publish every table and, last, the ``snapshots`` file (the commit).  A compaction commits many rows
+        at once, each keeping its own ``bytes_written``."""
         for name in DATA_TABLES:  # every table gets a file, even an empty one: "no rows" is data too
             self.table(name)
         for w in self._writers.values():
             self.bytes_written += w.finish()
-        row = dict(snapshot_row, bytes_written=self.bytes_written)
+        rows = snapshot_row if isinstance(snapshot_row, list) else [dict(snapshot_row, bytes_written=self.bytes_written)]
         w = TableWriter(self.path("snapshots"), "snapshots")
         try:
-            w.write({k: [row.get(k)] for k in w.schema.names})
+            w.write({k: [r.get(k) for r in rows] for k in w.schema.names})
             self.bytes_written += w.finish()
             # Everything is written and fsynced under temporary names; only renames remain, so a kill
             # leaves final-named files of an uncommitted snapshot for a few renames at most.  The data
@@ -293,54 +295,73 @@ def _recover(store: str) -> list[str]:
 
 def committed_snapshots(store: str, host: str | None = None) -> list[tuple[str, str]]:
     """(host, snapshot_id) of committed snapshots, oldest first (ids sort by capture time)."""
-    out = []
-    for p in glob.glob(layout.table_glob(store, "snapshots", host)):
-        out.append((layout.host_of(p), layout.snapshot_id_of(p)))
-    return sorted(out, key=lambda x: (x[1], x[0]))
+    return catalog.scan(store, TABLES, host).snapshot_ids()
 
 
-def snapshot_bytes(store: str, sid: str) -> int:
-    return sum(os.path.getsize(p) for p in _snapshot_files(store, sid) if os.path.exists(p))
+def segment_bytes(store: str, seg: catalog.Segment) -> int:
+    return sum(os.path.getsize(p) for p in catalog.segment_files(store, seg.host, seg.date, seg.name, TABLES))
 
 
-def delete_snapshot(store: str, host: str, sid: str) -> None:
-    """Remove a committed snapshot atomically: the commit row goes first (readers stop seeing it at once),
-    then the data files.  A crash in between is finished by :func:`recover`, like a crashed capture."""
+def delete_segment(store: str, seg: catalog.Segment) -> bool:
+    """Remove a committed segment (a loose snapshot, or a compacted file set) atomically: the commit file goes
+    first (readers stop seeing it at once), then the data files.  A crash in between is finished by
+    :func:`recover`, like a crashed capture.  Returns False if another process holds the segment."""
     _makedirs(layout.inprogress_dir(store))
-    marker = layout.marker_path(store, sid)
+    marker = layout.marker_path(store, seg.name)
     try:
-        fd = _take_marker(marker, json.dumps({"pid": os.getpid(), "delete": sid}))
+        fd = _take_marker(marker, json.dumps({"pid": os.getpid(), "delete": seg.name}))
     except FileExistsError:
-        return  # another recorder is deleting (or writing) it
+        return False  # another recorder is deleting (or writing) it
     try:
-        for p in glob.glob(layout.table_glob(store, "snapshots", host, sid)):
+        p = layout.data_path(store, layout.COMMIT_TABLE, seg.host, seg.date, seg.name)
+        if os.path.exists(p):
             os.unlink(p)
             _fsync_dir(os.path.dirname(p))
-        for p in _snapshot_files(store, sid):
-            os.unlink(p)
+        for p in _snapshot_files(store, seg.name):
+            if layout.host_of(p) == seg.host:
+                os.unlink(p)
         os.unlink(marker)
     finally:
         os.close(fd)
+    return True
+
+
+def prune_superseded(store: str, host: str | None = None) -> list[str]:
+    """Delete the files of segments every snapshot of which is visible in a later compaction (left by a
+    compaction killed after its commit).  Returns the segment names removed."""
+    cat = catalog.scan(store, TABLES, host)
+    return [seg.name for seg in cat.superseded if delete_segment(store, seg)]
 
 
 def apply_retention(store: str, host: str, keep: int | None = None, max_bytes: int | None = None) -> list[str]:
     """Delete the oldest snapshots of ``host`` beyond ``keep``, then while the store exceeds ``max_bytes``.
-    The newest snapshot is never deleted.  Returns the deleted ids."""
-    snaps = committed_snapshots(store, host)
-    doomed: list[str] = []
-    if keep is not None and len(snaps) > keep:
-        doomed = [sid for _, sid in snaps[:len(snaps) - max(keep, 1)]]
+    The newest snapshot is never deleted.  Returns the deleted snapshot ids.
+
+    A compacted segment holds many snapshots and is deleted whole, only once all of them are beyond the limits
+    (so with compaction, ``keep`` keeps at least N, up to one compacted file more)."""
+    prune_superseded(store, host)  # else deleting a compaction could bring back what it superseded
+    segs = catalog.scan(store, TABLES, host).segments()
+    remaining = sum(len(s.snapshot_ids) for s in segs)
+    doomed: list[catalog.Segment] = []
+    if keep is not None:
+        for seg in segs[:-1]:
+            if remaining - len(seg.snapshot_ids) < max(keep, 1):
+                break
+            remaining -= len(seg.snapshot_ids)
+            doomed.append(seg)
     if max_bytes is not None:
         total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(store) for f in fs
                     if f.endswith(layout.SUFFIX))
-        total -= sum(snapshot_bytes(store, sid) for sid in doomed)
-        for _, sid in snaps[:-1]:
+        total -= sum(segment_bytes(store, seg) for seg in doomed)
+        for seg in segs[:-1]:
             if total <= max_bytes:
                 break
-            if sid in doomed:
+            if seg in doomed:
                 continue
-            total -= snapshot_bytes(store, sid)
-            doomed.append(sid)
-    for sid in doomed:
-        delete_snapshot(store, host, sid)
-    return doomed
+            total -= segment_bytes(store, seg)
+            doomed.append(seg)
+    removed: list[str] = []
+    for seg in doomed:
+        if delete_segment(store, seg):
+            removed += seg.snapshot_ids
+    return removed

@@ -1,0 +1,117 @@
+"""Which files of a store are visible: the one rule, for readers, retention and compaction.
+
+A snapshot is committed when a ``snapshots`` file holding its row exists.  A loose file (written by the
+recorder) holds one snapshot; a compacted file (``memsnap compact``) holds many snapshots of one host and day,
+in every table, under one compaction id.  Compaction writes the compacted data files, then the compacted
+``snapshots`` file (its commit), then removes the files it merged.  Between the commit and the removal (or
+after a kill there) a snapshot has several commit rows.  The rule:
+
+* a snapshot's **winning segment** is the greatest of the segments whose ``snapshots`` file holds its row
+  (compaction ids sort after snapshot ids, and a later compaction after an earlier one);
+* a file is **visible** when its segment wins at least one snapshot.  Compaction merges whole files, so a
+  segment either wins all its snapshots or none;
+* a file whose segment has a commit but wins nothing is **superseded**: safe to delete.  Data files of a
+  segment with no commit at all belong to a writer that is still running or died (``recorder.store.recover``
+  handles those): neither visible nor superseded.
+
+So at every moment each committed snapshot is visible exactly once, whatever was killed when.  The catalog is
+built from the files themselves (a listing, plus reading the ``snapshot_id`` column of compacted
+``snapshots`` files); there is no separate index to go stale.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+
+from . import layout
+from .errors import StoreCorrupt
+
+
+@dataclass
+class Segment:
+    host: str
+    date: str
+    name: str
+    snapshot_ids: list[str]  # from its snapshots file: sorted
+
+    @property
+    def compacted(self) -> bool:
+        return layout.is_compacted(self.name)
+
+
+@dataclass
+class Catalog:
+    store: str
+    #: visible files per table (sorted)
+    files: dict[str, list[str]] = field(default_factory=dict)
+    #: (host, snapshot_id) -> its winning segment
+    winners: dict[tuple[str, str], Segment] = field(default_factory=dict)
+    #: committed segments that win nothing: every file of them can be deleted
+    superseded: list[Segment] = field(default_factory=list)
+    #: (path, reason) of compacted snapshots files that could not be read (with ``on_bad``)
+    bad: list[tuple[str, str]] = field(default_factory=list)
+
+    def segments(self) -> list[Segment]:
+        """Visible segments, oldest first (by their first snapshot id)."""
+        seen: dict[tuple[str, str], Segment] = {}
+        for seg in self.winners.values():
+            seen.setdefault((seg.host, seg.name), seg)
+        return sorted(seen.values(), key=lambda s: (s.snapshot_ids[0], s.host, s.name))
+
+    def snapshot_ids(self, host: str | None = None) -> list[tuple[str, str]]:
+        """(host, snapshot_id) of committed snapshots, oldest first."""
+        return sorted(((h, s) for h, s in self.winners if host is None or h == host), key=lambda x: (x[1], x[0]))
+
+
+def segment_files(store: str, seg_host: str, seg_date: str, name: str, tables) -> list[str]:
+    """The final-named files of one segment that exist, in the given tables."""
+    out = []
+    for t in tables:
+        p = layout.data_path(store, t, seg_host, seg_date, name)
+        if os.path.exists(p):
+            out.append(p)
+    return out
+
+
+def read_snapshot_ids(path: str) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return sorted(pq.read_table(path, columns=["snapshot_id"]).column(0).to_pylist())
+
+
+def scan(store: str, tables, host: str | None = None, on_bad=None) -> Catalog:
+    """The catalog of one store (``tables``: every table name, ``snapshots`` included).
+
+    A compacted ``snapshots`` file that cannot be read raises :class:`StoreCorrupt` naming it, or, with
+    ``on_bad(path, reason)``, is left out (its snapshots are then not visible) and listed in ``bad``."""
+    cat = Catalog(store)
+    segs: dict[tuple[str, str], Segment] = {}
+    for p in glob.glob(layout.table_glob(store, layout.COMMIT_TABLE, host)):
+        h, d, name = layout.host_of(p), layout.date_of(p), layout.segment_of(p)
+        if layout.is_compacted(name):
+            try:
+                ids = read_snapshot_ids(p)
+            except Exception as e:  # pyarrow raises several types for damaged files
+                why = f"not a readable Parquet file ({str(e).splitlines()[0][:120]})"
+                if on_bad is None:
+                    raise StoreCorrupt(f"{p}: {why}", hint="remove or move the file (its snapshots go with it), or "
+                                       "run `memsnap --skip-bad ...` to leave them out", path=p) from None
+                on_bad(p, why)
+                cat.bad.append((p, why))
+                continue
+        else:
+            ids = [name]
+        segs[(h, name)] = Segment(h, d, name, ids)
+    for seg in segs.values():
+        for sid in seg.snapshot_ids:
+            cur = cat.winners.get((seg.host, sid))
+            if cur is None or seg.name > cur.name:
+                cat.winners[(seg.host, sid)] = seg
+    visible = {(s.host, s.name) for s in cat.winners.values()}
+    cat.superseded = sorted((s for k, s in segs.items() if k not in visible and s.snapshot_ids),
+                            key=lambda s: (s.host, s.name))
+    for t in tables:
+        cat.files[t] = sorted(p for p in glob.glob(layout.table_glob(store, t, host))
+                              if (layout.host_of(p), layout.segment_of(p)) in visible)
+    return cat
