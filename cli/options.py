@@ -72,7 +72,7 @@ def open_store(command: str, stores, store, skip_bad: bool = False):
 
     st = _open(store_paths(stores, store), skip_bad=skip_bad or STATE["skip_bad"])
     for f, why in st.skipped:
-        err(f"warning: skipped {f}: {why} (its snapshot is left out)")
+        err(f"warning: skipped {f}: {why} (the snapshot(s) in it are left out)")
     return st
 
 

@@ -97,6 +97,9 @@ def record(
     fmt: RecordFmt = typer.Option(RecordFmt.table, "--format", "-f", help="Summary per snapshot: table (a "
                                   "sentence) or json (one object per line)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print the snapshot id."),
+    no_compact: bool = typer.Option(False, "--no-compact", help="With --interval: do not compact finished days "
+                                    "(by default, once a UTC day is over, its snapshots of this host are merged "
+                                    "into one file per table, as `memsnap compact` does)."),
     procfs: str = typer.Option("/proc", "--procfs", hidden=True, help="procfs root (tests)."),
 ):
     """Capture snapshots of process memory into the store.
@@ -125,7 +128,7 @@ def record(
                    pseudonymize_pfns=pseudonymize_pfns, key_file=key_file, keep=keep, max_store_bytes=limit)
     for w in set_low_priority(nice, ionice):
         err(f"warning: {w}")
-    _record_loop(opts, count, interval, fmt, quiet)
+    _record_loop(opts, count, interval, fmt, quiet, compact_days=count != 1 and not no_compact)
 
 
 #: exit status after a signal: SIGINT (Ctrl-C) is the shell's 128 + 2; SIGTERM (systemd stopping the unit,
@@ -133,10 +136,32 @@ def record(
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 0}
 
 
-def _record_loop(opts, count: int, interval: float, fmt: RecordFmt, quiet: bool) -> None:
+def _compact_finished_days(opts, host: str, date: str, done: set) -> None:
+    """Once per UTC day of capture: compact this host's finished days.  A failure is a warning (the snapshots
+    are safe; the next day or `memsnap compact` tries again)."""
+    if date in done:
+        return
+    done.add(date)
+    from recorder.compact import compact
+
+    from .compact import compact_lines
+
+    try:
+        res = compact(opts.store, host=host, now=None)
+    except MemsnapError as e:
+        err(f"warning: compaction failed: {e} — {e.hint}")
+        return
+    for line in compact_lines(res):
+        err(line)
+
+
+def _record_loop(opts, count: int, interval: float, fmt: RecordFmt, quiet: bool,
+                 compact_days: bool = False) -> None:
     """Capture ``count`` snapshots (0: until a signal), ``interval`` seconds apart.  SIGINT or SIGTERM, at any
     moment, end it the same way: the snapshot in progress (if any) is discarded, one line says so and how many
-    were committed, and the exit status is SIGNAL_EXIT's."""
+    were committed, and the exit status is SIGNAL_EXIT's.  ``compact_days``: compact finished days (once per
+    day of capture)."""
+    compacted_on: set[str] = set()
     stop = {"sig": None}
 
     def on_signal(signum, frame):
@@ -167,6 +192,8 @@ def _record_loop(opts, count: int, interval: float, fmt: RecordFmt, quiet: bool)
                 err(f"warning: {w}")
             typer.echo(summary(res, fmt, quiet))
             sys.stdout.flush()
+            if compact_days:
+                _compact_finished_days(opts, res.host, res.snapshot_id[:8], compacted_on)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
