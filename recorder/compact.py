@@ -63,8 +63,8 @@ def _bytes(paths) -> int:
     return sum(os.path.getsize(p) for p in paths)
 
 
-def _check_version(path: str) -> None:
-    meta = pq.read_schema(path).metadata or {}
+def _check_version(path: str, meta: dict | None = None) -> None:
+    meta = (pq.read_schema(path).metadata if meta is None else meta) or {}
     v = meta.get(META_VERSION)
     if v is not None and int(v) > SCHEMA_VERSION:
         raise StoreCorrupt(f"{path}: written with schema version {int(v)}, this memsnap compacts up to "
@@ -73,9 +73,9 @@ def _check_version(path: str) -> None:
 
 def _copy(src: str, table: str, out, schema: pa.Schema) -> int:
     """Append the rows of ``src`` to the writer ``out`` in ``schema`` (missing columns as nulls)."""
-    _check_version(src)
     rows = 0
     pf = pq.ParquetFile(src)
+    _check_version(src, pf.schema_arrow.metadata or {})
     for batch in pf.iter_batches(batch_size=BATCH_ROWS):
         cols = [batch.column(f.name) if f.name in batch.schema.names else pa.nulls(batch.num_rows, f.type)
                 for f in schema]

@@ -55,6 +55,16 @@ MUTANTS = [
      '    cap = load(path)\n    meminfo = parse_meminfo(cap.meminfo, f"{path}:meminfo")',
      '    raise MemsnapError(f"{path}: not an smemcap capture")',
      ["tests/test_smemcap_import.py", "-k", "fuzz or intact"]),  # the fuzz cases, as the audit ran them
+    # issue 13: compaction's visibility rule
+    ("compact-oldest-segment-wins", "common/catalog.py", "if cur is None or seg.name > cur.name:",
+     "if cur is None or seg.name < cur.name:", ["tests/test_compact.py", "-k", "each_step"]),
+    ("compact-superseded-files-stay-visible", "common/catalog.py",
+     "if (layout.host_of(p), layout.segment_of(p)) in visible)",
+     "if (layout.host_of(p), layout.segment_of(p)) in visible or t != \"snapshots\")",
+     ["tests/test_golden.py", "-k", "inputs-left and sizes-process"]),
+    ("compact-inputs-removed-before-commit", "recorder/compact.py", "            w.commit(rows)\n",
+     "            for s in segs:\n                __import__('recorder.store').store.delete_segment(store, s)\n"
+     "            w.commit(rows)\n", ["tests/test_compact.py", "-k", "each_step"]),
 ]
 
 

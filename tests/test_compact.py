@@ -185,6 +185,50 @@ def test_recorder_interval_mode_compacts_finished_days(tmp_path, source_tables):
         child.wait(timeout=10)
 
 
+KILL_AT = {
+    # every data file renamed into place, the commit (the compacted snapshots file) not yet
+    "before-commit": "import recorder.store as m; orig = m.TableWriter.publish\n"
+                     "def hook(self, *a, **k):\n"
+                     "    if self.table.name == 'snapshots' and os.path.basename(self.final_path).startswith('c'): die()\n"
+                     "    return orig(self, *a, **k)\n"
+                     "m.TableWriter.publish = hook",
+    # committed; none of the merged inputs removed
+    "after-commit": "import recorder.compact as m; orig = m.prune_superseded; n = [0]\n"
+                    "def hook(*a, **k):\n"
+                    "    n[0] += 1\n"
+                    "    if n[0] == 2: die()  # the first call is compact()'s clean-up before it starts\n"
+                    "    return orig(*a, **k)\n"
+                    "m.prune_superseded = hook",
+    # committed; some merged inputs removed, others not
+    "mid-prune": "import recorder.store as m; orig = m.delete_segment; n = [0]\n"
+                 "def hook(*a, **k):\n"
+                 "    n[0] += 1\n"
+                 "    if n[0] == 3: die()\n"
+                 "    return orig(*a, **k)\n"
+                 "m.delete_segment = hook",
+}
+
+
+@pytest.mark.parametrize("where", sorted(KILL_AT))
+def test_sigkill_at_each_step_of_the_protocol(tmp_path, source_tables, where):
+    """A compactor SIGKILLed at a chosen step (its own code kills it there): every snapshot stays visible once,
+    and the next run finishes the job."""
+    s = make_store(tmp_path / "s", source_tables, 8)
+    before = per_snapshot(s)
+    script = ("import os, signal, sys\ndef die(): os.kill(os.getpid(), signal.SIGKILL)\n" + KILL_AT[where] +
+              f"\nfrom recorder.compact import compact\ncompact({s!r})")
+    cp = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert cp.returncode == -signal.SIGKILL, cp.stderr
+    assert _phase(s) == {"before-commit": "before commit"}.get(where, "after commit")
+    assert per_snapshot(s) == before
+    cp = memsnap("compact", s)
+    assert per_snapshot(s) == before and len(parquet_files(s)) == 6
+    if where == "before-commit":
+        assert "removed 1 incomplete" in cp.stderr and "compacted 8 snapshots" in cp.stdout
+    else:
+        assert "finished an interrupted compaction" in cp.stderr
+
+
 def _phase(store: str) -> str:
     """Where a killed compaction stopped: before its commit (its marker and staged files are left), after it
     (the merged inputs are still there, superseded), or outside the work (nothing left)."""
@@ -206,6 +250,9 @@ def test_sigkill_at_random_points_never_loses_or_doubles_a_snapshot(tmp_path, so
     same row counts and sums; at the end one run completes and leaves no leftovers."""
     now = datetime.now(timezone.utc)
     start = now - timedelta(seconds=200)
+    # smaller snapshots (the first 4,000 pages and 2,000 frames of the sample) keep one run to seconds
+    source_tables = dict(source_tables, pages=source_tables["pages"].slice(0, 4000),
+                         frames=source_tables["frames"].slice(0, 2000))
     s = make_store(tmp_path / "s", source_tables, 200, host="k", start=start, step=1)
     expect = per_snapshot(s)
     assert len(expect) == 200
