@@ -4,7 +4,7 @@
 a long-format series: one row per (snapshot, key) with the snapshot's capture time and
 the uss/pss/rss/swap kB of that key.  Each snapshot's figures come from :func:`analyzer.sizes.sizes`, so a
 trend point is exactly what ``memsnap sizes --snapshot ID`` shows (same sources, filters and accounting).
-It is called once per batch of :data:`BATCH` snapshots of one host rather than once per snapshot: every
+It is called once per batch of up to :data:`BATCH` snapshots of one host rather than once per snapshot: every
 query over a store pays a fixed cost per Parquet file of the whole store, so per-snapshot calls grow
 quadratically (see :data:`BATCH`).  One definition of the numbers is kept, no second copy of the sizes SQL.
 
@@ -83,11 +83,21 @@ class LeakResult:
         return [r for r in self.rows if r["suspect"]]
 
 
-#: snapshots per sizes() call.  Every query over the store's views pays a fixed cost per Parquet file of the
-#: whole store (50-140 ms per query with 50 snapshots), so one call per snapshot grows quadratically: 17 s for
-#: 50 snapshots of the sample processes, against 2.8 s in batches of 10, 1.1 s of 25 and 0.7 s of 50.
-#: Batches bound the size of sizes()'s per-call fact table (one row per mapping) and give progress its steps.
-BATCH = 50
+#: snapshots per sizes() call, at most.  Every query pays a fixed cost (view scans, per Parquet file read), so one
+#: call per snapshot grows quadratically: 17 s for 50 loose snapshots of the sample processes, against 0.7 s in
+#: batches of 50.  On a compacted store (one file per day) the fixed cost is per query: 200 snapshots of 4
+#: processes took 1.09 s in batches of 50, 0.52 s in batches of 200 (bench/compact_bench.py measures trend).
+BATCH = 500
+#: ... and page rows per call, at most: batches bound the size of sizes()'s per-call work (its fact table has a
+#: row per mapping, its page queries a row per page), so big snapshots go fewer at a time (10 at least).
+BATCH_PAGE_ROWS = 20_000_000
+
+
+def batch_size(snaps: list[Snapshot]) -> int:
+    """Snapshots per sizes() call for these snapshots: :data:`BATCH`, fewer for big ones."""
+    rows = [s.pages_rows for s in snaps if s.pages_rows]
+    avg = sum(rows) / len(rows) if rows else 0
+    return max(10, min(BATCH, int(BATCH_PAGE_ROWS // avg))) if avg else BATCH
 
 
 def _batches(snaps: list[Snapshot], size: int):
@@ -116,7 +126,7 @@ def trend(store: Store, snaps: list[Snapshot], *, by: str = "process", source: s
     progress = progress or (lambda done, total: None)
     progress(0, len(snaps))
     want = [c for c in SERIES_COLUMNS[by] if c not in ("capture_start", "boot_id")]
-    for done, batch in _batches(snaps, BATCH):
+    for done, batch in _batches(snaps, min(BATCH, batch_size(snaps))):
         res = sizes(store, batch, by=by, source=source, processfilter=processfilter, userfilter=userfilter,
                     mapfilter=mapfilter, columns=want)
         rows += _points(res.rows, {(s.host, s.snapshot_id): s for s in batch}, by)

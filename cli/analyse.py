@@ -308,7 +308,7 @@ def trend(
             fail(e)
     from analyzer import trend as tr
 
-    with LazyProgress("trend: snapshots", min_total=tr.BATCH + 1) as progress:  # more than one step
+    with LazyProgress("trend: snapshots", min_total=100) as progress:
         series = _run("trend", stores, store, skip_bad, lambda st: st.trend(
             by=by.value, host=host, last=last, since=since, until=until, source=source.value,
             processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter, progress=progress))

@@ -338,3 +338,17 @@ def test_points_equal_sizes_per_snapshot(leak_store):
             assert sorted((r["pid"], r["starttime"], *(r[m] for m in tr.METRICS)) for r in got) == \
                 sorted((r["pid"], r["starttime"], *(r[m] for m in tr.METRICS)) for r in ref)
     assert calls[0] == (0, 6) and calls[-1] == (6, 6) and len(calls) == 3
+
+
+def test_batch_size_follows_snapshot_size():
+    """Small snapshots go many per sizes() call (one query per batch is the fixed cost), big ones few."""
+    from analyzer.snapshots import Snapshot
+    from analyzer.trend import BATCH, batch_size
+
+    def snaps(pages):
+        return [Snapshot(f"s{i}", "h", None, "b", True, True, 4096, pages) for i in range(3)]
+
+    assert batch_size(snaps(15_000)) == BATCH
+    assert batch_size(snaps(1_000_000)) == 20
+    assert batch_size(snaps(50_000_000)) == 10
+    assert batch_size(snaps(None)) == BATCH
