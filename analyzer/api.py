@@ -41,9 +41,11 @@ class Store(_store.Store):
     def diff(self, *, from_id: str | None = None, to_id: str | None = None, host: str | None = None,
              by: str = "process", source: str = "smaps", processfilter: str | None = None,
              userfilter: str | None = None, mapfilter: str | None = None, min_change: int = 0,
-             sort: str | None = None, reverse: bool = False, normalize: bool | None = None) -> _diff.DiffResult:
-        """``from_id`` -> ``to_id`` (default: the host's last two snapshots)."""
-        before, after = _snapshots.pick_pair(self.snapshots(host), from_id, to_id, host, where=self.where)
+             sort: str | None = None, reverse: bool = False, normalize: bool | None = None,
+             since=None, until=None) -> _diff.DiffResult:
+        """``from_id`` -> ``to_id`` (default: the host's last two snapshots; with ``since``/``until``, the
+        first and the last snapshot captured in that range)."""
+        before, after = self._pair(from_id, to_id, host, since, until)
         return _diff.diff(self, before, after, by=by, source=source, processfilter=processfilter,
                           userfilter=userfilter, mapfilter=mapfilter, min_change=min_change, sort=sort,
                           reverse=reverse, normalize=normalize)
@@ -65,10 +67,32 @@ class Store(_store.Store):
         return _trend.trend(self, snaps, by=by, source=source, processfilter=processfilter, userfilter=userfilter,
                             mapfilter=mapfilter, progress=progress)
 
+    def _pair(self, from_id, to_id, host, since, until):
+        snaps = self.snapshots(host)
+        if since is None and until is None:
+            return _snapshots.pick_pair(snaps, from_id, to_id, host, where=self.where)
+        snaps = _snapshots.select_range(snaps, host=host, since=since, until=until, where=self.where)
+        if from_id or to_id:  # resolved among the range's snapshots
+            return _snapshots.pick_pair(snaps, from_id, to_id, host, where=self.where)
+        return _snapshots.range_pair(snaps, host, where=self.where)
+
+    def time_range(self, since=None, until=None):
+        """``since``/``until`` (ISO or relative) as datetimes, None where not given."""
+        return _snapshots.parse_range(since, until)
+
     def report(self, *, from_id: str | None = None, to_id: str | None = None, host: str | None = None,
-               by: str = "command", top: int = 15, progress=None) -> _report.Report:
-        """The HTML report on ``from_id`` -> ``to_id`` (default: the host's last two snapshots)."""
-        pair, span = _snapshots.report_snapshots(self.snapshots(host), from_id, to_id, host, where=self.where)
+               by: str = "command", top: int = 15, progress=None, since=None, until=None) -> _report.Report:
+        """The HTML report on ``from_id`` -> ``to_id`` (default: the host's last two snapshots; with
+        ``since``/``until``, the first and the last of that range, and the range's trend)."""
+        if since is None and until is None:
+            pair, span = _snapshots.report_snapshots(self.snapshots(host), from_id, to_id, host, where=self.where)
+        else:
+            snaps = _snapshots.select_range(self.snapshots(host), host=host, since=since, until=until,
+                                            where=self.where)
+            if not from_id and not to_id and len(snaps) > 1:  # the whole range: its first and last snapshot
+                first, last = _snapshots.range_pair(snaps, host, where=self.where)
+                from_id, to_id = first.snapshot_id, last.snapshot_id
+            pair, span = _snapshots.report_snapshots(snaps, from_id, to_id, host, where=self.where)
         return _report.build(self, pair, span, by=by, top=top, progress=progress)
 
 

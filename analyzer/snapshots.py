@@ -175,16 +175,35 @@ def _last_per_host(snaps: list[Snapshot], last: int) -> list[Snapshot]:
     return [s for s in snaps if id(s) in keep]
 
 
+def parse_range(since=None, until=None) -> tuple[datetime | None, datetime | None]:
+    """``--since``/``--until`` as datetimes (None where not given); since after until is an error."""
+    lo = parse_time(since, "--since") if since is not None else None
+    hi = parse_time(until, "--until") if until is not None else None
+    if lo and hi and lo > hi:
+        raise BadTime(f"--since {lo.isoformat()} is after --until {hi.isoformat()}", hint="swap them")
+    return lo, hi
+
+
+def range_pair(snaps: list[Snapshot], host: str | None = None, *, where: str = "store") -> tuple[Snapshot, Snapshot]:
+    """The first and the last of ``snaps`` (already cut to a --since/--until range) of one host: what changed
+    over the range."""
+    hosts = sorted({s.host for s in snaps})
+    if len(hosts) > 1:
+        raise MemsnapError(f"the range holds snapshots of {len(hosts)} hosts ({', '.join(hosts)})",
+                           hint="pick one with --host")
+    if len(snaps) < 2:
+        raise SnapshotNotFound(f"only {len(snaps)} snapshot in the --since/--until range of {where}; a diff needs two",
+                               hint="widen the range, or list the snapshots with `memsnap snapshots`")
+    return snaps[0], snaps[-1]
+
+
 def select_range(snaps: list[Snapshot], *, host: str | None = None, last: int | None = None, since=None,
                  until=None, where: str = "store") -> list[Snapshot]:
     """Snapshots in time order captured within ``since``..``until``; ``last`` keeps the last N of each host."""
     if not snaps:
         raise _none_committed(where, host, "record some with `memsnap record --interval 60 --count 0`, or check "
                                            "--host")
-    lo = parse_time(since, "--since") if since is not None else None
-    hi = parse_time(until, "--until") if until is not None else None
-    if lo and hi and lo > hi:
-        raise BadTime(f"--since {lo.isoformat()} is after --until {hi.isoformat()}", hint="swap them")
+    lo, hi = parse_range(since, until)
     chosen = [s for s in snaps if (lo is None or s.capture_start >= lo) and (hi is None or s.capture_start <= hi)]
     if last is not None:
         chosen = _last_per_host(chosen, last)

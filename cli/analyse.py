@@ -13,7 +13,7 @@ import typer
 from common.errors import MemsnapError
 
 from .app import app
-from .options import (Columns, FileMode, Format, FromId, Host, LazyProgress, Limit, MapFilter, OutFmt, Plot, ProcessFilter,
+from .options import (Columns, FileMode, Format, FromId, Host, Since, Until, LazyProgress, Limit, MapFilter, OutFmt, Plot, ProcessFilter,
                       Reverse, SkipBad, Snapshot, Sort, Source, SourceOpt, StoreOpt, StoresArg, ToId, UserFilter, err, fail,
                       notes_and_plot, open_store, private_output, split_columns)
 
@@ -38,12 +38,16 @@ def _echo(rows, columns, fmt: OutFmt, **kw) -> None:
     typer.echo(render(rows, columns, fmt.value, **kw), nl=False)
 
 
-@app.command(epilog="Examples:\n\n  memsnap snapshots\n\n  memsnap snapshots memsnap-store --format json")
+@app.command(epilog="Examples:\n\n  memsnap snapshots\n\n  memsnap snapshots memsnap-store --format json\n\n"
+                    "  memsnap snapshots --since 2026-11-25T19:00+00:00 --until 2026-11-25T20:00+00:00")
 def snapshots(stores: StoresArg = None, store: StoreOpt = [], skip_bad: SkipBad = False, host: Host = None,
-              fmt: Format = OutFmt.table):
+              since: Since = None, until: Until = None, fmt: Format = OutFmt.table):
     """List committed snapshots: id, host, time, processes, pages, frames, bytes on disk."""
     def call(st):
-        cur = st.execute("SELECT * FROM snapshot_list WHERE ? IS NULL OR host = ?", [host, host])
+        lo, hi = st.time_range(since, until)
+        cur = st.execute("SELECT * FROM snapshot_list WHERE (? IS NULL OR host = ?) AND "
+                         "(?::TIMESTAMPTZ IS NULL OR capture_start >= ?::TIMESTAMPTZ) AND "
+                         "(?::TIMESTAMPTZ IS NULL OR capture_start <= ?::TIMESTAMPTZ)", [host, host, lo, lo, hi, hi])
         names = [d[0] for d in cur.description]
         return names, [dict(zip(names, r)) for r in cur.fetchall()]
 
@@ -181,10 +185,11 @@ def _diff_line(res) -> str:
                     "  memsnap diff --source pages -r            # with copy-on-write loss per process\n\n"
                     "  memsnap diff --by command --min-change 1024\n\n"
                     "  memsnap diff --by mapping -P gunicorn -M '\\[heap\\]'\n\n"
-                    "  memsnap diff --from 20261125T193143 --to 20261125T193144 --by command   # ids or unique prefixes")
+                    "  memsnap diff --from 20261125T193143 --to 20261125T193144 --by command   # ids or unique prefixes\n\n"
+                    "  memsnap diff --since 2026-11-25T19:00+00:00 --until 2026-11-25T20:00+00:00   # first vs last of the hour")
 def diff(
     stores: StoresArg = None, store: StoreOpt = [], skip_bad: SkipBad = False,
-    from_id: FromId = None, to_id: ToId = None, host: Host = None,
+    from_id: FromId = None, to_id: ToId = None, host: Host = None, since: Since = None, until: Until = None,
     by: DiffBy = typer.Option(DiffBy.process, "--by", "-b", help="process (matched by boot, pid and start time), "
                               "command, user, cgroup, or mapping (path, perms, offset; anonymous by kind)."),
     source: SourceOpt = Source.smaps, processfilter: ProcessFilter = None, userfilter: UserFilter = None,
@@ -204,7 +209,7 @@ def diff(
     res = _run("diff", stores, store, skip_bad, lambda st: st.diff(
         from_id=from_id, to_id=to_id, host=host, by=by.value, source=source.value,
         processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter, min_change=min_change, sort=sort,
-        reverse=reverse))
+        reverse=reverse, since=since, until=until))
     cols = _diff_columns(res, columns, fmt, by)
     amount_cols = {c for c in res.columns if c.endswith(("_before", "_after", "_delta", "_kb"))}
     _echo(res.rows, cols, fmt, amount_columns=amount_cols, numeric_columns=("pid", "offset", "count_before",
@@ -272,11 +277,7 @@ def trend(
                                "processes of one program name summed)."),
     last: Optional[int] = typer.Option(None, "--last", min=1, help="Only the last N snapshots (of each host), "
                                        "after --since/--until."),
-    since: Optional[str] = typer.Option(None, "--since", help="Only snapshots captured at or after T: an ISO "
-                                        "timestamp (2026-11-25T08:00, naive = local time, or with +00:00) or a "
-                                        "time ago: 90s, 30m, 2h, 1d, 1w."),
-    until: Optional[str] = typer.Option(None, "--until", help="Only snapshots captured at or before T (same forms "
-                                        "as --since)."),
+    since: Since = None, until: Until = None,
     metric: Metric = typer.Option(Metric.uss, "--metric", help="Amount ranked by --leaks, drawn by --plot "
                                   "and used by --top: uss, pss, rss or swap."),
     host: Host = None, source: SourceOpt = Source.smaps, processfilter: ProcessFilter = None,
@@ -401,13 +402,14 @@ def shared(
 
 
 @app.command(epilog="Examples:\n\n  memsnap report -o report.html                 # last two snapshots of the host\n\n"
-                    "  memsnap report --from 20261125T193143 --to 20261125T193144 --by process -o r.html")
+                    "  memsnap report --from 20261125T193143 --to 20261125T193144 --by process -o r.html\n\n"
+                    "  memsnap report --since 2026-11-25T19:00+00:00 -o day.html   # first vs last since then, its trend")
 def report(
     stores: StoresArg = None, store: StoreOpt = [], skip_bad: SkipBad = False,
     output: str = typer.Option("memsnap-report.html", "--output", "-o", help="HTML file to write."),
     from_id: Optional[str] = typer.Option(None, "--from", help="Earlier snapshot (default: the second-to-last)."),
     to_id: Optional[str] = typer.Option(None, "--to", help="Later snapshot (default: the last)."),
-    host: Host = None,
+    host: Host = None, since: Since = None, until: Until = None,
     by: str = typer.Option("command", "--by", "-b", help="Consumers and trends by 'command' or 'process'."),
     top: int = typer.Option(15, "--top", min=1, help="Rows per chart and table."),
     file_mode: FileMode = "0600",
@@ -425,7 +427,7 @@ def report(
         from analyzer import report as rp
 
         with LazyProgress("report:", min_total=1) as progress:
-            rep = st.report(from_id=from_id, to_id=to_id, host=host, by=by, top=top,
+            rep = st.report(from_id=from_id, to_id=to_id, host=host, by=by, top=top, since=since, until=until,
                             progress=lambda d, t: progress(d, t, rp.STEPS[min(d, t - 1)]))
         with private_output(output, file_mode):
             rp.write(rep, output)

@@ -28,7 +28,7 @@ def compact_lines(res) -> list[str]:
 
 @app.command(epilog="Examples:\n\n  memsnap compact                          # every finished day of every host\n\n"
                     "  memsnap compact memsnap-store --include-today --format json\n\n"
-                    "  memsnap compact -S /var/lib/memsnap --host web1 --date 2026-11-28")
+                    "  memsnap compact -S memsnap-store --host sample --date 2026-11-25")
 def compact(
     store_arg: Optional[str] = typer.Argument(None, metavar="[STORE]", help="Store directory. Default: -S, else "
                                               "$MEMSNAP_STORE, else ./memsnap-store.", show_default=False),

@@ -94,6 +94,11 @@ Format = Annotated[OutFmt, typer.Option("--format", "-f", help="table, csv, json
 Host = Annotated[Optional[str], typer.Option("--host", help="Only this host (needed when the stores hold several).")]
 Snapshot = Annotated[str, typer.Option("--snapshot", help="Snapshot id (or unique prefix), or 'latest' (the latest "
                                                           "of each host).")]
+Since = Annotated[Optional[str], typer.Option(
+    "--since", help="Only snapshots captured at or after T: an ISO timestamp (2026-11-25T08:00, naive = local "
+                    "time, or with +00:00) or a time ago: 90s, 30m, 2h, 1d, 1w.")]
+Until = Annotated[Optional[str], typer.Option(
+    "--until", help="Only snapshots captured at or before T (same forms as --since).")]
 FromId = Annotated[Optional[str], typer.Option("--from", help="Earlier snapshot id (or unique prefix).")]
 ToId = Annotated[Optional[str], typer.Option("--to", help="Later snapshot id (or unique prefix).")]
 SourceOpt = Annotated[Source, typer.Option("--source", help="smaps: the kernel's accounting as recorded "
