@@ -97,9 +97,10 @@ def record(
     fmt: RecordFmt = typer.Option(RecordFmt.table, "--format", "-f", help="Summary per snapshot: table (a "
                                   "sentence) or json (one object per line)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print the snapshot id."),
-    no_compact: bool = typer.Option(False, "--no-compact", help="With --interval: do not compact finished days "
-                                    "(by default, once a UTC day is over, its snapshots of this host are merged "
-                                    "into one file per table, as `memsnap compact` does)."),
+    no_compact: bool = typer.Option(False, "--no-compact", help="With --interval: do not compact. By default, "
+                                    "once a UTC day is over its snapshots of this host are merged into one file per "
+                                    "table, as `memsnap compact` does, and during the day every 60 new snapshots are "
+                                    "merged into one file per table."),
     procfs: str = typer.Option("/proc", "--procfs", hidden=True, help="procfs root (tests)."),
 ):
     """Capture snapshots of process memory into the store.
@@ -136,23 +137,24 @@ def record(
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 0}
 
 
-def _compact_finished_days(opts, host: str, date: str, done: set) -> None:
-    """Once per UTC day of capture: compact this host's finished days.  A failure is a warning (the snapshots
-    are safe; the next day or `memsnap compact` tries again)."""
-    if date in done:
-        return
-    done.add(date)
-    from recorder.compact import compact
+def _compact(opts, host: str, date: str, done: set) -> None:
+    """After a capture in --interval mode: once per UTC day of capture, compact this host's finished days; and
+    whenever the current day holds recorder.compact.LOOSE_MAX loose snapshots, merge them.  A failure is a
+    warning (the snapshots are safe; the next capture or `memsnap compact` tries again)."""
+    from recorder.compact import compact, compact_today
 
     from .compact import compact_lines
 
     try:
-        res = compact(opts.store, host=host, now=None)
+        if date not in done:
+            done.add(date)
+            for line in compact_lines(compact(opts.store, host=host)):
+                err(line)
+        part = compact_today(opts.store, host, date)
+        if part is not None and part.segment:
+            err(f"merged {part.snapshots} snapshots of today (host={host} date={date}) into one file per table")
     except MemsnapError as e:
         err(f"warning: compaction failed: {e} — {e.hint}")
-        return
-    for line in compact_lines(res):
-        err(line)
 
 
 def _record_loop(opts, count: int, interval: float, fmt: RecordFmt, quiet: bool,
@@ -193,7 +195,8 @@ def _record_loop(opts, count: int, interval: float, fmt: RecordFmt, quiet: bool,
             typer.echo(summary(res, fmt, quiet))
             sys.stdout.flush()
             if compact_days:
-                _compact_finished_days(opts, res.host, res.snapshot_id[:8], compacted_on)
+                _compact(opts, res.host, f"{res.snapshot_id[:4]}-{res.snapshot_id[4:6]}-{res.snapshot_id[6:8]}",
+                         compacted_on)  # the id starts with the UTC capture date
     finally:
         for s, h in old.items():
             signal.signal(s, h)

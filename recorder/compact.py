@@ -96,8 +96,11 @@ def _partition_files(store: str, host: str, date: str) -> int:
     return n
 
 
-def compact_partition(store: str, host: str, date: str, min_segments: int = 2, now: datetime | None = None) -> PartitionResult:
-    """Merge the visible segments of (host, date) into one compacted segment, if there are ``min_segments``."""
+def compact_partition(store: str, host: str, date: str, min_segments: int = 2, now: datetime | None = None,
+                      loose_only: bool = False) -> PartitionResult:
+    """Merge the visible segments of (host, date) into one compacted segment, if there are ``min_segments``.
+    ``loose_only``: merge only the loose snapshots, leaving earlier compacted segments of the day as they are
+    (each snapshot is still in exactly one visible segment: the new one holds none of theirs)."""
     _makedirs(layout.inprogress_dir(store))
     lock = layout.compact_lock_path(store, host, date)
     try:
@@ -110,7 +113,7 @@ def compact_partition(store: str, host: str, date: str, min_segments: int = 2, n
         except BlockingIOError:
             return PartitionResult(host, date, None, 0, 0, 0, 0, 0, skipped="another compaction holds it")
         cat = catalog.scan(store, TABLES, host)  # under the lock: what we merge cannot change but by growing
-        segs = [s for s in cat.segments() if s.host == host and s.date == date]
+        segs = [s for s in cat.segments() if s.host == host and s.date == date and not (loose_only and s.compacted)]
         files = {s.name: catalog.segment_files(store, host, date, s.name, TABLES) for s in segs}
         before = sum(len(f) for f in files.values())
         nsnap = sum(len(s.snapshot_ids) for s in segs)
@@ -154,6 +157,27 @@ def compact_partition(store: str, host: str, date: str, min_segments: int = 2, n
                                bytes_before, _bytes(after))
     finally:
         os.close(lfd)
+
+
+#: loose snapshots of the current day after which the recorder's --interval mode merges them (an hour at one a
+#: minute): a reader then pays for at most this many loose files of today, plus one compacted file per hour
+LOOSE_MAX = 60
+
+
+def loose_count(store: str, host: str, date: str) -> int:
+    """Loose snapshots in (host, date): committed ``snapshots`` files not written by a compaction (one listdir)."""
+    try:
+        names = os.listdir(layout.partition_dir(store, layout.COMMIT_TABLE, host, date))
+    except FileNotFoundError:
+        return 0
+    return sum(1 for n in names if n.endswith(layout.SUFFIX) and not layout.is_compacted(n))
+
+
+def compact_today(store: str, host: str, date: str, at_least: int = LOOSE_MAX) -> PartitionResult | None:
+    """The recorder's hourly step: merge the day's loose snapshots once there are ``at_least``."""
+    if loose_count(store, host, date) < at_least:
+        return None
+    return compact_partition(store, host, date, min_segments=at_least, loose_only=True)
 
 
 def compact(store: str, host: str | None = None, dates: set[str] | None = None, include_today: bool = False,

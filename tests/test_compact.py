@@ -244,6 +244,29 @@ def _phase(store: str) -> str:
 
 
 @pytest.mark.live
+def test_recorder_merges_todays_loose_snapshots_every_60(tmp_path, source_tables):
+    from recorder.compact import LOOSE_MAX
+
+    now = datetime.now(timezone.utc)
+    start = max(now.replace(hour=0, minute=0, second=0, microsecond=0), now - timedelta(seconds=LOOSE_MAX + 5))
+    s = make_store(tmp_path / "s", source_tables, LOOSE_MAX, host="rec", start=start,
+                   step=(now - start).total_seconds() / (LOOSE_MAX + 1))
+    before = per_snapshot(s)
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        cp = memsnap("record", s, "--host", "rec", "--pid", str(child.pid), "--interval", "0.2", "--count", "2",
+                     "--sources", "smaps_rollup", "--quiet")
+    finally:
+        child.stdin.close()
+        child.wait(timeout=10)
+    assert f"merged {LOOSE_MAX + 1} snapshots of today" in cp.stderr, cp.stderr
+    after = per_snapshot(s)
+    assert len(after) == LOOSE_MAX + 2 and all(after[k] == v for k, v in before.items())
+    names = {os.path.basename(f) for f in parquet_files(s) if f.startswith("snapshots/")}
+    assert len(names) == 2 and sum(n.startswith("c") for n in names) == 1  # the merged hour and the last capture
+
+
+@pytest.mark.live
 def test_sigkill_at_random_points_never_loses_or_doubles_a_snapshot(tmp_path, source_tables):
     """30 SIGKILLs of `memsnap compact` at random moments over its whole run, a real recorder writing into the
     same day for the first half.  After each kill every snapshot seen so far is visible exactly once with the
@@ -336,3 +359,20 @@ def test_since_until_select_the_range_everywhere(tmp_path, source_tables):
     assert one.returncode == 1 and one.stderr.startswith("Error: only 1 snapshot in the --since/--until range")
     bad = memsnap("snapshots", s, "--since", "tomorrow", check=False)
     assert bad.returncode == 1 and "--since 'tomorrow' is neither" in bad.stderr
+
+
+def test_loose_only_merges_beside_earlier_compactions(tmp_path, source_tables):
+    """Two compacted segments of one day, holding different snapshots, are both visible; a full merge then
+    supersedes both."""
+    from recorder.compact import compact_partition
+
+    s = make_store(tmp_path / "s", source_tables, 5, start=datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc))
+    compact_partition(s, "h", DAY1)
+    series.write_series(source_tables, s, 4, "h", datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc), 60, first=5)
+    before = per_snapshot(s)
+    assert len(before) == 9
+    part = compact_partition(s, "h", DAY1, loose_only=True)
+    assert part.snapshots == 4 and part.files_after == 12
+    assert per_snapshot(s) == before
+    part = compact_partition(s, "h", DAY1)
+    assert part.snapshots == 9 and part.files_after == 6 and per_snapshot(s) == before
