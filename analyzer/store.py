@@ -161,6 +161,8 @@ class Store:
         self._tmpdir = tempfile.mkdtemp(prefix="memsnap-duckdb-")  # spill files; removed with the Store
         weakref.finalize(self, shutil.rmtree, self._tmpdir, True)
         self.con.execute("SET temp_directory = ?", [self._tmpdir])
+        # every view bound and every query planned would otherwise parse each file's footer again
+        self.con.execute("SET parquet_metadata_cache = true")
         if threads:
             self.con.execute("SET threads = ?", [int(threads)])
         self.skip_bad = skip_bad
