@@ -36,8 +36,9 @@ def compact(
                                     show_default=False, metavar="DIR"),
     host: Optional[str] = typer.Option(None, "--host", help="Only this host's partitions."),
     date: List[str] = typer.Option([], "--date", help="Only this day, YYYY-MM-DD (UTC; repeatable)."),
-    include_today: bool = typer.Option(False, "--include-today", help="Also compact the current UTC day (and "
-                                       "later ones). Safe while a recorder writes: its new snapshots stay in "
+    include_today: bool = typer.Option(False, "--include-today", help="Merge the current UTC day (and later "
+                                       "ones) whole too. Without it, their loose snapshots are merged only once "
+                                       "there are 60. Safe while a recorder writes: its new snapshots stay in "
                                        "their own files until the next run."),
     fmt: CompactFmt = typer.Option(CompactFmt.table, "--format", "-f", help="table (one sentence per day "
                                    "compacted) or json (one object per partition, skipped ones included)."),
@@ -46,7 +47,8 @@ def compact(
 
     A store recorded every minute holds 8,640 small files a day, and every command pays per file. Compaction
     rewrites each finished day into six files (one per table), a snapshot's rows kept together and in order;
-    every command gives the same answers before and after. It is safe at any moment: a kill leaves each
+    every command gives the same answers before and after. The current day's loose snapshots are merged by
+    the 60 (so a timer can run this after every capture). It is safe at any moment: a kill leaves each
     snapshot visible exactly once, and the next run finishes the job. `record --interval` compacts finished
     days by itself (--no-compact turns that off).
     """

@@ -141,18 +141,19 @@ def _compact(opts, host: str, date: str, done: set) -> None:
     """After a capture in --interval mode: once per UTC day of capture, compact this host's finished days; and
     whenever the current day holds recorder.compact.LOOSE_MAX loose snapshots, merge them.  A failure is a
     warning (the snapshots are safe; the next capture or `memsnap compact` tries again)."""
-    from recorder.compact import compact, compact_today
+    from recorder.compact import CompactResult, compact, compact_today
 
     from .compact import compact_lines
 
     try:
-        if date not in done:
+        if date not in done:  # the finished days, and today's loose snapshots if there are enough
             done.add(date)
-            for line in compact_lines(compact(opts.store, host=host)):
-                err(line)
-        part = compact_today(opts.store, host, date)
-        if part is not None and part.segment:
-            err(f"merged {part.snapshots} snapshots of today (host={host} date={date}) into one file per table")
+            res = compact(opts.store, host=host)
+        else:  # only a listdir unless there are enough
+            part = compact_today(opts.store, host, date)
+            res = CompactResult(partitions=[part] if part else [])
+        for line in compact_lines(res):
+            err(line)
     except MemsnapError as e:
         err(f"warning: compaction failed: {e} — {e.hint}")
 

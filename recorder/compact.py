@@ -206,10 +206,10 @@ def compact_today(store: str, host: str, date: str, at_least: int = LOOSE_MAX) -
 
 def compact(store: str, host: str | None = None, dates: set[str] | None = None, include_today: bool = False,
             progress=None, now: datetime | None = None) -> CompactResult:
-    """Compact every partition of ``store`` (of ``host``; of ``dates``) that has more than one segment.
-
-    Days not yet over (UTC: the date of ``now``, and later ones) are left alone unless ``include_today``:
-    a recorder is still adding to them.  ``progress(done, total)`` is called per partition."""
+    """Compact ``store`` (of ``host``; of ``dates``): every finished day with more than one segment is merged
+    whole.  Days not yet over (UTC: the date of ``now``, and later ones) get their loose snapshots merged once
+    there are :data:`LOOSE_MAX` (a recorder is still adding to them), or are merged whole with
+    ``include_today``.  ``progress(done, total)`` is called per partition."""
     res = CompactResult()
     try:
         res.recovered = recover(store)
@@ -218,10 +218,14 @@ def compact(store: str, host: str | None = None, dates: set[str] | None = None, 
         raise _storage_error(e, e.filename or store) from None
     today = layout.partition_date(now or datetime.now(timezone.utc))
     cat = catalog.scan(store, TABLES, host)
-    parts = sorted({(s.host, s.date) for s in cat.segments()
-                    if (dates is None or s.date in dates) and (include_today or s.date < today)})
+    parts = sorted({(s.host, s.date) for s in cat.segments() if dates is None or s.date in dates})
     for i, (h, d) in enumerate(parts):
-        res.partitions.append(compact_partition(store, h, d, now=now))
+        if include_today or d < today:
+            res.partitions.append(compact_partition(store, h, d, now=now))
+        else:
+            part = compact_today(store, h, d)
+            if part is not None:
+                res.partitions.append(part)
         if progress:
             progress(i + 1, len(parts))
     return res

@@ -249,9 +249,11 @@ def test_recorder_merges_todays_loose_snapshots_every_60(tmp_path, source_tables
 
     now = datetime.now(timezone.utc)
     start = max(now.replace(hour=0, minute=0, second=0, microsecond=0), now - timedelta(seconds=LOOSE_MAX + 5))
-    s = make_store(tmp_path / "s", source_tables, LOOSE_MAX, host="rec", start=start,
+    s = make_store(tmp_path / "s", source_tables, LOOSE_MAX - 1, host="rec", start=start,
                    step=(now - start).total_seconds() / (LOOSE_MAX + 1))
     before = per_snapshot(s)
+    cp = memsnap("compact", s)  # 59 loose today: not merged until one more arrives
+    assert "nothing to compact" in cp.stderr and len(parquet_files(s)) == 6 * (LOOSE_MAX - 1)
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
         cp = memsnap("record", s, "--host", "rec", "--pid", str(child.pid), "--interval", "0.2", "--count", "2",
@@ -259,9 +261,9 @@ def test_recorder_merges_todays_loose_snapshots_every_60(tmp_path, source_tables
     finally:
         child.stdin.close()
         child.wait(timeout=10)
-    assert f"merged {LOOSE_MAX + 1} snapshots of today" in cp.stderr, cp.stderr
+    assert f"compacted {LOOSE_MAX} snapshots of host=rec date={now:%Y-%m-%d}" in cp.stderr, cp.stderr
     after = per_snapshot(s)
-    assert len(after) == LOOSE_MAX + 2 and all(after[k] == v for k, v in before.items())
+    assert len(after) == LOOSE_MAX + 1 and all(after[k] == v for k, v in before.items())
     names = {os.path.basename(f) for f in parquet_files(s) if f.startswith("snapshots/")}
     assert len(names) == 2 and sum(n.startswith("c") for n in names) == 1  # the merged hour and the last capture
 
