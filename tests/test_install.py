@@ -93,6 +93,19 @@ def test_lean_install_records(lean_venv, child, tmp_path, how):
     assert_complete(store, child, cp.stdout.split()[-1])
 
 
+def test_lean_install_compacts(lean_venv, tmp_path):
+    """Production hosts compact with the recorder-only install (the systemd unit runs `memsnap compact`)."""
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(ROOT / "sample_data" / "store", store)
+    before = {t: read_table(store, t).num_rows for t in ("snapshots", "pages", "frames", "processes")}
+    cp = run([lean_venv / "bin" / "memsnap", "compact", store], cwd=tmp_path)
+    assert cp.returncode == 0 and cp.stdout.startswith("compacted 2 snapshots of host=sample"), cp.stderr
+    assert len(list(store.rglob("*.parquet"))) == 6
+    assert {t: read_table(store, t).num_rows for t in before} == before
+
+
 @pytest.mark.parametrize("command", ["sizes", "snapshots", "sql"])
 def test_lean_install_analyzer_commands_say_how_to_install(lean_venv, tmp_path, command):
     store = ROOT / "sample_data" / "store"
