@@ -11,7 +11,7 @@ import typer
 from common.errors import MemsnapError
 
 from .app import app
-from .options import LazyProgress, err, fail, store_paths
+from .options import LazyProgress, OneStoreArg, OneStoreOpt, err, fail, one_store
 
 
 class CompactFmt(str, Enum):
@@ -30,10 +30,7 @@ def compact_lines(res) -> list[str]:
                     "  memsnap compact memsnap-store --include-today --format json\n\n"
                     "  memsnap compact -S memsnap-store --host sample --date 2026-11-25")
 def compact(
-    store_arg: Optional[str] = typer.Argument(None, metavar="[STORE]", help="Store directory. Default: -S, else "
-                                              "$MEMSNAP_STORE, else ./memsnap-store.", show_default=False),
-    store: List[str] = typer.Option([], "--store", "-S", help="Store directory (same as the argument).",
-                                    show_default=False, metavar="DIR"),
+    store_arg: OneStoreArg = None, store: OneStoreOpt = [],
     host: Optional[str] = typer.Option(None, "--host", help="Only this host's partitions."),
     date: List[str] = typer.Option([], "--date", help="Only this day, YYYY-MM-DD (UTC; repeatable)."),
     include_today: bool = typer.Option(False, "--include-today", help="Merge the current UTC day (and later "
@@ -54,11 +51,7 @@ def compact(
     """
     from recorder.compact import compact as run
 
-    paths = store_paths([store_arg] if store_arg else [], store)
-    if len(paths) > 1:
-        fail(MemsnapError(f"compact works on one store, {len(paths)} were given ({', '.join(paths)})",
-                          hint="run it once per store"))
-    path = paths[0]
+    path = one_store("compact", store_arg, store)
     for d in date:
         if len(d) != 10 or d[4] != "-" or d[7] != "-" or not (d[:4] + d[5:7] + d[8:]).isdigit():
             fail(MemsnapError(f"--date {d!r} is not YYYY-MM-DD", hint="e.g. --date 2026-11-28"))

@@ -60,6 +60,22 @@ SkipBad = Annotated[bool, typer.Option(
                        "of stopping. Accepted before or after the command.")]
 
 
+#: the one store a writing command (record, compact) takes, as the argument or -S
+OneStoreArg = Annotated[Optional[str], typer.Argument(
+    metavar="[STORE]", help="Store directory. Default: -S, else $MEMSNAP_STORE, else ./memsnap-store.",
+    show_default=False)]
+OneStoreOpt = Annotated[List[str], typer.Option(
+    "--store", "-S", help="Store directory (same as the argument).", show_default=False, metavar="DIR")]
+
+
+def one_store(command: str, store_arg: Optional[str], store_opt: List[str]) -> str:
+    paths = store_paths([store_arg] if store_arg else [], store_opt)
+    if len(paths) > 1:
+        fail(MemsnapError(f"{command} writes one store, {len(paths)} were given ({', '.join(paths)})",
+                          hint="give the store once, as the first argument or with -S"))
+    return paths[0]
+
+
 def store_paths(stores, store) -> list[str]:
     """Positional stores and -S stores together; neither: $MEMSNAP_STORE or ./memsnap-store."""
     return [*(store or []), *(stores or [])] or [default_store()]

@@ -14,7 +14,7 @@ from common.errors import Interrupted, MemsnapError, NothingRecorded
 from common.settings import parse_size
 
 from .app import app
-from .options import err, fail, store_paths, stderr_console
+from .options import OneStoreArg, OneStoreOpt, err, fail, one_store, stderr_console
 
 DEFAULT_SOURCES = ("maps", "smaps", "smaps_rollup", "pagemap", "kpage")
 
@@ -22,14 +22,6 @@ DEFAULT_SOURCES = ("maps", "smaps", "smaps_rollup", "pagemap", "kpage")
 class RecordFmt(str, Enum):
     table = "table"
     json = "json"
-
-
-def _one_store(store_arg: Optional[str], store_opt: List[str]) -> str:
-    paths = store_paths([store_arg] if store_arg else [], store_opt)
-    if len(paths) > 1:
-        fail(MemsnapError(f"record writes one store, {len(paths)} were given ({', '.join(paths)})",
-                          hint="give the store once, as the first argument or with -S"))
-    return paths[0]
 
 
 def summary(res, fmt: RecordFmt, quiet: bool) -> str:
@@ -54,10 +46,7 @@ def summary(res, fmt: RecordFmt, quiet: bool) -> str:
                     "  memsnap record --smaps-max-rss-mb 4096 --budget-ms 200 --nice 19 --ionice idle\n\n"
                     "  memsnap record memsnap-store --format json | python3 -m json.tool")
 def record(
-    store_arg: Optional[str] = typer.Argument(None, metavar="[STORE]", help="Store directory. Default: -S, else "
-                                              "$MEMSNAP_STORE, else ./memsnap-store.", show_default=False),
-    store: List[str] = typer.Option([], "--store", "-S", help="Store directory (same as the argument).",
-                                    show_default=False),
+    store_arg: OneStoreArg = None, store: OneStoreOpt = [],
     interval: float = typer.Option(0, "--interval", "-i", min=0, help="Seconds between snapshots (with --count)."),
     count: int = typer.Option(1, "--count", min=0, help="Number of snapshots; 0 = until SIGINT/SIGTERM."),
     pid: List[int] = typer.Option([], "--pid", help="Record only this PID (repeatable)."),
@@ -121,7 +110,7 @@ def record(
         limit = parse_size(max_store_bytes, "--max-store-bytes") if max_store_bytes else None
     except MemsnapError as e:
         fail(e)
-    opts = Options(store=_one_store(store_arg, store), host=host, pids=tuple(pid), match=match,
+    opts = Options(store=one_store("record", store_arg, store), host=host, pids=tuple(pid), match=match,
                    sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
                    smaps_max_rss_kb=smaps_max_rss_mb * 1024 if smaps_max_rss_mb is not None else None,
                    process_budget_ms=budget_ms, procfs=procfs,
@@ -250,7 +239,7 @@ def import_smemcap(
     """
     from recorder.smemcap import import_smemcap as do_import
 
-    target = _one_store(None, store)
+    target = one_store("import", None, store)
     out = []
     for c in captures:
         try:
