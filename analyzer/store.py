@@ -218,10 +218,13 @@ class Store:
                 bad[f] = why
         if not bad:
             return files
-        dead = {layout.segment_of(f) for f in bad}  # segments (snapshots, or compactions) with a bad file
+        def seg(f):  # a segment (a snapshot, or a compaction) is named uniquely within its partition
+            return layout.host_of(f), layout.date_of(f), layout.segment_of(f)
+
+        dead = {seg(f) for f in bad}
         for f, why in bad.items():
             self.skipped.append((f, why))
-        return {t: [f for f in fs if layout.segment_of(f) not in dead] for t, fs in files.items()}
+        return {t: [f for f in fs if seg(f) not in dead] for t, fs in files.items()}
 
     def _create_view(self, table: str) -> None:
         self.con.execute(raw_view_sql(table, self._files(table)))

@@ -54,9 +54,9 @@ class Catalog:
 
     def segments(self) -> list[Segment]:
         """Visible segments, oldest first (by their first snapshot id)."""
-        seen: dict[tuple[str, str], Segment] = {}
+        seen: dict[tuple[str, str, str], Segment] = {}
         for seg in self.winners.values():
-            seen.setdefault((seg.host, seg.name), seg)
+            seen.setdefault((seg.host, seg.date, seg.name), seg)
         return sorted(seen.values(), key=lambda s: (s.snapshot_ids[0], s.host, s.name))
 
     def snapshot_ids(self, host: str | None = None) -> list[tuple[str, str]]:
@@ -86,7 +86,7 @@ def scan(store: str, tables, host: str | None = None, on_bad=None) -> Catalog:
     A compacted ``snapshots`` file that cannot be read raises :class:`StoreCorrupt` naming it, or, with
     ``on_bad(path, reason)``, is left out (its snapshots are then not visible) and listed in ``bad``."""
     cat = Catalog(store)
-    segs: dict[tuple[str, str], Segment] = {}
+    segs: dict[tuple[str, str, str], Segment] = {}  # (host, date, name): names are only unique per partition
     for p in glob.glob(layout.table_glob(store, layout.COMMIT_TABLE, host)):
         h, d, name = layout.host_of(p), layout.date_of(p), layout.segment_of(p)
         if layout.is_compacted(name):
@@ -102,16 +102,16 @@ def scan(store: str, tables, host: str | None = None, on_bad=None) -> Catalog:
                 continue
         else:
             ids = [name]
-        segs[(h, name)] = Segment(h, d, name, ids)
+        segs[(h, d, name)] = Segment(h, d, name, ids)
     for seg in segs.values():
         for sid in seg.snapshot_ids:
             cur = cat.winners.get((seg.host, sid))
             if cur is None or seg.name > cur.name:
                 cat.winners[(seg.host, sid)] = seg
-    visible = {(s.host, s.name) for s in cat.winners.values()}
+    visible = {(s.host, s.date, s.name) for s in cat.winners.values()}
     cat.superseded = sorted((s for k, s in segs.items() if k not in visible and s.snapshot_ids),
                             key=lambda s: (s.host, s.name))
     for t in tables:
         cat.files[t] = sorted(p for p in glob.glob(layout.table_glob(store, t, host))
-                              if (layout.host_of(p), layout.segment_of(p)) in visible)
+                              if (layout.host_of(p), layout.date_of(p), layout.segment_of(p)) in visible)
     return cat

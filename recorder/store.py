@@ -318,7 +318,7 @@ def delete_segment(store: str, seg: catalog.Segment) -> bool:
             os.unlink(p)
             _fsync_dir(os.path.dirname(p))
         for p in _snapshot_files(store, seg.name):
-            if layout.host_of(p) == seg.host:
+            if layout.host_of(p) == seg.host and layout.date_of(p) == seg.date:
                 os.unlink(p)
         os.unlink(marker)
     finally:

@@ -378,3 +378,15 @@ def test_loose_only_merges_beside_earlier_compactions(tmp_path, source_tables):
     assert per_snapshot(s) == before
     part = compact_partition(s, "h", DAY1)
     assert part.snapshots == 9 and part.files_after == 6 and per_snapshot(s) == before
+
+
+def test_the_same_compaction_id_on_two_days(tmp_path, source_tables):
+    """Segment names are unique per partition only: compact(now=T) gives every day the same compaction id, and
+    each day must still be merged and counted once (a helper's benchmark found the catalog keyed by name alone)."""
+    from recorder.compact import compact
+
+    s = make_store(tmp_path / "s", source_tables, 120)  # DAY1 and DAY2
+    before = per_snapshot(s)
+    res = compact(s, now=datetime(2026, 11, 29, tzinfo=timezone.utc))
+    assert len({p.segment for p in res.partitions}) == 1 and [p.snapshots for p in res.partitions] == [60, 60]
+    assert per_snapshot(s) == before and len(parquet_files(s)) == 12
