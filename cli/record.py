@@ -143,8 +143,8 @@ def _compact(opts, host: str, date: str, done: set) -> None:
             res = CompactResult(partitions=[part] if part else [])
         for line in compact_lines(res):
             err(line)
-    except MemsnapError as e:
-        err(f"warning: compaction failed: {e} — {e.hint}")
+    except (MemsnapError, OSError) as e:  # never stop recording over it
+        err(f"warning: compaction failed: {e} — {getattr(e, 'hint', '') or 'run `memsnap compact` to retry'}")
 
 
 def _record_loop(opts, count: int, interval: float, fmt: RecordFmt, quiet: bool,
