@@ -294,7 +294,11 @@ def test_sigkill_at_random_points_never_loses_or_doubles_a_snapshot(tmp_path, so
     rng = random.Random(int(os.environ.get("MEMSNAP_KILL_SEED", "13")))
     kills, completed, phases = 0, 0, {}
     try:
-        for attempt in range(90):
+        # a run is timed by polling, and the kill window follows the runs: once the day is merged, later runs
+        # rewrite one big file instead of 200 small ones and finish sooner than the probe (the window shrinks
+        # to the last completed run); while the recorder adds snapshots they take longer (it widens per kill)
+        window = 1.1 * full
+        for attempt in range(300):
             if kills >= 30:
                 break
             if kills == 15 and rec.poll() is None:
@@ -304,12 +308,17 @@ def test_sigkill_at_random_points_never_loses_or_doubles_a_snapshot(tmp_path, so
             series.write_series(source_tables, s, 1, "k", start, 1, first=200 + attempt)
             p = subprocess.Popen([sys.executable, "-m", "cli", "compact", s, "--include-today"], cwd=ROOT,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.05, 1.1 * full))
+            t0 = time.monotonic()
+            deadline = t0 + rng.uniform(0.05, window)
+            while p.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.005)
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
                 kills += 1
+                window *= 1.05  # the day grows (the recorder adds to it): let some runs reach their end
             else:
                 completed += 1
+                window = max(0.2, 1.1 * (time.monotonic() - t0))
             p.wait()
             if p.returncode == -signal.SIGKILL:
                 ph = _phase(s)
