@@ -97,6 +97,31 @@ class Store(_store.Store):
 
 
 def open_store(paths, *, memory_limit: str | None = None, threads: int | None = None,
-               skip_bad: bool = False) -> Store:
-    """Open one or more stores (paths or globs; several merge) for analysis."""
-    return Store(paths, memory_limit=memory_limit, threads=threads, skip_bad=skip_bad)
+               skip_bad: bool = False, scope=None) -> Store:
+    """Open one or more stores (paths or globs; several merge) for analysis.  ``scope``
+    (:class:`common.catalog.Scope`, or :func:`scope_for`): only the partitions and files a question needs."""
+    return Store(paths, memory_limit=memory_limit, threads=threads, skip_bad=skip_bad, scope=scope)
+
+
+def scope_for(*, host: str | None = None, ids=(), latest: int | None = None, since=None, until=None):
+    """The scope of a question: ``since``/``until`` (as the commands take them) -> their UTC times; else ids
+    or prefixes -> the snapshots they can name ('latest' among them: the last of each host); else ``latest``
+    -> the last N of each host; else None (everything)."""
+    from datetime import timedelta, timezone
+
+    from common.catalog import Scope
+    from common.layout import ID_TIME
+
+    if since is not None or until is not None:
+        lo, hi = _snapshots.parse_range(since, until)
+        def day(t, margin):  # a relative time is parsed again later, a little later: a minute's margin
+            return None if t is None else (t + timedelta(seconds=margin)).astimezone(timezone.utc).strftime(ID_TIME)
+
+        return Scope(since=day(lo, -60), until=day(hi, 60), host=host)
+    if ids and "latest" not in ids:
+        return Scope(prefixes=tuple(ids), host=host)
+    if ids:
+        latest = 1
+    if latest:
+        return Scope(latest=latest, host=host)
+    return None

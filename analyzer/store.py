@@ -147,7 +147,7 @@ class Store:
     """DuckDB views over one or more stores.  ``con`` is the DuckDB connection."""
 
     def __init__(self, paths, *, memory_limit: str | None = None, threads: int | None = None,
-                 skip_bad: bool = False):
+                 skip_bad: bool = False, scope: catalog.Scope | None = None):
         self.paths = resolve_stores(paths if isinstance(paths, (list, tuple)) else [paths])
         self.con = duckdb.connect(":memory:")
         # DuckDB would use 80 % of RAM; the analyzer runs beside other work, and spills what does not fit
@@ -167,6 +167,8 @@ class Store:
             self.con.execute("SET threads = ?", [int(threads)])
         self.skip_bad = skip_bad
         self.skipped: list[tuple[str, str]] = []  # (file, reason) left out with skip_bad
+        # MEMSNAP_SCOPE=all opens every partition whatever the question (the answers are the same; slower)
+        self.scope = None if os.environ.get("MEMSNAP_SCOPE") == "all" else scope
         self._good = self._validate_files()
         for name in TABLES:
             self._create_view(name)
@@ -177,19 +179,71 @@ class Store:
     def _files(self, table: str) -> list[str]:
         return self._good[table]
 
+    def _select(self, scope, bad: dict) -> dict[str, list[str]]:
+        """The visible files ``scope`` needs, per table (every visible file when it matches nothing, so that
+        what is said about a missing snapshot or host is said about the whole store)."""
+        on_bad = bad.__setitem__ if self.skip_bad else None
+        for scope in ([scope, None] if scope is not None else [None]):
+            files: dict[str, list[str]] = {t: [] for t in TABLES}
+            for path in self.paths:
+                cat = catalog.select(path, TABLES, scope, on_bad=on_bad)
+                for t in TABLES:
+                    files[t] += cat.files[t]
+            if files[layout.COMMIT_TABLE]:
+                break
+        return files
+
+    def _kv_metadata_ok(self, files: dict[str, list[str]]) -> bool:
+        """The fast check (DuckDB reads every footer in one call, and caches it for the queries): True when
+        each file is readable Parquet with this table's memsnap metadata and a schema version we read."""
+        from schema import META_TABLE, META_VERSION
+
+        want = {f: t for t, fs in files.items() for f in fs}
+        if not want:
+            return True
+        try:
+            rows = self.con.execute(
+                "SELECT file_name, decode(key), decode(value) FROM parquet_kv_metadata(?) "
+                "WHERE decode(key) IN (?, ?)", [list(want), META_TABLE.decode(), META_VERSION.decode()]).fetchall()
+        except duckdb.Error:
+            return False  # the slow path finds which file, and why
+        meta: dict[str, dict[str, str]] = {}
+        for f, k, v in rows:
+            meta.setdefault(f, {})[k] = v
+        return all(meta.get(f, {}).get(META_TABLE.decode()) == t and
+                   meta[f].get(META_VERSION.decode(), "x").isdigit() and
+                   int(meta[f][META_VERSION.decode()]) <= SCHEMA_VERSION for f, t in want.items())
+
     def _validate_files(self) -> dict[str, list[str]]:
-        """Read every file's Parquet footer: truncated, empty, foreign or too-new files are an error naming
-        the file, or (skip_bad) are left out together with every other file of their snapshot."""
+        """Check the footer of every file the scope needs (:meth:`_select`): truncated, empty, foreign or
+        too-new files are an error naming the file, or (skip_bad) are left out together with every other file
+        of their snapshot.  Files outside the scope are not read at all."""
+        bad: dict[str, str] = {}
+        files = self._select(self.scope, bad)
+        if not self.skip_bad and self._kv_metadata_ok(files):
+            return files
+        self._check(files, bad)
+        if bad and self.scope is not None:  # skip_bad: what it leaves out may be what the scope named
+            bad.clear()
+            files = self._select(None, bad)
+            self._check(files, bad)
+        if not bad:
+            return files
+        def seg(f):  # a segment (a snapshot, or a compaction) is named uniquely within its partition
+            return layout.host_of(f), layout.date_of(f), layout.segment_of(f)
+
+        dead = {seg(f) for f in bad}
+        for f, why in bad.items():
+            self.skipped.append((f, why))
+        return {t: [f for f in fs if seg(f) not in dead] for t, fs in files.items()}
+
+    def _check(self, files: dict[str, list[str]], bad: dict) -> None:
+        """The slow check, file by file with pyarrow: raises naming the first bad file, or (skip_bad) adds
+        each bad file and why to ``bad``."""
         import pyarrow.parquet as pq
 
         from schema import META_TABLE, META_VERSION
 
-        bad: dict[str, str] = {}
-        files: dict[str, list[str]] = {t: [] for t in TABLES}
-        for path in self.paths:
-            cat = catalog.scan(path, TABLES, on_bad=bad.__setitem__ if self.skip_bad else None)
-            for t in TABLES:
-                files[t] += cat.files[t]
         for table, fs in files.items():
             for f in fs:
                 try:
@@ -216,15 +270,6 @@ class Store:
                     raise StoreCorrupt(f"{f}: {why}", hint="remove or move the file (the rest of its snapshot "
                                        "goes with it), or run `memsnap --skip-bad ...` to leave its snapshot out", path=f)
                 bad[f] = why
-        if not bad:
-            return files
-        def seg(f):  # a segment (a snapshot, or a compaction) is named uniquely within its partition
-            return layout.host_of(f), layout.date_of(f), layout.segment_of(f)
-
-        dead = {seg(f) for f in bad}
-        for f, why in bad.items():
-            self.skipped.append((f, why))
-        return {t: [f for f in fs if seg(f) not in dead] for t, fs in files.items()}
 
     def _create_view(self, table: str) -> None:
         self.con.execute(raw_view_sql(table, self._files(table)))

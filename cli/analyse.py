@@ -23,13 +23,23 @@ SNAPSHOT_NUMERIC = ("capture_s", "processes_recorded", "processes_vanished", "pr
                     "bytes")
 
 
-def _run(command: str, stores, store, skip_bad, call):
-    """Open the store, run ``call(st)``, turn memsnap errors into the one-line error."""
+def _run(command: str, stores, store, skip_bad, call, scope=None):
+    """Open the store (only what ``scope``, the keywords of :func:`analyzer.api.scope_for`, needs), run
+    ``call(st)``, turn memsnap errors into the one-line error."""
     try:
-        with open_store(command, stores, store, skip_bad) as st:
+        with open_store(command, stores, store, skip_bad, scope) as st:
             return call(st)
     except MemsnapError as e:
         fail(e)
+
+
+def _pair_scope(host, from_id, to_id, since, until) -> dict | None:
+    """A pair's scope: the range's dates; the two ids; or (neither given) the last two of each host."""
+    if since is not None or until is not None:
+        return dict(host=host, since=since, until=until)
+    if from_id and to_id:
+        return dict(host=host, ids=(from_id, to_id))
+    return None if (from_id or to_id) else dict(host=host, latest=2)
 
 
 def _echo(rows, columns, fmt: OutFmt, **kw) -> None:
@@ -51,7 +61,7 @@ def snapshots(stores: StoresArg = None, store: StoreOpt = [], skip_bad: SkipBad 
         names = [d[0] for d in cur.description]
         return names, [dict(zip(names, r)) for r in cur.fetchall()]
 
-    names, rows = _run("snapshots", stores, store, skip_bad, call)
+    names, rows = _run("snapshots", stores, store, skip_bad, call, dict(host=host, since=since, until=until))
     _echo(rows, names if fmt != OutFmt.table else SNAPSHOT_COLUMNS, fmt, numeric_columns=SNAPSHOT_NUMERIC)
 
 
@@ -132,7 +142,7 @@ def sizes(
     res = _run("sizes", stores, store, skip_bad, lambda st: st.sizes(
         by=by.value, source=source.value, snapshot=snapshot, host=host,
         processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter, sort=sort, reverse=reverse,
-        columns=split_columns(columns), numeric=numeric, limit=limit))
+        columns=split_columns(columns), numeric=numeric, limit=limit), dict(host=host, ids=(snapshot,)))
     from analyzer.sizes import AMOUNTS
 
     amount_cols = set(AMOUNTS)
@@ -209,7 +219,7 @@ def diff(
     res = _run("diff", stores, store, skip_bad, lambda st: st.diff(
         from_id=from_id, to_id=to_id, host=host, by=by.value, source=source.value,
         processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter, min_change=min_change, sort=sort,
-        reverse=reverse, since=since, until=until))
+        reverse=reverse, since=since, until=until), _pair_scope(host, from_id, to_id, since, until))
     cols = _diff_columns(res, columns, fmt, by)
     amount_cols = {c for c in res.columns if c.endswith(("_before", "_after", "_delta", "_kb"))}
     _echo(res.rows, cols, fmt, amount_columns=amount_cols, numeric_columns=("pid", "offset", "count_before",
@@ -312,7 +322,8 @@ def trend(
     with LazyProgress("trend: snapshots", min_total=100) as progress:
         series = _run("trend", stores, store, skip_bad, lambda st: st.trend(
             by=by.value, host=host, last=last, since=since, until=until, source=source.value,
-            processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter, progress=progress))
+            processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter, progress=progress),
+            dict(host=host, since=since, until=until, latest=last))
     try:
         ranking = tr.leak_suspects(series, metric.value, min_points=min_points,
                                        min_growth_kb=min_growth_kb) if (leaks or plot) else None
@@ -387,7 +398,7 @@ def shared(
     view = _shared_view(groups, pairs, by, histogram, flags, reconcile, plot)
     res = _run("shared", stores, store, skip_bad, lambda st: st.shared(
         view, snapshot=snapshot, host=host, groups=groups or "command", processfilter=processfilter,
-        userfilter=userfilter, mapfilter=mapfilter, detail=detail, limit=limit))
+        userfilter=userfilter, mapfilter=mapfilter, detail=detail, limit=limit), dict(host=host, ids=(snapshot,)))
     amount = {c for c in res.columns if c.endswith("_kb") or c in SHARED_AMOUNTS}
     _echo(res.rows, res.columns, fmt, amount_columns=amount, numeric_columns=SHARED_NUMERIC)
 
@@ -433,5 +444,7 @@ def report(
             rp.write(rep, output)
         return rep
 
-    rep = _run("report", stores, store, skip_bad, call)
+    # with both ids the report's trend spans every snapshot between them: the whole store is opened
+    rep = _run("report", stores, store, skip_bad, call,
+               _pair_scope(host, from_id, to_id, since, until) if not (from_id and to_id) else None)
     typer.echo(f"wrote {output} ({len(rep.html) / 1024:.0f} kB; sections: {', '.join(rep.sections)})")

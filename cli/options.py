@@ -81,12 +81,15 @@ def store_paths(stores, store) -> list[str]:
     return [*(store or []), *(stores or [])] or [default_store()]
 
 
-def open_store(command: str, stores, store, skip_bad: bool = False):
-    """The analyzer's store (with the API's operations); damaged files skipped are reported on stderr."""
+def open_store(command: str, stores, store, skip_bad: bool = False, scope: dict | None = None):
+    """The analyzer's store (with the API's operations), opened on what ``scope`` (the keywords of
+    :func:`analyzer.api.scope_for`) needs; damaged files skipped are reported on stderr."""
     need_analyzer(command)
     from analyzer import open_store as _open
+    from analyzer.api import scope_for
 
-    st = _open(store_paths(stores, store), skip_bad=skip_bad or STATE["skip_bad"])
+    st = _open(store_paths(stores, store), skip_bad=skip_bad or STATE["skip_bad"],
+               scope=scope_for(**scope) if scope else None)
     for f, why in st.skipped:
         err(f"warning: skipped {f}: {why} (the snapshot(s) in it are left out)")
     return st

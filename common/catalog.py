@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass, field
 
 from . import layout
@@ -80,14 +81,31 @@ def read_snapshot_ids(path: str) -> list[str]:
     return sorted(pq.read_table(path, columns=["snapshot_id"]).column(0).to_pylist())
 
 
-def scan(store: str, tables, host: str | None = None, on_bad=None) -> Catalog:
+def partitions(store: str, host: str | None = None) -> list[tuple[str, str]]:
+    """(host, date) of every partition of the commit table, from a directory listing alone; sorted."""
+    out = []
+    for d in glob.glob(os.path.join(store, layout.COMMIT_TABLE, f"host={host}" if host else "host=*", "date=*")):
+        out.append((os.path.basename(os.path.dirname(d))[len("host="):], os.path.basename(d)[len("date="):]))
+    return sorted(out)
+
+
+def _glob(store: str, table: str, host: str | None, parts) -> list[str]:
+    if parts is None:
+        return glob.glob(layout.table_glob(store, table, host))
+    return [p for h, d in parts for p in glob.glob(os.path.join(layout.partition_dir(store, table, h, d),
+                                                                "*" + layout.SUFFIX))]
+
+
+def scan(store: str, tables, host: str | None = None, on_bad=None, parts=None) -> Catalog:
     """The catalog of one store (``tables``: every table name, ``snapshots`` included).
 
-    A compacted ``snapshots`` file that cannot be read raises :class:`StoreCorrupt` naming it, or, with
-    ``on_bad(path, reason)``, is left out (its snapshots are then not visible) and listed in ``bad``."""
+    ``parts``: only these (host, date) partitions (a snapshot lives in one partition, so each partition's
+    winners are decided by that partition alone).  A compacted ``snapshots`` file that cannot be read raises
+    :class:`StoreCorrupt` naming it, or, with ``on_bad(path, reason)``, is left out (its snapshots are then not
+    visible) and listed in ``bad``."""
     cat = Catalog(store)
     segs: dict[tuple[str, str, str], Segment] = {}  # (host, date, name): names are only unique per partition
-    for p in glob.glob(layout.table_glob(store, layout.COMMIT_TABLE, host)):
+    for p in _glob(store, layout.COMMIT_TABLE, host, parts):
         h, d, name = layout.host_of(p), layout.date_of(p), layout.segment_of(p)
         if layout.is_compacted(name):
             try:
@@ -112,6 +130,72 @@ def scan(store: str, tables, host: str | None = None, on_bad=None) -> Catalog:
     cat.superseded = sorted((s for k, s in segs.items() if k not in visible and s.snapshot_ids),
                             key=lambda s: (s.host, s.name))
     for t in tables:
-        cat.files[t] = sorted(p for p in glob.glob(layout.table_glob(store, t, host))
+        cat.files[t] = sorted(p for p in _glob(store, t, host, parts)
                               if (layout.host_of(p), layout.date_of(p), layout.segment_of(p)) in visible)
     return cat
+
+
+_ID_TIME = re.compile(r"\d{8}T\d{12}")  # layout.ID_TIME, as written
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The snapshots a question needs, so that a reader opens only their files: the ``latest`` N of each
+    host, the ids starting with one of ``prefixes``, or the snapshots captured between ``since`` and ``until``
+    (UTC, formatted as :data:`common.layout.ID_TIME`, inclusive: partitions are pruned by their date, then segments by the
+    times their snapshot ids start with); ``host`` narrows any of them.  Files of a compacted segment come whole, so a scope can bring more snapshots than
+    it names, never fewer: the extra ones are older than the latest N, and match none of the prefixes."""
+    latest: int | None = None
+    prefixes: tuple[str, ...] = ()
+    since: str | None = None
+    until: str | None = None
+    host: str | None = None
+
+
+def _restrict(cat: Catalog, keep) -> Catalog:
+    """``cat`` with only the files of the segments winning a snapshot in ``keep``."""
+    won = {(s.host, s.date, s.name) for k, s in cat.winners.items() if k in keep}
+    out = Catalog(cat.store, bad=cat.bad, superseded=cat.superseded)
+    out.winners = {k: s for k, s in cat.winners.items() if (s.host, s.date, s.name) in won}
+    out.files = {t: [p for p in fs if (layout.host_of(p), layout.date_of(p), layout.segment_of(p)) in won]
+                 for t, fs in cat.files.items()}
+    return out
+
+
+def select(store: str, tables, scope: Scope | None = None, on_bad=None) -> Catalog:
+    """The catalog of the partitions and segments ``scope`` needs (all of them for None): partition pruning
+    by host and date from directory listings, so nothing outside the scope is read, not even a footer.
+    Empty when the scope matches nothing (the caller then decides what to say)."""
+    if scope is None:
+        return scan(store, tables, on_bad=on_bad)
+    parts = partitions(store, scope.host)
+    if scope.latest:
+        chosen, keep = [], set()
+        for h in sorted({h for h, _ in parts}):
+            ids: list[str] = []
+            for d in sorted((d for hh, d in parts if hh == h), reverse=True):  # newest day first
+                chosen.append((h, d))
+                ids += [sid for _, sid in scan(store, [layout.COMMIT_TABLE], on_bad=on_bad,
+                                               parts=[(h, d)]).winners]
+                if len(ids) >= scope.latest:
+                    break
+            keep |= {(h, sid) for sid in sorted(ids)[-scope.latest:]}  # ids sort by capture time
+        return _restrict(scan(store, tables, on_bad=on_bad, parts=chosen), keep)
+    if scope.prefixes:
+        commits = scan(store, [layout.COMMIT_TABLE], on_bad=on_bad, parts=parts)
+        keep = {k for k in commits.winners if any(k[1].startswith(p) for p in scope.prefixes)}
+        chosen = sorted({(h, commits.winners[(h, sid)].date) for h, sid in keep})
+        return _restrict(scan(store, tables, on_bad=on_bad, parts=chosen), keep)
+    lo, hi = scope.since, scope.until
+    chosen = [(h, d) for h, d in parts if (lo is None or d.replace("-", "") >= lo[:8])
+              and (hi is None or d.replace("-", "") <= hi[:8])]
+    cat = scan(store, tables, on_bad=on_bad, parts=chosen)
+    return _restrict(cat, {k for k in cat.winners if _in_range(k[1], lo, hi)})
+
+
+def _in_range(snapshot_id: str, lo: str | None, hi: str | None) -> bool:
+    """Whether an id's capture time (its first characters) is in [lo, hi]; an id of another form: True."""
+    t = snapshot_id[:layout.ID_TIME_LEN]
+    if not _ID_TIME.fullmatch(t):
+        return True
+    return (lo is None or t >= lo) and (hi is None or t <= hi)

@@ -40,11 +40,16 @@ def safe_host(host: str) -> str:
     return h
 
 
+#: the UTC time that starts every snapshot id (its capture start: ids sort by time) and compaction id
+ID_TIME = "%Y%m%dT%H%M%S%f"
+ID_TIME_LEN = 21  # len("20261130T015500123456")
+
+
 def new_snapshot_id(start: datetime, host: str, boot_id: str, pid: int | None = None) -> str:
     """UTC capture start (so ids sort by time), a hash of host and boot, and the writer's pid: unique across
     hosts and across recorders running at the same time."""
     h = hashlib.sha1(f"{host}\0{boot_id}".encode()).hexdigest()[:8]
-    return f"{start:%Y%m%dT%H%M%S%f}Z-{h}-{os.getpid() if pid is None else pid}"
+    return f"{start.strftime(ID_TIME)}Z-{h}-{os.getpid() if pid is None else pid}"
 
 
 #: first character of a compaction id: sorts after the digits that start every snapshot id
@@ -53,7 +58,7 @@ COMPACT_PREFIX = "c"
 
 def new_compaction_id(now: datetime) -> str:
     """A compacted segment's name: UTC time (so a newer compaction sorts later) and the compactor's pid."""
-    return f"{COMPACT_PREFIX}{now:%Y%m%dT%H%M%S%f}Z-{os.getpid()}"
+    return f"{COMPACT_PREFIX}{now.strftime(ID_TIME)}Z-{os.getpid()}"
 
 
 def is_compacted(segment: str) -> bool:

@@ -28,7 +28,7 @@ import pyarrow as pa
 from schema import arrow_schema
 
 from common.errors import MemsnapError
-from common.layout import partition_date
+from common.layout import ID_TIME, partition_date
 from .procfs import PF_KTHREAD, parse_cmdline, parse_meminfo, parse_smaps, parse_stat
 from .rows import map_items, meminfo_columns, snapshot_row
 from .store import SnapshotWriter, recover, safe_host
@@ -158,7 +158,7 @@ def import_smemcap(path: str, store: str, host: str | None = None) -> dict:
     start = datetime.fromtimestamp(cap.mtime, timezone.utc)
     digest = hashlib.sha1(f"{os.path.abspath(path)}\0{cap.mtime}".encode()).hexdigest()[:16]
     host = safe_host(host or f"smemcap-{os.path.basename(os.path.normpath(path)).split('.')[0]}")
-    sid = f"{start:%Y%m%dT%H%M%S%f}Z-{digest[:8]}-smemcap"
+    sid = f"{start.strftime(ID_TIME)}Z-{digest[:8]}-smemcap"
     for r in proc_rows:
         r["snapshot_id"] = sid
     for m in map_rows:

@@ -59,12 +59,20 @@ MUTANTS = [
     ("compact-oldest-segment-wins", "common/catalog.py", "if cur is None or seg.name > cur.name:",
      "if cur is None or seg.name < cur.name:", ["tests/test_compact.py", "-k", "each_step"]),
     ("compact-superseded-files-stay-visible", "common/catalog.py",
-     "if (layout.host_of(p), layout.segment_of(p)) in visible)",
-     "if (layout.host_of(p), layout.segment_of(p)) in visible or t != \"snapshots\")",
+     "if (layout.host_of(p), layout.date_of(p), layout.segment_of(p)) in visible)",
+     "if (layout.host_of(p), layout.date_of(p), layout.segment_of(p)) in visible or t != \"snapshots\")",
      ["tests/test_golden.py", "-k", "inputs-left and sizes-process"]),
     ("compact-inputs-removed-before-commit", "recorder/compact.py", "            w.commit(rows)\n",
      "            for s in segs:\n                __import__('recorder.store').store.delete_segment(store, s)\n"
      "            w.commit(rows)\n", ["tests/test_compact.py", "-k", "each_step"]),
+    # issue 13: partition pruning at open
+    ("scope-latest-looks-at-one-day-only", "common/catalog.py",
+     "                if len(ids) >= scope.latest:\n                    break\n", "                break\n",
+     ["tests/test_scope.py", "-k", "whole_stores"]),
+    ("scope-range-keeps-whole-days", "common/catalog.py", "    if not _ID_TIME.fullmatch(t):\n",
+     "    if True:\n", ["tests/test_scope.py", "-k", "never_read"]),
+    ("scope-fast-check-passes-every-file", "analyzer/store.py", "        return all(meta.get(f, {})",
+     "        return True or all(meta.get(f, {})", ["tests/test_bad_input.py", "-k", "unlabelled or newer_version"]),
 ]
 
 

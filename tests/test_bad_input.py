@@ -63,6 +63,12 @@ def foreign(f):
     pq.write_table(pa.table({"x": [1, 2, 3]}), f)
 
 
+def unlabelled(f):
+    """The right columns, but no memsnap metadata: some other program's file."""
+    t = pq.read_table(f)
+    pq.write_table(t.replace_schema_metadata(None), f)
+
+
 def newer_version(f):
     t = pq.read_table(f)
     meta = dict(t.schema.metadata)
@@ -77,7 +83,8 @@ def clean_output():
     return cp.stdout
 
 
-@pytest.mark.parametrize("damage", [truncate, empty, corrupt_middle, corrupt_read_column, foreign, newer_version])
+@pytest.mark.parametrize("damage", [truncate, empty, corrupt_middle, corrupt_read_column, foreign, unlabelled,
+                                    newer_version])
 @pytest.mark.parametrize("table", ["pages", "processes", "snapshots"])
 def test_damaged_file_is_named_and_skip_bad_recovers(store, damage, table, clean_output):
     f = _first(store, table)
