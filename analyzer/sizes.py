@@ -187,6 +187,7 @@ class _Smaps:
     name = "smaps"
     facts = "smaps_mapping_facts"
     columns = _FACT_KEYS + tuple(a.smaps for a in REGISTRY if a.smaps) + ("has_smaps",)
+    kept = ("host", "snapshot_id")  # fact columns read after stage 1 (by notes), whatever the view
 
     def check(self, snaps: list[Snapshot]) -> None:
         pass  # every snapshot has smaps or smaps_rollup figures
@@ -213,6 +214,7 @@ class _Pages:
     name = "pages"
     facts = "page_mapping_facts"
     columns = _FACT_KEYS + ("page_size_bytes",) + tuple(a.pages for a in REGISTRY if a.pages) + ("unknown_frames",)
+    kept = ("host", "snapshot_id", "unknown_frames")  # unknown_frames: read by notes()
 
     def check(self, snaps: list[Snapshot]) -> None:
         for s in snaps:
@@ -320,13 +322,18 @@ def sizes(store: Store, snaps: list[Snapshot], *, by: str = "process", source: s
 
 def _query(con, view: View, src, snaps: list[Snapshot], numeric: bool, filters: dict) -> list[dict]:
     """The rows of ``view``: facts per mapping -> stage 1 per process (x mapping) -> stage 2 per group."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _facts AS SELECT * FROM (\n{queries.get(src.facts).sql}\n) "
-                f"WHERE {_CHOSEN}", _chosen(snaps))
     md = sa.MetaData()
     f = sa.Table("_facts", md, *[sa.Column(c) for c in dict.fromkeys(src.columns)])
     procs = schema_sa.table(schema_sa.TABLES["processes"], md)
     amounts = [a for a in view.amounts if not a.average_of and src.offers(a, view)]
-    s1 = _stage1(view, src, amounts, f, filters["mapfilter"]).subquery("s1")
+    stage1 = _stage1(view, src, amounts, f, filters["mapfilter"])
+    # only the fact columns this view uses (DuckDB then computes and reads no other: the mapping name of
+    # every row, for one, is a string per mapping that a per-process or per-command view never needs)
+    used = {c.name for c in sa.sql.visitors.iterate(stage1) if isinstance(c, sa.Column) and c.table is f}
+    cols = ", ".join(c for c in dict.fromkeys(src.columns) if c in used or c in src.kept)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _facts AS SELECT {cols} FROM (\n{queries.get(src.facts).sql}\n) "
+                f"WHERE {_CHOSEN}", _chosen(snaps))
+    s1 = stage1.subquery("s1")
     groups = {name: (procs.c[col] if col in procs.c else s1.c[col]) for name, col in view.keys}
     if numeric and "user" in groups:  # the uid instead of the name: a number per process, text per user
         groups["user"] = procs.c.euid if view.name == "process" else sa.cast(procs.c.euid, sa.String)

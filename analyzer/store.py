@@ -36,7 +36,8 @@ def permission_denied(path: str, store: str) -> StoreError:
 
 
 def _denied_in(path: str) -> str | None:
-    """``path`` itself or the first directory or file below it this user cannot read; None if all can be."""
+    """``path`` itself or the first directory below it this user cannot read; None if all can be.  Files are
+    checked when a scope has chosen them (:meth:`Store._validate_files`): no per-file work at open."""
     for p in (path, os.path.join(path, layout.COMMIT_TABLE)):
         if os.path.isdir(p) and not os.access(p, os.R_OK | os.X_OK):
             return p
@@ -48,15 +49,18 @@ def _denied_in(path: str) -> str | None:
             continue
         if not os.access(top, os.R_OK | os.X_OK):
             return top
-        for d, dirs, files in os.walk(top):
-            for name in dirs:
-                sub = os.path.join(d, name)
+        for d in (top, *_subdirs(top)):  # host=*, then date=*: the partitions
+            for sub in _subdirs(d):
                 if not os.access(sub, os.R_OK | os.X_OK):
                     return sub
-            for name in files:
-                if name.endswith(".parquet") and not os.access(os.path.join(d, name), os.R_OK):
-                    return os.path.join(d, name)
     return None
+
+
+def _subdirs(d: str) -> list[str]:
+    try:
+        return [e.path for e in os.scandir(d) if e.is_dir()]
+    except PermissionError:
+        return []  # reported as the directory itself
 
 
 def _stat_denied(path: str) -> str | None:
@@ -186,7 +190,10 @@ class Store:
         for scope in ([scope, None] if scope is not None else [None]):
             files: dict[str, list[str]] = {t: [] for t in TABLES}
             for path in self.paths:
-                cat = catalog.select(path, TABLES, scope, on_bad=on_bad)
+                try:
+                    cat = catalog.select(path, TABLES, scope, on_bad=on_bad)
+                except PermissionError as e:  # a compacted commit file this user cannot read
+                    raise permission_denied(e.filename or path, path) from None
                 for t in TABLES:
                     files[t] += cat.files[t]
             if files[layout.COMMIT_TABLE]:
@@ -220,6 +227,11 @@ class Store:
         of their snapshot.  Files outside the scope are not read at all."""
         bad: dict[str, str] = {}
         files = self._select(self.scope, bad)
+        for fs in files.values():
+            denied = next((f for f in fs if not os.access(f, os.R_OK)), None)
+            if denied:
+                raise permission_denied(denied, next((p for p in self.paths if denied.startswith(p + os.sep)),
+                                                     self.paths[0]))
         if not self.skip_bad and self._kv_metadata_ok(files):
             return files
         self._check(files, bad)

@@ -20,6 +20,7 @@ built from the files themselves (a listing, plus reading the ``snapshot_id`` col
 """
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import re
@@ -110,7 +111,11 @@ def scan(store: str, tables, host: str | None = None, on_bad=None, parts=None) -
         if layout.is_compacted(name):
             try:
                 ids = read_snapshot_ids(p)
+            except PermissionError:
+                raise  # not damage: the reader says "permission denied", naming the file
             except Exception as e:  # pyarrow raises several types for damaged files
+                if "Permission denied" in str(e):
+                    raise PermissionError(errno.EACCES, "Permission denied", p) from None
                 why = f"not a readable Parquet file ({str(e).splitlines()[0][:120]})"
                 if on_bad is None:
                     raise StoreCorrupt(f"{p}: {why}", hint="remove or move the file (its snapshots go with it), or "
@@ -152,13 +157,21 @@ class Scope:
     host: str | None = None
 
 
-def _restrict(cat: Catalog, keep) -> Catalog:
-    """``cat`` with only the files of the segments winning a snapshot in ``keep``."""
-    won = {(s.host, s.date, s.name) for k, s in cat.winners.items() if k in keep}
+def _restrict(cat: Catalog, keep, tables=None) -> Catalog:
+    """``cat`` with only the files of the segments winning a snapshot in ``keep``; with ``tables``, those
+    files are found by name (``cat`` then needs only the commit table: no listing of the data tables)."""
+    won = {(s.host, s.date, s.name): s for k, s in cat.winners.items() if k in keep}
     out = Catalog(cat.store, bad=cat.bad, superseded=cat.superseded)
     out.winners = {k: s for k, s in cat.winners.items() if (s.host, s.date, s.name) in won}
-    out.files = {t: [p for p in fs if (layout.host_of(p), layout.date_of(p), layout.segment_of(p)) in won]
-                 for t, fs in cat.files.items()}
+    if tables is None:
+        out.files = {t: [p for p in fs if (layout.host_of(p), layout.date_of(p), layout.segment_of(p)) in won]
+                     for t, fs in cat.files.items()}
+    else:
+        out.files = {t: [] for t in tables}
+        for s in won.values():
+            for p in segment_files(cat.store, s.host, s.date, s.name, tables):
+                out.files[layout.table_of(cat.store, p)].append(p)
+        out.files = {t: sorted(fs) for t, fs in out.files.items()}
     return out
 
 
@@ -180,12 +193,11 @@ def select(store: str, tables, scope: Scope | None = None, on_bad=None) -> Catal
                 if len(ids) >= scope.latest:
                     break
             keep |= {(h, sid) for sid in sorted(ids)[-scope.latest:]}  # ids sort by capture time
-        return _restrict(scan(store, tables, on_bad=on_bad, parts=chosen), keep)
+        return _restrict(scan(store, [layout.COMMIT_TABLE], on_bad=on_bad, parts=chosen), keep, tables)
     if scope.prefixes:
         commits = scan(store, [layout.COMMIT_TABLE], on_bad=on_bad, parts=parts)
         keep = {k for k in commits.winners if any(k[1].startswith(p) for p in scope.prefixes)}
-        chosen = sorted({(h, commits.winners[(h, sid)].date) for h, sid in keep})
-        return _restrict(scan(store, tables, on_bad=on_bad, parts=chosen), keep)
+        return _restrict(commits, keep, tables)
     lo, hi = scope.since, scope.until
     chosen = [(h, d) for h, d in parts if (lo is None or d.replace("-", "") >= lo[:8])
               and (hi is None or d.replace("-", "") <= hi[:8])]

@@ -111,6 +111,11 @@ def host_of(path: str) -> str:
     return os.path.basename(os.path.dirname(os.path.dirname(path)))[len("host="):]
 
 
+def table_of(store: str, path: str) -> str:
+    """The table of a data file of ``store``."""
+    return os.path.relpath(path, store).split(os.sep, 1)[0]
+
+
 def inprogress_dir(store: str) -> str:
     return os.path.join(store, INPROGRESS)
 
