@@ -103,10 +103,11 @@ def open_store(paths, *, memory_limit: str | None = None, threads: int | None = 
     return Store(paths, memory_limit=memory_limit, threads=threads, skip_bad=skip_bad, scope=scope)
 
 
-def scope_for(*, host: str | None = None, ids=(), latest: int | None = None, since=None, until=None):
+def scope_for(*, host: str | None = None, ids=(), latest: int | None = None, since=None, until=None,
+              tables=None):
     """The scope of a question: ``since``/``until`` (as the commands take them) -> their UTC times; else ids
     or prefixes -> the snapshots they can name ('latest' among them: the last of each host); else ``latest``
-    -> the last N of each host; else None (everything)."""
+    -> the last N of each host; else every snapshot (None when ``tables``, the tables read, is None too)."""
     from datetime import timedelta, timezone
 
     from common.catalog import Scope
@@ -117,11 +118,11 @@ def scope_for(*, host: str | None = None, ids=(), latest: int | None = None, sin
         def day(t, margin):  # a relative time is parsed again later, a little later: a minute's margin
             return None if t is None else (t + timedelta(seconds=margin)).astimezone(timezone.utc).strftime(ID_TIME)
 
-        return Scope(since=day(lo, -60), until=day(hi, 60), host=host)
+        return Scope(since=day(lo, -60), until=day(hi, 60), host=host, tables=tables)
     if ids and "latest" not in ids:
-        return Scope(prefixes=tuple(ids), host=host)
+        return Scope(prefixes=tuple(ids), host=host, tables=tables)
     if ids:
         latest = 1
     if latest:
-        return Scope(latest=latest, host=host)
-    return None
+        return Scope(latest=latest, host=host, tables=tables)
+    return Scope(host=host, tables=tables) if tables else None

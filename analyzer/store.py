@@ -9,6 +9,7 @@ This is the bottom of the analyzer: it imports no analysis module (sizes, diff, 
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import re
@@ -171,8 +172,11 @@ class Store:
             self.con.execute("SET threads = ?", [int(threads)])
         self.skip_bad = skip_bad
         self.skipped: list[tuple[str, str]] = []  # (file, reason) left out with skip_bad
-        # MEMSNAP_SCOPE=all opens every partition whatever the question (the answers are the same; slower)
+        # MEMSNAP_SCOPE=all opens every partition whatever the question (the answers are the same; slower);
+        # --skip-bad too reads every table a scope names, so what it leaves out is what no command could read
         self.scope = None if os.environ.get("MEMSNAP_SCOPE") == "all" else scope
+        if self.scope is not None and skip_bad and self.scope.tables is not None:
+            self.scope = dataclasses.replace(self.scope, tables=None)
         self._good = self._validate_files()
         for name in TABLES:
             self._create_view(name)
@@ -195,7 +199,7 @@ class Store:
                 except PermissionError as e:  # a compacted commit file this user cannot read
                     raise permission_denied(e.filename or path, path) from None
                 for t in TABLES:
-                    files[t] += cat.files[t]
+                    files[t] += cat.files.get(t, [])  # a table the scope does not read: an empty view
             if files[layout.COMMIT_TABLE]:
                 break
         return files

@@ -61,7 +61,8 @@ def snapshots(stores: StoresArg = None, store: StoreOpt = [], skip_bad: SkipBad 
         names = [d[0] for d in cur.description]
         return names, [dict(zip(names, r)) for r in cur.fetchall()]
 
-    names, rows = _run("snapshots", stores, store, skip_bad, call, dict(host=host, since=since, until=until))
+    names, rows = _run("snapshots", stores, store, skip_bad, call,
+                       dict(host=host, since=since, until=until, tables=("snapshots",)))  # snapshot_list's table
     _echo(rows, names if fmt != OutFmt.table else SNAPSHOT_COLUMNS, fmt, numeric_columns=SNAPSHOT_NUMERIC)
 
 

@@ -155,6 +155,8 @@ class Scope:
     since: str | None = None
     until: str | None = None
     host: str | None = None
+    #: the tables the question reads (None: all); the others' files are neither listed nor opened
+    tables: tuple[str, ...] | None = None
 
 
 def _restrict(cat: Catalog, keep, tables=None) -> Catalog:
@@ -181,6 +183,10 @@ def select(store: str, tables, scope: Scope | None = None, on_bad=None) -> Catal
     Empty when the scope matches nothing (the caller then decides what to say)."""
     if scope is None:
         return scan(store, tables, on_bad=on_bad)
+    if scope.tables is not None:
+        tables = [t for t in tables if t in scope.tables or t == layout.COMMIT_TABLE]
+    if scope == Scope(host=scope.host, tables=scope.tables):  # every snapshot (of the host)
+        return scan(store, tables, host=scope.host, on_bad=on_bad)
     parts = partitions(store, scope.host)
     if scope.latest:
         chosen, keep = [], set()
@@ -192,7 +198,12 @@ def select(store: str, tables, scope: Scope | None = None, on_bad=None) -> Catal
                                                parts=[(h, d)]).winners]
                 if len(ids) >= scope.latest:
                     break
-            keep |= {(h, sid) for sid in sorted(ids)[-scope.latest:]}  # ids sort by capture time
+            if all(_ID_TIME.fullmatch(sid[:layout.ID_TIME_LEN]) for sid in ids):
+                keep |= {(h, sid) for sid in sorted(ids)[-scope.latest:]}  # ids sort by capture time
+            else:  # ids of another form: their order says nothing, so every snapshot of the host
+                chosen += [(hh, d) for hh, d in parts if hh == h and (hh, d) not in chosen]
+                keep |= {k for k in scan(store, [layout.COMMIT_TABLE], on_bad=on_bad,
+                                         parts=[p for p in chosen if p[0] == h]).winners}
         return _restrict(scan(store, [layout.COMMIT_TABLE], on_bad=on_bad, parts=chosen), keep, tables)
     if scope.prefixes:
         commits = scan(store, [layout.COMMIT_TABLE], on_bad=on_bad, parts=parts)

@@ -71,6 +71,11 @@ MUTANTS = [
      ["tests/test_scope.py", "-k", "whole_stores"]),
     ("scope-range-keeps-whole-days", "common/catalog.py", "    if not _ID_TIME.fullmatch(t):\n",
      "    if True:\n", ["tests/test_scope.py", "-k", "never_read"]),
+    ("scope-latest-trusts-any-id-order", "common/catalog.py",
+     "            if all(_ID_TIME.fullmatch(sid[:layout.ID_TIME_LEN]) for sid in ids):\n", "            if True:\n",
+     ["tests/test_scope.py", "-k", "another_form"]),
+    ("scope-snapshots-reads-every-table", "cli/analyse.py", 'tables=("snapshots",)', "tables=None",
+     ["tests/test_scope.py", "-k", "never_read"]),
     ("scope-fast-check-passes-every-file", "analyzer/store.py", "        return all(meta.get(f, {})",
      "        return True or all(meta.get(f, {})", ["tests/test_bad_input.py", "-k", "unlabelled or newer_version"]),
 ]
