@@ -187,7 +187,7 @@ class _Smaps:
     name = "smaps"
     facts = "smaps_mapping_facts"
     columns = _FACT_KEYS + tuple(a.smaps for a in REGISTRY if a.smaps) + ("has_smaps",)
-    kept = ("host", "snapshot_id")  # fact columns read after stage 1 (by notes), whatever the view
+    kept = ("host", "snapshot_id")  # fact columns kept whatever the view (stage 1 groups by them anyway)
 
     def check(self, snaps: list[Snapshot]) -> None:
         pass  # every snapshot has smaps or smaps_rollup figures

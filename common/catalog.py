@@ -189,22 +189,26 @@ def select(store: str, tables, scope: Scope | None = None, on_bad=None) -> Catal
         return scan(store, tables, host=scope.host, on_bad=on_bad)
     parts = partitions(store, scope.host)
     if scope.latest:
-        chosen, keep = [], set()
+        commits, keep = Catalog(store), set()
+
+        def add(part_list) -> list[str]:  # each partition's commit table is scanned once
+            part = scan(store, [layout.COMMIT_TABLE], on_bad=on_bad, parts=part_list)
+            commits.winners.update(part.winners)
+            commits.bad += part.bad
+            return [sid for _, sid in part.winners]
+
         for h in sorted({h for h, _ in parts}):
+            days = sorted((d for hh, d in parts if hh == h), reverse=True)  # newest day first
             ids: list[str] = []
-            for d in sorted((d for hh, d in parts if hh == h), reverse=True):  # newest day first
-                chosen.append((h, d))
-                ids += [sid for _, sid in scan(store, [layout.COMMIT_TABLE], on_bad=on_bad,
-                                               parts=[(h, d)]).winners]
+            for i, d in enumerate(days):
+                ids += add([(h, d)])
                 if len(ids) >= scope.latest:
                     break
             if all(_ID_TIME.fullmatch(sid[:layout.ID_TIME_LEN]) for sid in ids):
                 keep |= {(h, sid) for sid in sorted(ids)[-scope.latest:]}  # ids sort by capture time
             else:  # ids of another form: their order says nothing, so every snapshot of the host
-                chosen += [(hh, d) for hh, d in parts if hh == h and (hh, d) not in chosen]
-                keep |= {k for k in scan(store, [layout.COMMIT_TABLE], on_bad=on_bad,
-                                         parts=[p for p in chosen if p[0] == h]).winners}
-        return _restrict(scan(store, [layout.COMMIT_TABLE], on_bad=on_bad, parts=chosen), keep, tables)
+                keep |= {(h, sid) for sid in ids + add([(h, d) for d in days[i + 1:]])}
+        return _restrict(commits, keep, tables)
     if scope.prefixes:
         commits = scan(store, [layout.COMMIT_TABLE], on_bad=on_bad, parts=parts)
         keep = {k for k in commits.winners if any(k[1].startswith(p) for p in scope.prefixes)}
