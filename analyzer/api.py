@@ -11,13 +11,11 @@
 """
 from __future__ import annotations
 
-from . import diff as _diff
-from . import report as _report
-from . import shared as _shared
-from . import sizes as _sizes
 from . import snapshots as _snapshots
 from . import store as _store
-from . import trend as _trend
+
+# The core modules (diff, report, shared, sizes, trend) are imported by the method that uses them: sizes
+# brings SQLAlchemy, report matplotlib, and ``memsnap snapshots`` (or ``sql``) needs neither.
 
 
 class Store(_store.Store):
@@ -28,6 +26,8 @@ class Store(_store.Store):
               mapfilter: str | None = None, sort: str | None = None, reverse: bool = False, columns=None,
               numeric: bool = False, limit: int | None = None) -> _sizes.SizesResult:
         """Set sizes of ``snapshot`` (``latest``: the last of each host), per ``by`` view."""
+        from . import sizes as _sizes
+
         snaps = self.resolve(snapshot, host)
         res = _sizes.sizes(self, snaps, by=by, source=source, processfilter=processfilter, userfilter=userfilter,
                            mapfilter=mapfilter, sort=sort, reverse=reverse, columns=columns, numeric=numeric,
@@ -45,6 +45,8 @@ class Store(_store.Store):
              since=None, until=None) -> _diff.DiffResult:
         """``from_id`` -> ``to_id`` (default: the host's last two snapshots; with ``since``/``until``, the
         first and the last snapshot captured in that range)."""
+        from . import diff as _diff
+
         before, after = self._pair(from_id, to_id, host, since, until)
         return _diff.diff(self, before, after, by=by, source=source, processfilter=processfilter,
                           userfilter=userfilter, mapfilter=mapfilter, min_change=min_change, sort=sort,
@@ -54,6 +56,8 @@ class Store(_store.Store):
                groups: str = "command", processfilter: str | None = None, userfilter: str | None = None,
                mapfilter: str | None = None, detail: bool = False, limit: int | None = None) -> _shared.Table:
         """Shared-page attribution: ``view`` is groups | pairs | mapping | histogram | flags | reconcile."""
+        from . import shared as _shared
+
         snap = _snapshots.resolve_one(self.snapshots(host), snapshot, host=host, where=self.where)
         return _shared.shared(self, snap, view, groups=groups, processfilter=processfilter, userfilter=userfilter,
                               mapfilter=mapfilter, detail=detail, limit=limit)
@@ -62,6 +66,8 @@ class Store(_store.Store):
               until=None, source: str = "smaps", processfilter: str | None = None, userfilter: str | None = None,
               mapfilter: str | None = None, progress=None) -> _trend.TrendResult:
         """A series over the snapshots captured ``since``..``until`` (the ``last`` N of each host)."""
+        from . import trend as _trend
+
         snaps = _snapshots.select_range(self.snapshots(host), host=host, last=last, since=since, until=until,
                                         where=self.where)
         return _trend.trend(self, snaps, by=by, source=source, processfilter=processfilter, userfilter=userfilter,
@@ -84,6 +90,8 @@ class Store(_store.Store):
                by: str = "command", top: int = 15, progress=None, since=None, until=None) -> _report.Report:
         """The HTML report on ``from_id`` -> ``to_id`` (default: the host's last two snapshots; with
         ``since``/``until``, the first and the last of that range, and the range's trend)."""
+        from . import report as _report
+
         if since is None and until is None:
             pair, span = _snapshots.report_snapshots(self.snapshots(host), from_id, to_id, host, where=self.where)
         else:

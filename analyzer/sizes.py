@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 import sqlalchemy as sa
-from duckdb_engine import Dialect
+from sqlalchemy.engine.default import DefaultDialect
 
 from common.errors import MemsnapError
 from schema import sa as schema_sa
@@ -134,7 +134,18 @@ VIEW_COLUMNS = {**{n: v.columns for n, v in VIEWS.items()},
                 "system": ("host", "snapshot_id", "area", "kb", "percent")}
 DEFAULT_COLUMNS = {**{n: v.defaults for n, v in VIEWS.items()}, "system": ("area", "kb", "percent")}
 
-_DIALECT = Dialect(paramstyle="qmark")
+
+class _DuckDialect(DefaultDialect):
+    """How DuckDB reads the SQL these queries compile to: ``?`` parameters, real booleans, ``/`` on integers
+    is true division.  SQLAlchemy's generic dialect with those three facts compiles every sizes statement
+    to the same text as duckdb_engine's dialect (compared on the 338 statements the golden, sizes, trend,
+    report and query tests compile), without importing duckdb_engine and the PostgreSQL dialect it builds on
+    (0.1-0.15 s per command here)."""
+    supports_native_boolean = True
+    div_is_floordiv = False
+
+
+_DIALECT = _DuckDialect(paramstyle="qmark")
 #: the chosen snapshots: a snapshot is (host, snapshot_id), merged stores may hold one id under several hosts
 _CHOSEN = "(host, snapshot_id) IN (SELECT unnest($hosts), unnest($snapshot_ids))"
 _FACT_KEYS = ("host", "snapshot_id", "pid", "idx", "map", "perms", "offset_bytes")

@@ -21,7 +21,7 @@ import duckdb
 
 from common.errors import MemsnapError, SchemaMismatch, StoreCorrupt, StoreError
 from common import catalog, layout
-from schema import SCHEMA_VERSION, TABLES, arrow_schema, duck_type
+from schema import SCHEMA_VERSION, TABLES, duck_type
 
 from . import queries, snapshots
 from .snapshots import Snapshot
@@ -118,8 +118,8 @@ def raw_view_sql(table: str, files, segment: bool = False) -> str:
     """``CREATE VIEW _raw_<table>`` over Parquet files (a list, or one glob), or an empty typed view.
     ``segment``: add ``_segment``, the name of the row's file (for :func:`committed_view_sql` over globs)."""
     cols = [c.name for c in TABLES[table].columns] + ["host", "date"]
-    sch = arrow_schema(table)
-    typed_empty = "SELECT " + ", ".join(f'CAST(NULL AS {duck_type(f.type)}) AS "{f.name}"' for f in sch) + \
+    typed_empty = "SELECT " + ", ".join(f'CAST(NULL AS {duck_type(c.type)}) AS "{c.name}"'
+                                        for c in TABLES[table].columns) + \
         ', CAST(NULL AS VARCHAR) AS host, CAST(NULL AS DATE) AS "date"' + \
         (", CAST(NULL AS VARCHAR) AS _segment" if segment else "") + " WHERE false"
     if files:

@@ -30,7 +30,7 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schema import DATA_TABLES, TABLES, arrow_schema
+from schema import DATA_TABLES, KB_MAP, TABLES, arrow_schema
 
 from common import catalog, layout
 from common.errors import StoreError
@@ -114,7 +114,7 @@ class TableWriter:
         self._file = os.fdopen(fd, "wb")
         enc = dict(self.table.encodings)
         dict_cols = [c.name for c in self.table.columns
-                     if c.name not in enc and not pa.types.is_map(c.type)]
+                     if c.name not in enc and c.type != KB_MAP]
         try:
             self._writer = pq.ParquetWriter(
                 self._file, self.schema, compression="zstd",

@@ -3,7 +3,9 @@
 Everything else is derived from the definitions here:
 
 * ``arrow_schema(name)`` — the pyarrow schema of the Parquet files (used by the
-  recorder; this module imports only pyarrow so it is safe on production hosts);
+  recorder and the compactor; pyarrow is imported when it is called, so the analyzer's
+  commands that never read a file with pyarrow do not pay for importing it);
+* ``duck_type(type)`` — the DuckDB type of a column;
 * ``schema.sa.tables()`` — SQLAlchemy Core ``Table`` objects (used by the analyzer);
 * ``schema.docs.render()`` — ``docs/schema.md``.
 
@@ -19,8 +21,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import pyarrow as pa
-
 SCHEMA_VERSION = 2
 #: Parquet key-value metadata keys carried by every file.
 META_VERSION = b"memsnap.schema_version"
@@ -32,7 +32,8 @@ PARTITION_COLUMNS = ("host", "date")
 @dataclass(frozen=True)
 class Column:
     name: str
-    type: pa.DataType
+    #: the Arrow type, as pyarrow prints it (``str(arrow_type(type))`` is ``type``; tests/test_schema.py checks)
+    type: str
     unit: str | None
     description: str
     nullable: bool = True
@@ -68,9 +69,20 @@ def C(name, type_, unit, description, nullable=True, since=1):
     return Column(name, type_, unit, description, nullable, since)
 
 
-STR, I32, I64, U64, F64, BOOL = pa.string(), pa.int32(), pa.int64(), pa.uint64(), pa.float64(), pa.bool_()
-TS = pa.timestamp("us", tz="UTC")
-KB_MAP = pa.map_(pa.string(), pa.int64())
+STR, I32, I64, U64, F64, BOOL = "string", "int32", "int64", "uint64", "double", "bool"
+TS = "timestamp[us, tz=UTC]"
+KB_MAP = "map<string, int64>"
+#: every column type: (pyarrow constructor, DuckDB type).  A type not here is an error, never a silent guess.
+TYPES = {
+    STR: (lambda pa: pa.string(), "VARCHAR"),
+    I32: (lambda pa: pa.int32(), "INTEGER"),
+    I64: (lambda pa: pa.int64(), "BIGINT"),
+    U64: (lambda pa: pa.uint64(), "UBIGINT"),
+    F64: (lambda pa: pa.float64(), "DOUBLE"),
+    BOOL: (lambda pa: pa.bool_(), "BOOLEAN"),
+    TS: (lambda pa: pa.timestamp("us", tz="UTC"), "TIMESTAMPTZ"),
+    KB_MAP: (lambda pa: pa.map_(pa.string(), pa.int64()), "MAP(VARCHAR, BIGINT)"),
+}
 
 SNAPSHOT_ID = C("snapshot_id", STR, None,
                 "Snapshot identifier: UTC capture start (sorts by time) + host/boot hash + recorder pid; "
@@ -298,23 +310,24 @@ TABLES: dict[str, Table] = {t.name: t for t in (SNAPSHOTS, MEMINFO, PROCESSES, M
 DATA_TABLES = ("meminfo", "processes", "mappings", "pages", "frames")
 
 
-def arrow_schema(table: str | Table) -> pa.Schema:
+def arrow_type(t: str):
+    """The pyarrow type of a column type of :data:`TYPES`."""
+    import pyarrow as pa
+
+    return TYPES[t][0](pa)
+
+
+def arrow_schema(table: str | Table):
     """pyarrow schema of the Parquet files of ``table`` (partition columns excluded)."""
+    import pyarrow as pa
+
     t = TABLES[table] if isinstance(table, str) else table
-    fields = [pa.field(c.name, c.type, nullable=c.nullable) for c in t.columns]
+    fields = [pa.field(c.name, arrow_type(c.type), nullable=c.nullable) for c in t.columns]
     return pa.schema(fields, metadata={META_VERSION: str(SCHEMA_VERSION).encode(), META_TABLE: t.name.encode()})
 
 
-def duck_type(t: pa.DataType) -> str:
-    """The DuckDB type of a schema column's Arrow type.  An Arrow type this schema does not use is an error,
-    never a silent guess."""
-    if pa.types.is_map(t):
-        return f"MAP({duck_type(t.key_type)}, {duck_type(t.item_type)})"
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
-    names = {pa.string(): "VARCHAR", pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.uint64(): "UBIGINT",
-             pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN"}
-    if t not in names:
-        raise TypeError(f"no DuckDB type for Arrow type {t}: add it to schema.duck_type")
-    return names[t]
-
+def duck_type(t: str) -> str:
+    """The DuckDB type of a column type of :data:`TYPES`."""
+    if t not in TYPES:
+        raise TypeError(f"no DuckDB type for column type {t}: add it to schema.TYPES")
+    return TYPES[t][1]

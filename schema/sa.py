@@ -5,28 +5,19 @@ duckdb 2.x through duckdb_engine 0.17.
 """
 from __future__ import annotations
 
-import pyarrow as pa
 import sqlalchemy as sa
 
-from . import PARTITION_COLUMNS, TABLES, Table
+from . import BOOL, F64, I32, I64, KB_MAP, PARTITION_COLUMNS, STR, TABLES, TS, U64, Table
+
+#: int64 and uint64 are both BigInteger (duckdb UBIGINT compares fine as BIGINT in Core)
+_SA_TYPES = {STR: sa.String, BOOL: sa.Boolean, I32: sa.Integer, I64: sa.BigInteger, U64: sa.BigInteger,
+             F64: sa.Float, TS: lambda: sa.DateTime(timezone=True), KB_MAP: sa.JSON}
 
 
-def _sa_type(t: pa.DataType):
-    if pa.types.is_string(t):
-        return sa.String()
-    if pa.types.is_boolean(t):
-        return sa.Boolean()
-    if pa.types.is_int32(t):
-        return sa.Integer()
-    if pa.types.is_integer(t):  # int64 and uint64 (duckdb UBIGINT compares fine as BIGINT in Core)
-        return sa.BigInteger()
-    if pa.types.is_floating(t):
-        return sa.Float()
-    if pa.types.is_timestamp(t):
-        return sa.DateTime(timezone=True)
-    if pa.types.is_map(t):
-        return sa.JSON()
-    raise TypeError(f"no SQLAlchemy type for {t}")
+def _sa_type(t: str):
+    if t not in _SA_TYPES:
+        raise TypeError(f"no SQLAlchemy type for {t}")
+    return _SA_TYPES[t]()
 
 
 def table(t: Table, metadata: sa.MetaData) -> sa.Table:

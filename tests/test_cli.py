@@ -20,7 +20,8 @@ def _commands():
 
     root = typer.main.get_command(app)
     out = {}
-    for name, cmd in root.commands.items():
+    for name in root.list_commands(None):
+        cmd = root.get_command(None, name)
         if hasattr(cmd, "commands"):  # a sub-app (memsnap import ...)
             out.update({f"{name} {sub}": c for sub, c in cmd.commands.items()})
         else:
@@ -86,12 +87,55 @@ def test_version_and_completion():
     assert "--install-completion" in help_text and "--show-completion" in help_text
 
 
-def test_help_loads_no_analyzer_library():
-    code = ("import sys\nsys.argv=['memsnap','--help']\nimport cli\ntry:\n    cli.main()\nexcept SystemExit:\n    pass\n"
-            "bad = sorted({m.split('.')[0] for m in sys.modules} & {'duckdb','sqlalchemy','matplotlib','pyarrow'})\n"
-            "sys.exit(3 if bad else 0)\n")
-    cp = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert cp.returncode == 0, cp.stdout + cp.stderr
+#: what a command must not import (it does not use it): start-up is paid by every command (issue 15)
+_HEAVY = {"duckdb", "sqlalchemy", "duckdb_engine", "matplotlib", "pyarrow", "numpy", "pydantic"}
+_OTHER_COMMANDS = {"cli.record", "cli.compact", "cli.sqlcmd"}
+
+
+@pytest.mark.parametrize("argv, forbidden", [
+    (["--help"], _HEAVY),
+    (["sizes", "--help"], _HEAVY | _OTHER_COMMANDS),
+    (["snapshots", str(SAMPLE_STORE)], (_HEAVY - {"duckdb"}) | _OTHER_COMMANDS),
+    (["sizes", str(SAMPLE_STORE)], (_HEAVY - {"duckdb", "sqlalchemy"}) | _OTHER_COMMANDS),
+    (["record", "--help"], _HEAVY | {"analyzer", "cli.analyse", "cli.sqlcmd"}),
+], ids=["help", "sizes-help", "snapshots", "sizes", "record-help"])
+def test_a_command_imports_only_what_it_uses(argv, forbidden):
+    code = ("import sys\nforbidden = set(sys.stdin.read().split())\nsys.argv=['memsnap', *sys.argv[1:]]\n"
+            "import cli\ntry:\n    cli.main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "bad = sorted({m for m in sys.modules if m in forbidden or m.split('.')[0] in forbidden})\n"
+            "print('loaded:', *bad, file=sys.stderr)\nsys.exit(3 if bad else 0)\n")
+    cp = subprocess.run([sys.executable, "-c", code, *argv], input=" ".join(sorted(forbidden)), capture_output=True,
+                        text=True, cwd=ROOT)
+    assert cp.returncode == 0, cp.stderr[-2000:]
+
+
+def test_the_command_list_of_help_is_what_the_built_commands_say():
+    """``memsnap --help`` lists the commands without building their options (cli.app.LazyGroup); the table of
+    commands is what the modules register, and the listing is the one the built commands give."""
+    code = """
+import typer
+from cli.app import COMMANDS, app, commands_of
+root = typer.main.get_command(app)
+ctx = root.context_class(root, info_name="memsnap")
+lazy = root.get_help(ctx)
+for module in set(COMMANDS.values()):
+    assert set(commands_of(module)) == {n for n, m in COMMANDS.items() if m == module}, module
+for name in COMMANDS:
+    assert root.get_command(ctx, name) is not None, name
+assert root.get_help(ctx) == lazy, (lazy, root.get_help(ctx))
+print(lazy)
+"""
+    for columns in ("80", "50"):
+        cp = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "COLUMNS": columns})
+        assert cp.returncode == 0, cp.stderr[-3000:]
+        lines = cp.stdout.split("Commands:")[1].splitlines()
+        assert [ln.split()[0] for ln in lines if ln.startswith("  ") and ln[2] != " "] == list(COMMANDS_LISTED)
+
+
+#: the commands, in the order --help lists them (a new command is added here and to cli.app.COMMANDS)
+COMMANDS_LISTED = ("record", "compact", "snapshots", "sizes", "diff", "trend", "shared", "report", "sql", "query",
+                   "export-db", "import")
 
 
 @needs_root

@@ -44,3 +44,23 @@ def test_sample_files_carry_schema_version_and_match_schema():
         # columns are only ever added: an old file's columns are a prefix-compatible subset
         for field in got:
             assert want.field(field.name).type == field.type, (f, field.name)
+
+
+def test_column_types_name_arrow_and_duckdb_types():
+    """A column's type is pyarrow's name for it (so importing the schema costs no pyarrow), and every
+    type a column uses has its Arrow constructor and DuckDB type; the files' real types agree."""
+    used = {c.type for t in schema.TABLES.values() for c in t.columns}
+    assert used <= set(schema.TYPES)
+    for t in schema.TYPES:
+        assert str(schema.arrow_type(t)) == t
+    import duckdb
+
+    con = duckdb.connect()
+    for t in used:
+        # DuckDB reads an Arrow value of the type as the DuckDB type named for it
+        import pyarrow as pa
+
+        arr = pa.array([None], type=schema.arrow_type(t))
+        tbl = pa.table({"x": arr})
+        assert con.execute("SELECT typeof(x) FROM tbl").fetchone()[0] == schema.duck_type(t).replace(
+            "TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE"), t
