@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Start-up: what a command costs before it does any work, against the interpreter and library floors.
+
+    python bench/startup_bench.py [--repeat 10] [--store sample_data/store] [--out bench/out]
+
+Every row runs in a fresh process, interleaved (one round runs every row once), and reports the median of
+``--repeat`` rounds after one warm-up round (which also writes the bytecode caches, as an installed package
+has them; PYTHONDONTWRITEBYTECODE is cleared for the children).  Floors, measured in the same run: the bare
+interpreter (``python -c pass``), and ``import X`` for each library a command may load (typer, duckdb,
+sqlalchemy, pyarrow).  Then the commands: ``memsnap --help`` (target, issue 15: at most 0.15 s), a command's
+``--help``, ``snapshots`` and ``sizes`` on a small store, and an error on a store that does not exist.  For
+each command, the libraries it loaded (from ``-X importtime``, the cumulative microseconds of each top-level
+import).  Results: ``<out>/startup.json`` and ``<out>/startup.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from benchutil import ROOT, child_env, loadavg, log, med, memsnap_cmd, run
+
+TARGET_HELP_S = 0.15
+LIBS = ("typer", "duckdb", "sqlalchemy", "pyarrow", "numpy", "duckdb_engine", "pydantic", "matplotlib")
+
+
+def rows(store: str) -> list[tuple[str, list[str]]]:
+    py = [sys.executable, "-c"]
+    ms = memsnap_cmd()
+    return [
+        ("python -c pass", py + ["pass"]),
+        *[(f"python -c 'import {m}'", py + [f"import {m}"]) for m in ("typer", "duckdb", "sqlalchemy", "pyarrow")],
+        ("memsnap --help", ms + ["--help"]),
+        ("memsnap sizes --help", ms + ["sizes", "--help"]),
+        ("memsnap snapshots (missing store)", ms + ["snapshots", "/nonexistent-memsnap-store"]),
+        ("memsnap snapshots STORE", ms + ["snapshots", store]),
+        ("memsnap sizes STORE", ms + ["sizes", store]),
+    ]
+
+
+def imports(argv: list[str], env: dict) -> dict[str, float]:
+    """Cumulative seconds of each library of LIBS the command imported (top-level entries of -X importtime)."""
+    res = run(argv[:1] + ["-X", "importtime"] + argv[1:] if argv[0] == sys.executable else
+              [sys.executable, "-X", "importtime", "-c", "import sys; from cli import main; sys.argv[0] = 'memsnap'; "
+               "main()"] + argv[1:], env=env, check=False)
+    out: dict[str, float] = {}
+    for line in res["stderr"].splitlines():
+        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\s*)(\S+)$", line)
+        if m and m.group(3) in LIBS:
+            out[m.group(3)] = max(out.get(m.group(3), 0.0), int(m.group(1)) / 1e6)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--store", default=str(ROOT / "sample_data" / "store"))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
+    a = ap.parse_args()
+    env = child_env()
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    table = rows(a.store)
+    load0 = loadavg()
+    times: dict[str, list[float]] = {name: [] for name, _ in table}
+    for rnd in range(a.repeat + 1):
+        for name, argv in table:
+            r = run(argv, env=env, check=not name.endswith("(missing store)"))
+            if rnd:
+                times[name].append(r["wall_s"])
+        log(f"round {rnd}/{a.repeat} done")
+    libs = {name: imports(argv, env) for name, argv in table if name.startswith("memsnap")}
+    res = {"repeat": a.repeat, "loadavg_start": load0, "loadavg_end": loadavg(), "store": a.store,
+           "median_s": {n: med(t) for n, t in times.items()}, "min_s": {n: min(t) for n, t in times.items()},
+           "imports_s": libs, "target_help_s": TARGET_HELP_S}
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "startup.json").write_text(json.dumps(res, indent=1))
+    floor = res["median_s"]["python -c pass"]
+    md = [f"Medians of {a.repeat} interleaved rounds, each command a fresh process; load average {load0} at start, "
+          f"{res['loadavg_end']} at the end. Store: `{Path(a.store).name}`.", "",
+          "| command | median s | min s | over the bare interpreter s | libraries it imported (cumulative import s) |",
+          "|---|---:|---:|---:|---|"]
+    for name, _ in table:
+        m = res["median_s"][name]
+        lib = ", ".join(f"{k} {v:.2f}" for k, v in sorted(libs.get(name, {}).items(), key=lambda kv: -kv[1]))
+        md.append(f"| `{name}` | {m:.3f} | {res['min_s'][name]:.3f} | {m - floor:+.3f} | {lib or '-'} |")
+    h = res["median_s"]["memsnap --help"]
+    md += ["", f"`memsnap --help`: **{h:.3f} s**, target ≤ {TARGET_HELP_S} s: {'met' if h <= TARGET_HELP_S else 'NOT met'}."]
+    (out / "startup.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
