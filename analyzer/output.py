@@ -31,6 +31,26 @@ def _json_default(o):
     return str(o)
 
 
+def json_rows(rows: list[dict], columns: list[str]) -> str:
+    """``json.dumps([{c: r.get(c) for c in columns} ...], indent=1)``, byte for byte, at the speed of the C
+    encoder: with ``indent`` json uses its pure-Python encoder (1.1 s for a day's trend, 575k values), so
+    each key and value is encoded alone and laid out as ``indent=1`` lays it out; a row holding a list
+    or a dict is encoded whole and indented one level.  tests/test_golden.py and a property test compare."""
+    enc = json.JSONEncoder(default=_json_default).encode
+    keys = [enc(c) for c in columns]
+    out = []
+    for r in rows:
+        vals = [r.get(c) for c in columns]
+        if not columns:
+            out.append(" {}")
+        elif not any(isinstance(v, (list, tuple, dict)) for v in vals):
+            out.append(" {\n" + ",\n".join(f"  {k}: {enc(v)}" for k, v in zip(keys, vals)) + "\n }")
+        else:
+            whole = json.dumps(dict(zip(columns, vals)), default=_json_default, indent=1)
+            out.append(" " + whole.replace("\n", "\n "))
+    return ("[\n" + ",\n".join(out) + "\n]" if out else "[]") + "\n"
+
+
 def cell(value, column: str, amount_columns, *, abbreviate=False, percent_of=None) -> str:
     if value is None:
         return "-"
@@ -51,7 +71,7 @@ def render(rows: list[dict], columns: list[str], fmt: str = "table", *, amount_c
            cut: bool = True) -> str:
     """``percent_totals(row, column)`` gives the denominator for -p; ``totals`` is an extra last row."""
     if fmt == "json":
-        return json.dumps([{c: r.get(c) for c in columns} for r in rows], default=_json_default, indent=1) + "\n"
+        return json_rows(rows, columns)
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")

@@ -77,6 +77,8 @@ def segment_files(store: str, seg_host: str, seg_date: str, name: str, tables) -
 
 
 def read_snapshot_ids(path: str) -> list[str]:
+    """The snapshot ids of a compacted commit file, sorted (with pyarrow: the recorder's reader; the analyzer
+    passes its own, with DuckDB, as ``read_ids``, so opening a compacted store does not import pyarrow)."""
     import pyarrow.parquet as pq
 
     return sorted(pq.read_table(path, columns=["snapshot_id"]).column(0).to_pylist())
@@ -97,23 +99,24 @@ def _glob(store: str, table: str, host: str | None, parts) -> list[str]:
                                                                 "*" + layout.SUFFIX))]
 
 
-def scan(store: str, tables, host: str | None = None, on_bad=None, parts=None) -> Catalog:
+def scan(store: str, tables, host: str | None = None, on_bad=None, parts=None, read_ids=None) -> Catalog:
     """The catalog of one store (``tables``: every table name, ``snapshots`` included).
 
     ``parts``: only these (host, date) partitions (a snapshot lives in one partition, so each partition's
     winners are decided by that partition alone).  A compacted ``snapshots`` file that cannot be read raises
     :class:`StoreCorrupt` naming it, or, with ``on_bad(path, reason)``, is left out (its snapshots are then not
-    visible) and listed in ``bad``."""
+    visible) and listed in ``bad``.  ``read_ids(path)``: how a compacted commit file's ids are read (default
+    :func:`read_snapshot_ids`)."""
     cat = Catalog(store)
     segs: dict[tuple[str, str, str], Segment] = {}  # (host, date, name): names are only unique per partition
     for p in _glob(store, layout.COMMIT_TABLE, host, parts):
         h, d, name = layout.host_of(p), layout.date_of(p), layout.segment_of(p)
         if layout.is_compacted(name):
             try:
-                ids = read_snapshot_ids(p)
+                ids = (read_ids or read_snapshot_ids)(p)
             except PermissionError:
                 raise  # not damage: the reader says "permission denied", naming the file
-            except Exception as e:  # pyarrow raises several types for damaged files
+            except Exception as e:  # pyarrow and DuckDB raise several types for damaged files
                 if "Permission denied" in str(e):
                     raise PermissionError(errno.EACCES, "Permission denied", p) from None
                 why = f"not a readable Parquet file ({str(e).splitlines()[0][:120]})"
@@ -177,22 +180,22 @@ def _restrict(cat: Catalog, keep, tables=None) -> Catalog:
     return out
 
 
-def select(store: str, tables, scope: Scope | None = None, on_bad=None) -> Catalog:
+def select(store: str, tables, scope: Scope | None = None, on_bad=None, read_ids=None) -> Catalog:
     """The catalog of the partitions and segments ``scope`` needs (all of them for None): partition pruning
     by host and date from directory listings, so nothing outside the scope is read, not even a footer.
     Empty when the scope matches nothing (the caller then decides what to say)."""
     if scope is None:
-        return scan(store, tables, on_bad=on_bad)
+        return scan(store, tables, on_bad=on_bad, read_ids=read_ids)
     if scope.tables is not None:
         tables = [t for t in tables if t in scope.tables or t == layout.COMMIT_TABLE]
     if scope == Scope(host=scope.host, tables=scope.tables):  # every snapshot (of the host)
-        return scan(store, tables, host=scope.host, on_bad=on_bad)
+        return scan(store, tables, host=scope.host, on_bad=on_bad, read_ids=read_ids)
     parts = partitions(store, scope.host)
     if scope.latest:
         commits, keep = Catalog(store), set()
 
         def add(part_list) -> list[str]:  # each partition's commit table is scanned once
-            part = scan(store, [layout.COMMIT_TABLE], on_bad=on_bad, parts=part_list)
+            part = scan(store, [layout.COMMIT_TABLE], on_bad=on_bad, parts=part_list, read_ids=read_ids)
             commits.winners.update(part.winners)
             commits.bad += part.bad
             return [sid for _, sid in part.winners]
@@ -210,13 +213,13 @@ def select(store: str, tables, scope: Scope | None = None, on_bad=None) -> Catal
                 keep |= {(h, sid) for sid in ids + add([(h, d) for d in days[i + 1:]])}
         return _restrict(commits, keep, tables)
     if scope.prefixes:
-        commits = scan(store, [layout.COMMIT_TABLE], on_bad=on_bad, parts=parts)
+        commits = scan(store, [layout.COMMIT_TABLE], on_bad=on_bad, parts=parts, read_ids=read_ids)
         keep = {k for k in commits.winners if any(k[1].startswith(p) for p in scope.prefixes)}
         return _restrict(commits, keep, tables)
     lo, hi = scope.since, scope.until
     chosen = [(h, d) for h, d in parts if (lo is None or d.replace("-", "") >= lo[:8])
               and (hi is None or d.replace("-", "") <= hi[:8])]
-    cat = scan(store, tables, on_bad=on_bad, parts=chosen)
+    cat = scan(store, tables, on_bad=on_bad, parts=chosen, read_ids=read_ids)
     return _restrict(cat, {k for k in cat.winners if _in_range(k[1], lo, hi)})
 
 

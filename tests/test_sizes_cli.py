@@ -748,3 +748,29 @@ def test_sizes_sql_is_what_duckdb_engine_would_compile(monkeypatch):
         ours = stmt.compile(dialect=sz._DIALECT, compile_kwargs={"render_postcompile": True})
         theirs = stmt.compile(dialect=engine, compile_kwargs={"render_postcompile": True})
         assert (str(ours), ours.positiontup) == (str(theirs), theirs.positiontup)
+
+
+def test_json_output_is_json_dumps_indent_1():
+    """`-f json` lays rows out with the C encoder, value by value; the text is exactly json.dumps(indent=1)'s."""
+    import datetime as dt
+    import json as js
+
+    from hypothesis import given, settings, strategies as st
+
+    from analyzer.output import _json_default, json_rows
+
+    scalar = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(),
+                       st.datetimes(), st.dates(), st.decimals(allow_nan=False))
+    value = st.one_of(scalar, st.lists(scalar, max_size=3), st.dictionaries(st.text(max_size=3), scalar, max_size=3))
+    table = st.lists(st.text(max_size=5), unique=True, max_size=5).flatmap(
+        lambda cols: st.tuples(st.just(cols), st.lists(st.fixed_dictionaries({c: value for c in cols}), max_size=4)))
+
+    @settings(max_examples=500, deadline=None)
+    @given(table)
+    def check(t):
+        cols, rows = t
+        want = js.dumps([{c: r.get(c) for c in cols} for r in rows], default=_json_default, indent=1) + "\n"
+        assert json_rows(rows, cols) == want
+
+    check()
+    assert json_rows([{"t": dt.datetime(2026, 1, 2, 3, 4, 5)}], ["t"]) == '[\n {\n  "t": "2026-01-02T03:04:05"\n }\n]\n'
