@@ -36,6 +36,16 @@ class _Commands(dict):
             self.update(commands_of(COMMANDS[name]))
         return dict.get(self, name, default)
 
+    # whoever reads the commands themselves (click, tests, completion) gets them built
+    def __getitem__(self, name):
+        return self.get(name) if name in self else dict.__getitem__(self, name)
+
+    def values(self):
+        return [self[n] for n in self]
+
+    def items(self):
+        return [(n, self[n]) for n in self]
+
 
 class LazyGroup(TyperGroup):
     """The root command group: lists :data:`COMMANDS` and builds a command from its module on first use."""
