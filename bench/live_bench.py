@@ -27,6 +27,8 @@ What it does, in one run:
    child, from ``wait4``), peak RSS (``ru_maxrss``); ``--repeat`` runs (3 at most), medians.
 
 ``--quick`` (used by nothing else): 60 small processes, 5 x 100 MiB, 2 rounds.
+``--floor-only``: part 1a only (the recorder against the kernel floor on the small processes), printed and
+written to ``<out>/live_floor.json`` (live.json and live.md are left as they are).
 Results: ``<out>/live.json`` and ``<out>/live.md``.
 """
 from __future__ import annotations
@@ -245,6 +247,8 @@ def main(argv=None) -> int:
     ap.add_argument("--mib", type=int, default=200, help="MiB per memhog process (default 200)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="60 small processes, 5 x 100 MiB, 2 rounds")
+    ap.add_argument("--floor-only", action="store_true",
+                    help="only the small processes' recorder against the kernel floor (part 1a)")
     ap.add_argument("--out", default=str(HERE / "out"))
     a = ap.parse_args(argv)
     if a.quick:
@@ -269,6 +273,14 @@ def main(argv=None) -> int:
                                                f"{MARKER}"}
         log(f"== small processes: recorder vs floor ({rss / 1024:.0f} MiB RSS in total)")
         result["small_floor"] = floor_vs_recorder(small.pids, a.repeat, tmp)
+        if a.floor_only:
+            for s in ("default", "smaps"):
+                d = result["small_floor"][s]
+                log(f"   {s:8s}: floor {d['floor_ms_median']:.1f} ms, recorder {d['recorder_ms_median']:.1f} ms, "
+                    f"ratio {d['ratio']:.2f}x (median of per-round ratios {d['ratio_per_round_median']:.2f}x)")
+            result["loadavg_end"] = loadavg()
+            (out / "live_floor.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+            return 0
         log("== small processes: smem -P vs memsnap record (+ sizes)")
         result["small_vs_smem"] = vs_smem(a.small, a.repeat, tmp)
         log("== store size vs smemcap")

@@ -3,9 +3,10 @@
 The parts, in the order a capture (:meth:`Recorder._capture_with`) uses them:
 
 - :func:`select_pids`, then :class:`_ProcessCapture` per process (identity, smaps/maps, pagemap);
-- :class:`_MappingSink` and :class:`_PageSink` take each process's rows; the page sink flushes bounded
-  batches through :class:`_WriterThread` (sort + Parquet encode overlap the next /proc reads) and collects
-  the PFNs seen;
+- :class:`_MappingSink` and :class:`_PageSink` take each process's rows (mappings as columns, from
+  :func:`recorder.procfs.parse_smaps_columns`; a small process's pagemap as read, filtered by
+  :func:`filter_pagemap` together with other processes'); the page sink flushes bounded batches through
+  :class:`_WriterThread` (sort + Parquet encode overlap the next /proc reads) and collects the PFNs seen;
 - :class:`_FramesWriter` reads /proc/kpage* at those PFNs (:class:`_KpageRuns`) and writes ``frames``;
 - :func:`recorder.rows.snapshot_row` builds the ``snapshots`` row (shared with the smemcap import), and
   :class:`~recorder.store.SnapshotWriter` commits it last.
@@ -30,8 +31,8 @@ from pyarrow._compute import CastOptions, call_function, get_function
 from common.layout import new_snapshot_id, partition_date
 from common.errors import AccessDenied, Interrupted, MemsnapError, NothingRecorded, ParseError, ProcessGone
 from .procfs import (PF_KTHREAD, ProcFS, classify_oserror, merge_ranges, parse_cgroup, parse_cmdline,
-                     parse_maps, parse_meminfo, parse_smaps, parse_smaps_rollup, parse_stat, parse_status,
-                     parse_sysfs_choice)
+                     parse_maps, parse_meminfo, parse_smaps_columns, parse_smaps_rollup, parse_stat,
+                     parse_status, parse_sysfs_choice, rows_to_columns)
 from .privacy import redact_cmdline, redact_path
 from .rows import map_items, meminfo_columns, snapshot_row
 from .store import SnapshotWriter, TableWriter, apply_retention, recover, safe_host
@@ -172,6 +173,45 @@ def storage_order(entry: pa.Array) -> pa.Array:
     return pa.concat_arrays([private, pc.filter(by_entry, dup)])
 
 
+class _RawPagemap:
+    """pagemap entries as read: ``buf`` holds the reads ``(first_vpn, pages)`` one after the other."""
+    __slots__ = ("buf", "reads", "slots")
+
+    def __init__(self, buf, reads: list[tuple[int, int]]):
+        self.buf, self.reads = buf, reads
+        self.slots = len(buf) // 8
+
+
+def filter_pagemap(raws: list[_RawPagemap]) -> list[tuple[pa.Array, pa.Array]]:
+    """For each raw pagemap, ``(vpn, entry)`` of its present or swapped pages, in vpn order.  All of them
+    filtered at once: a dozen Arrow calls whatever the number of reads and processes."""
+    if not raws:
+        return []
+    a = u64_array(raws[0].buf if len(raws) == 1 else b"".join(r.buf for r in raws))
+    keep = pc.greater_equal(a, _PRESENT_OR_SWAP)  # present or swapped
+    entry = pc.filter(a, keep)
+    idx = pc.indices_nonzero(keep)  # the kept slots (not keep.true_count: it crashes pyarrow 15)
+    run_ends, bases, ends, off = [], [], [], 0
+    for r in raws:
+        for v, n in r.reads:
+            bases.append(v - off)  # the vpn of slot i of this read is i + (v - off)
+            off += n
+            run_ends.append(off)
+        ends.append(off)
+    if len(bases) == 1:
+        vpn = pc.add(idx, pa.scalar(bases[0], _U64))
+    else:  # each slot's base, by read: run-end encoded, decoded, then the kept slots' (int64: may be < 0)
+        base = pc.run_end_decode(pa.RunEndEncodedArray.from_arrays(pa.array(run_ends, pa.int32()),
+                                                                   pa.array(bases, pa.int64())))
+        vpn = pc.cast(pc.add(pc.cast(idx, pa.int64()), pc.filter(base, keep)), _U64)
+    if len(raws) == 1:
+        return [(vpn, entry)]
+    # kept slots up to the end of each raw pagemap (none is empty): where its rows end
+    kept = pc.cumulative_sum(pc.cast(keep, pa.int32()))
+    cut = [0] + pc.take(kept, pa.array([e - 1 for e in ends], pa.int64())).to_pylist()
+    return [(vpn.slice(lo, hi - lo), entry.slice(lo, hi - lo)) for lo, hi in zip(cut, cut[1:])]
+
+
 def sorted_unique(a: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Sorted distinct values of non-negative integers below 2^63 (PFNs).  Dense enough (the largest below
     32 per value), as a bitmap: the values scattered onto their positions, whose indices are then the answer
@@ -282,9 +322,12 @@ class _ProcessCapture:
     def __init__(self, fs: ProcFS, pid: int, opts: Options, page_size: int):
         self.fs, self.pid, self.opts, self.page_size = fs, pid, opts, page_size
         self.row: dict = {"pid": pid}
-        self.mappings: list[dict] = []
+        self.n_mappings = 0                     # the process's mappings (smaps entries or maps lines) ...
+        self.mappings: dict[str, list] = {}     # ... as columns: {column: one value per mapping}
+        self.mapping_source: str | None = None  # "smaps" or "maps"
         self.vpn: pa.ChunkedArray | None = None
         self.entry: pa.ChunkedArray | None = None
+        self.raw_pagemap: _RawPagemap | None = None  # pagemap read but not yet filtered (vpn, entry None)
         self.sources: list[str] = []
 
     def identity(self) -> None:
@@ -327,18 +370,16 @@ class _ProcessCapture:
         if full_smaps and opts.smaps_max_rss_kb is not None and (self.row.get("vm_rss_kb") or 0) > opts.smaps_max_rss_kb:
             full_smaps = False  # impact limit: walking page tables of a big process blocks its mmap/munmap
         if full_smaps and not over_budget("smaps"):
-            self.mappings = parse_smaps(fs.read(pid, "smaps"), fs.path(pid, "smaps"))
+            self.n_mappings, self.mappings = parse_smaps_columns(fs.read(pid, "smaps"), fs.path(pid, "smaps"))
             src = "smaps"
         elif ("maps" in want or "pagemap" in want) and not over_budget("maps"):
-            self.mappings = parse_maps(fs.read(pid, "maps"), fs.path(pid, "maps"))
+            self.n_mappings, self.mappings = rows_to_columns(parse_maps(fs.read(pid, "maps"), fs.path(pid, "maps")))
             src = "maps"
         else:
             src = None
         if src:
             self.sources.append(src)
-            for i, m in enumerate(self.mappings):
-                m["idx"] = i
-                m["source"] = src
+            self.mapping_source = src
         if "pagemap" in want and src and not over_budget("pagemap"):
             self.read_pagemap()
             self.sources.append("pagemap")
@@ -347,38 +388,57 @@ class _ProcessCapture:
             self.row["error"] = f"time budget of {opts.process_budget_ms:g} ms exceeded; skipped: {', '.join(skipped)}"
 
     def read_pagemap(self) -> None:
-        ranges = merge_ranges(((m["start_addr"], m["end_addr"]) for m in self.mappings
-                               if m.get("path") != "[vsyscall]"), self.page_size)  # above TASK_SIZE: not in pagemap
+        m = self.mappings
+        ranges = merge_ranges(((s, e) for s, e, p in zip(m["start_addr"], m["end_addr"], m["path"])
+                               if p != "[vsyscall]"), self.page_size) if self.n_mappings else []  # [vsyscall]
+        # is above TASK_SIZE: not in pagemap.  The preads: each range in chunks of PAGEMAP_CHUNK_PAGES ...
+        reads = []
+        for first, last in ranges:
+            for v in range(first, last, PAGEMAP_CHUNK_PAGES):
+                reads.append((v, min(last - v, PAGEMAP_CHUNK_PAGES)))
+        # ... grouped into batches of at most PAGEMAP_CHUNK_PAGES entries, each read into one buffer
+        batches, cur, size = [], [], 0
+        for v, n in reads:
+            if cur and size + n > PAGEMAP_CHUNK_PAGES:
+                batches.append((cur, size))
+                cur, size = [], 0
+            cur.append((v, n))
+            size += n
+        if cur:
+            batches.append((cur, size))
         path = self.fs.path(self.pid, "pagemap")
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
             raise classify_oserror(e, path) from None
-        vpns, entries = [], []
+        raws: list[_RawPagemap] = []
+        parts: list[tuple[pa.Array, pa.Array]] = []
         try:
-            for first, last in ranges:
-                v = first
-                while v < last:
-                    n = min(last - v, PAGEMAP_CHUNK_PAGES)
+            for batch, size in batches:
+                buf = bytearray(size * 8)
+                mv = memoryview(buf)
+                off = 0
+                for v, n in batch:
                     try:
-                        buf = os.pread(fd, n * 8, v * 8)
+                        got = os.preadv(fd, [mv[off * 8:(off + n) * 8]], v * 8)
                     except OSError as e:
                         raise classify_oserror(e, path) from None
-                    if len(buf) != n * 8:
+                    if got != n * 8:
                         # the process was reaped after open: pagemap then reads 0 bytes silently
-                        raise ProcessGone(f"{path}: short read ({len(buf)} of {n * 8} bytes); process exited",
+                        raise ProcessGone(f"{path}: short read ({got} of {n * 8} bytes); process exited",
                                           path=path)
-                    a = u64_array(buf)
-                    keep = pc.greater_equal(a, _PRESENT_OR_SWAP)  # present or swapped
-                    idx = pc.indices_nonzero(keep)  # (not keep.true_count: it crashes pyarrow 15)
-                    if len(idx):
-                        vpns.append(pc.add(idx, pa.scalar(v, _U64)))
-                        entries.append(pc.filter(a, keep))
-                    v += n
+                    off += n
+                if len(batches) == 1:  # a small process: filtered later with others (_PageSink.add_raw)
+                    raws.append(_RawPagemap(buf, batch))
+                else:  # a big process: filtered batch by batch (bounded memory)
+                    parts += filter_pagemap([_RawPagemap(buf, batch)])
         finally:
             os.close(fd)
-        self.vpn = pa.chunked_array(vpns, _U64)
-        self.entry = pa.chunked_array(entries, _U64)
+        if raws:
+            self.raw_pagemap = raws[0]
+            return
+        self.vpn = pa.chunked_array([v for v, _ in parts if len(v)], _U64)
+        self.entry = pa.chunked_array([e for v, e in parts if len(v)], _U64)
 
     def run(self) -> None:
         t0 = time.monotonic()
@@ -401,14 +461,15 @@ class _ProcessCapture:
             # one unparsable file (a kernel format we do not know) must not cost the whole snapshot
             self._drop("partial", str(e))
         self.row["sources"] = ",".join(self.sources) or None
-        self.row["mappings"] = len(self.mappings)
+        self.row["mappings"] = self.n_mappings
         self.row["pages"] = len(self.vpn) if self.vpn is not None else 0
         self.row["capture_ms"] = (time.monotonic() - t0) * 1000
 
     def _drop(self, status: str, error: str) -> None:
         # half of a process is worse than none: keep the row (and the reason), drop its memory data
         self.row["status"], self.row["error"] = status, error
-        self.mappings, self.vpn, self.entry, self.sources = [], None, None, []
+        self.n_mappings, self.mappings, self.mapping_source = 0, {}, None
+        self.vpn, self.entry, self.raw_pagemap, self.sources = None, None, None, []
 
 
 DENIED_HINT = ("run the recorder as root: reading another user's smaps and pagemap needs ptrace access "
@@ -569,13 +630,37 @@ class _PageSink:
         self._buf_rows = 0
         self._pfn_sets: list[pa.Array] = []
         self._pfn_set_size = 0
+        self._raw: list[tuple[int, _RawPagemap, dict]] = []
+        self._raw_slots = 0
+
+    def add_raw(self, pid: int, raw: _RawPagemap, row: dict) -> None:
+        """One process's pagemap as read (all entries of its VMAs): kept until about FLUSH_PAGE_ROWS
+        entries of several processes are pending, then filtered together (a few Arrow calls per batch of
+        processes, not per process); ``row["pages"]`` is set then."""
+        self._raw.append((pid, raw, row))
+        self._raw_slots += raw.slots
+        if self._raw_slots >= FLUSH_PAGE_ROWS:
+            self._resolve()
+
+    def _resolve(self) -> None:
+        """Filter the pending raw pagemaps and add each process's pages, in capture order."""
+        pending, self._raw, self._raw_slots = self._raw, [], 0
+        if not pending:
+            return
+        for (pid, _, row), (vpn, entry) in zip(pending, filter_pagemap([r for _, r, _ in pending])):
+            row["pages"] = len(vpn)
+            if len(vpn):
+                self._add(pid, pa.chunked_array([vpn]), pa.chunked_array([entry]))
 
     def add(self, pid: int, vpn: pa.ChunkedArray, entry: pa.ChunkedArray) -> None:
         """One process's present or swapped pages (vpn order) and their pagemap entries."""
+        self._resolve()  # the processes before it first: rows stay in capture order
+        self._add(pid, vpn, entry)
+
+    def _add(self, pid: int, vpn: pa.ChunkedArray, entry: pa.ChunkedArray) -> None:
         self._buf.append((pid, vpn, entry))
         self._buf_rows += len(vpn)
         self.rows += len(vpn)
-        self._collect_pfns(entry)
         if self._buf_rows >= FLUSH_PAGE_ROWS:
             self.flush()
 
@@ -596,8 +681,11 @@ class _PageSink:
                 self._pfn_set_size = len(self._pfn_sets[0])
 
     def flush(self) -> None:
-        """Hand the buffered rows to the writer thread (which first finishes the batch before)."""
+        """Collect the PFNs of the buffered rows (a few Arrow calls per batch, not per process), then hand
+        the rows to the writer thread (which first finishes the batch before)."""
+        self._resolve()
         if self._buf:
+            self._collect_pfns(pa.chunked_array([c for _, _, e in self._buf for c in e.chunks], _U64))
             self.bg.submit(self._write, self._buf, self._buf_rows)
             self._buf, self._buf_rows = [], 0
 
@@ -624,21 +712,38 @@ class _PageSink:
 
 
 class _MappingSink:
-    """Where the ``mappings`` rows go: written every FLUSH_MAPPING_ROWS rows (Python dicts: bounded memory)."""
+    """Where the ``mappings`` rows go: kept as one Python list per column (each process's parsed columns
+    appended, no dict per row), converted column by column and written every FLUSH_MAPPING_ROWS rows
+    (bounded memory)."""
 
-    def __init__(self, table: TableWriter):
-        self.table = table
-        self._rows: list[dict] = []
+    def __init__(self, table: TableWriter, snapshot_id: str):
+        self.table, self.snapshot_id = table, snapshot_id
+        self._names = table.schema.names
+        self._cols: dict[str, list] = {k: [] for k in self._names}
+        self._n = 0
 
-    def add(self, rows: list[dict]) -> None:
-        self._rows.extend(rows)
-        if len(self._rows) >= FLUSH_MAPPING_ROWS:
+    def add(self, pid: int, n: int, cols: dict[str, list], source: str | None) -> None:
+        """One process's ``n`` mappings: ``cols`` as from parse_smaps_columns (a missing column is NULL)."""
+        if not n:
+            return
+        given = dict(cols, snapshot_id=[self.snapshot_id] * n, pid=[pid] * n, idx=range(n), source=[source] * n)
+        nulls = None
+        for k, out in self._cols.items():
+            v = given.get(k)
+            if v is None:
+                v = nulls = nulls or [None] * n
+            out.extend(v)
+        self._n += n
+        if self._n >= FLUSH_MAPPING_ROWS:
             self.flush()
 
     def flush(self) -> None:
-        if self._rows:
-            self.table.write(pa.Table.from_pylist(self._rows, schema=self.table.schema))
-            self._rows.clear()
+        if self._n:
+            schema = self.table.schema
+            self.table.write(pa.Table.from_arrays([pa.array(self._cols[f.name], f.type) for f in schema],
+                                                  schema=schema))
+            self._cols = {k: [] for k in self._names}
+            self._n = 0
 
 
 class _FramesWriter:
@@ -747,7 +852,7 @@ class Recorder:
         writer.table("meminfo").write(meminfo_columns(sid, meminfo))
         pids = select_pids(self.fs, opts, os.getpid())
         pages = _PageSink(writer.table("pages"), sid, bg, self.pseudo, want_pfns="kpage" in opts.sources)
-        maps = _MappingSink(writer.table("mappings"))
+        maps = _MappingSink(writer.table("mappings"), sid)
         res.counts = self._record_processes(writer, pids, sid, info["page_size_bytes"], pages, maps)
         check_recorded(res.counts, len(pids), res.warnings, self._denied_why)
         res.pages = pages.rows
@@ -776,8 +881,10 @@ class Recorder:
                 self._denied_why = f"pid {pid}: {proc.row.get('error')}"
             self._label(proc, sid)
             proc_rows.append(proc.row)
-            maps.add(proc.mappings)
-            if proc.vpn is not None and len(proc.vpn):
+            maps.add(pid, proc.n_mappings, proc.mappings, proc.mapping_source)
+            if proc.raw_pagemap is not None:  # filtered in a batch of processes; sets row["pages"]
+                pages.add_raw(pid, proc.raw_pagemap, proc.row)
+            elif proc.vpn is not None and len(proc.vpn):
                 pages.add(pid, proc.vpn, proc.entry)
             self.progress(i + 1, len(pids))
         pages.flush()
@@ -796,12 +903,11 @@ class Recorder:
             proc.row["cmdline"] = redact_cmdline(key, proc.row.get("cmdline"))
         if "paths" in redact:
             proc.row["exe"] = redact_path(key, proc.row.get("exe"))
-        for m in proc.mappings:
-            m["snapshot_id"] = sid
-            m["pid"] = proc.pid
-            if "paths" in redact:
-                m["path"] = redact_path(key, m.get("path"))
-            map_items(m, "other_kb")
+        m = proc.mappings
+        if "paths" in redact and "path" in m:
+            m["path"] = [redact_path(key, p) for p in m["path"]]
+        if "other_kb" in m:  # {name: kB} dicts -> the (key, value) pairs of the map column
+            m["other_kb"] = [None if d is None else list(d.items()) for d in m["other_kb"]]
 
     def _pfn_available(self, pages: _PageSink, warnings: list[str]) -> bool | None:
         """PFNs are real only with CAP_SYS_ADMIN; without it they read as 0 while the flags stay."""

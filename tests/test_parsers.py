@@ -19,8 +19,8 @@ from conftest import read_table
 from recorder.capture import Options, Recorder
 from common.errors import ParseError
 from recorder.procfs import (PF_KTHREAD, merge_ranges, parse_cgroup, parse_cmdline, parse_maps,
-                             parse_meminfo, parse_smaps, parse_smaps_rollup, parse_stat, parse_status,
-                             parse_sysfs_choice)
+                             parse_maps_header, parse_meminfo, parse_smaps, parse_smaps_columns, parse_smaps_rollup,
+                             parse_stat, parse_status, parse_sysfs_choice)
 from schema import MAPPING_ONLY_FIELDS, ROLLUP_ONLY_KB_FIELDS, SMAPS_KB_FIELDS, STATUS_FIELDS
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -400,6 +400,120 @@ def test_smaps_fast_path_covers_every_field_of_this_kernel():
             assert line[:16] in procfs._SMAPS_KB_PREFIX or line[:16] in procfs._SMAPS_INT_PREFIX, line
 
 
+def _rows_of_columns(n, cols):
+    """parse_smaps_columns' columns as parse_smaps-like rows (None values left out on both sides)."""
+    return [{k: v[i] for k, v in cols.items() if v[i] is not None} for i in range(n)]
+
+
+def _smaps_outcome(parser, blob):
+    try:
+        out = parser(blob, "/proc/77/smaps")
+    except ParseError as e:
+        return ("error", str(e))
+    if isinstance(out, tuple):
+        return _rows_of_columns(*out)
+    return [{k: v for k, v in r.items() if v is not None} for r in out]
+
+
+@st.composite
+def mutated_in_place(draw, fixture):
+    """Real captured text with values changed but the lines kept where they are (so that every entry
+    keeps its shape and the column-wise reading is taken): a line's bytes spliced, cut or replaced by
+    junk, the same edit in every entry (a whole column) or in one line."""
+    lines = data(fixture).split(b"\n")
+    stride = next(i for i in range(1, len(lines)) if lines[i][:1].islower() or lines[i][:1].isdigit())
+    for _ in range(draw(st.integers(1, 3))):
+        j = draw(st.integers(0, stride - 1))
+        rows = range(j, len(lines) - 1, stride) if draw(st.booleans()) else [draw(st.integers(0, len(lines) - 2))]
+        op = draw(st.sampled_from(["splice", "cut", "junk", "pad"]))
+        pos = draw(st.integers(0, 30))
+        ins = draw(st.sampled_from([b" ", b"  ", b":", b"-", b"\t", b"\r", b"\x1c", b"\xe2\x80\xa8", b"\xff", b"0",
+                                    b"9" * 21, b"+", b"-1", b"_", b"kB", b" kB", b"A", b"f", b"Rss:", b"VmFlags:"]))
+        junk = draw(st.binary(max_size=30))
+        for i in rows:
+            ln = lines[i]
+            if op == "splice":
+                lines[i] = ln[:pos] + ins + ln[pos:]
+            elif op == "cut":
+                lines[i] = ln[:len(ln) - pos % (len(ln) + 1)]
+            elif op == "junk":
+                lines[i] = junk
+            else:
+                lines[i] = ln + ins
+    return b"\n".join(lines)
+
+
+@FUZZ
+@given(st.data())
+def test_smaps_columns_read_what_parse_smaps_reads(data_):
+    """parse_smaps_columns (each field of every entry at once, the maps headers by one regex) gives exactly
+    parse_smaps' values, or its ParseError, on real smaps edited in place (same shape: the column-wise
+    code runs) or mutated (other shapes: the line-by-line code decides); also with parse_smaps' own fast
+    path off, i.e. against the general code."""
+    from recorder import procfs
+    blob = data_.draw(st.one_of(mutated_in_place("cat.smaps"), mutated("cat.smaps")))
+    if data_.draw(st.booleans()):
+        blob = blob.decode("utf-8", "surrogateescape")
+    cols = _smaps_outcome(parse_smaps_columns, blob)
+    assert cols == _smaps_outcome(parse_smaps, blob)
+    saved = procfs._SMAPS_KB_PREFIX, procfs._SMAPS_INT_PREFIX
+    procfs._SMAPS_KB_PREFIX, procfs._SMAPS_INT_PREFIX = {}, {}
+    try:
+        assert cols == _smaps_outcome(parse_smaps, blob)
+    finally:
+        procfs._SMAPS_KB_PREFIX, procfs._SMAPS_INT_PREFIX = saved
+
+
+def test_smaps_columns_take_the_column_wise_path_on_real_smaps():
+    """The column-wise reading (and its header regex) is what runs on this kernel's smaps (not dead
+    code), including unknown fields and fields in another layout, which it reads column by column."""
+    from recorder import procfs
+    text = data("cat.smaps").decode()
+    lines = procfs._lines(text)
+    n, cols = procfs._smaps_columns_fast(lines, "/proc/1/smaps")
+    assert n > 10 and _rows_of_columns(n, cols) == _smaps_outcome(parse_smaps, text)
+    stride = len(lines) // n
+    # a new field in every entry (a later kernel), and a known one padded otherwise
+    odd = []
+    for i, ln in enumerate(lines):
+        odd.append(ln.replace("Rss:            ", "Rss:\t") if ln.startswith("Rss:") else ln)
+        if i % stride == stride - 1:
+            odd.append(f"NewField_2030:  {i} kB")
+    got = procfs._smaps_columns_fast(odd, "/proc/1/smaps")
+    assert got is not None and "other_kb" in got[1]
+    assert _rows_of_columns(*got) == _smaps_outcome(parse_smaps, "\n".join(odd) + "\n")
+    # the fast regex reads every header of the real maps file
+    maps_lines = procfs._lines(data("cat.maps").decode())
+    assert procfs._maps_header_columns(maps_lines) is not None
+
+
+_MAPS_EDITS = [" ", "  ", "\t", "\x1c", "\u2028", "\x85", "\xa0", "-", ":", "0", "9" * 21, "A", "F", "g", "x", "\xe9",
+               "ffffffffffffffff0", "18446744073709551616"]
+
+
+@FUZZ
+@given(st.data())
+def test_maps_header_regex_reads_what_parse_maps_header_reads(data_):
+    """Where the header regex takes a maps line (real ones, edited: characters inserted, replaced or
+    deleted), it reads exactly what parse_maps_header reads (which must then not fail); where it does
+    not, parse_maps_header decides."""
+    from recorder import procfs
+    real = procfs._lines(data("cat.maps").decode())
+    line = data_.draw(st.sampled_from(real + ["7f2f95c1a000-7f2f95c26000 rw-p 00000000 00:00 0 ",
+                                              "55a09271f000-55a09272a000 rw-p 00000000 00:00 0"]))
+    for _ in range(data_.draw(st.integers(0, 3))):
+        i = data_.draw(st.integers(0, len(line)))
+        op = data_.draw(st.sampled_from(["insert", "replace", "delete"]))
+        ins = data_.draw(st.sampled_from(_MAPS_EDITS))
+        line = line[:i] + (ins if op != "delete" else "") + line[i + (op != "insert"):]
+    got = procfs._maps_header_columns([line, line])
+    if got is None:
+        return
+    want = parse_maps_header(line)
+    assert {k: v[0] for k, v in got.items()} == want
+    assert {k: v[1] for k, v in got.items()} == want
+
+
 @FUZZ
 @given(st.one_of(st.binary(max_size=300), st.text(max_size=300)))
 def test_fuzz_cmdline(blob):
@@ -599,3 +713,107 @@ def test_kpage_runs_short_file_is_an_oserror(tmp_path):
     f.write_bytes(bytes(8 * 10))
     with pytest.raises(OSError):
         capture._KpageRuns(np.array([3, 10], dtype=np.uint64)).read(str(f))
+
+
+# ------------------------------------------------------------------ pagemap: filtered in batches of reads and processes
+
+_FLAGGED = st.sampled_from([0, 1 << 63, 1 << 62, (1 << 63) | 5, (1 << 62) | (1 << 55), (1 << 63) | (1 << 61) | 77,
+                            1 << 61, (1 << 55) | 3, (1 << 64) - 1])
+
+
+@st.composite
+def raw_pagemaps(draw):
+    """Raw pagemaps of a few processes: each some reads (first_vpn, pages), ascending and disjoint, and
+    the 8-byte entries read, present/swapped (bit 63/62) or not."""
+    out = []
+    for _ in range(draw(st.integers(1, 5))):
+        reads, v = [], draw(st.integers(0, 50))
+        for _ in range(draw(st.integers(1, 4))):
+            n = draw(st.integers(1, 9))
+            reads.append((v, n))
+            v += n + draw(st.integers(0, 1 << 36))
+        entries = [draw(_FLAGGED) for _ in range(sum(n for _, n in reads))]
+        out.append((reads, entries))
+    return out
+
+
+@FUZZ
+@given(raw_pagemaps())
+def test_filter_pagemap_keeps_present_and_swapped_entries_at_their_vpn(raws):
+    """filter_pagemap (every read of every process filtered at once) gives, per process, the (vpn, entry)
+    of the entries with bit 63 or 62 set, as a loop over each read's entries would."""
+    import struct
+
+    from recorder import capture
+    objs = [capture._RawPagemap(bytearray(struct.pack(f"={len(e)}Q", *e)), reads) for reads, e in raws]
+    got = capture.filter_pagemap(objs)
+    assert len(got) == len(raws)
+    for (reads, entries), (vpn, entry) in zip(raws, got):
+        want, i = [], 0
+        for v, n in reads:
+            for k in range(n):
+                if entries[i] >> 62:
+                    want.append((v + k, entries[i]))
+                i += 1
+        assert list(zip(vpn.to_pylist(), entry.to_pylist())) == want
+        assert vpn.type == entry.type == capture._U64
+
+
+def test_read_pagemap_in_batches_reads_what_one_pread_per_range_reads(monkeypatch):
+    """A live process's pages as the recorder reads them, small processes filtered later in a batch of
+    processes (_PageSink.add_raw) and big ones batch by batch (forced here with a tiny chunk), against one
+    pread per VMA range filtered entry by entry."""
+    import subprocess
+    import sys
+    import time
+
+    from recorder import capture
+    from recorder.procfs import ProcFS
+    child = subprocess.Popen([sys.executable, "-S", "-c", "import time; x = bytearray(1 << 22); time.sleep(60)"])
+    try:
+        time.sleep(0.5)
+        fs, page = ProcFS(), os.sysconf("SC_PAGE_SIZE")
+
+        def captured():
+            p = capture._ProcessCapture(fs, child.pid, Options(sources=("maps", "pagemap")), page)
+            p.run()
+            assert p.row["status"] == "ok", p.row
+            return p
+
+        def reference(p):
+            m = p.mappings
+            out = []
+            fd = os.open(f"/proc/{child.pid}/pagemap", os.O_RDONLY)
+            try:
+                for first, last in merge_ranges(((s, e) for s, e, q in zip(m["start_addr"], m["end_addr"], m["path"])
+                                                 if q != "[vsyscall]"), page):
+                    buf = os.pread(fd, (last - first) * 8, first * 8)
+                    for k in range(last - first):
+                        e = int.from_bytes(buf[k * 8:k * 8 + 8], "little")
+                        if e >> 62:
+                            out.append((first + k, e))
+            finally:
+                os.close(fd)
+            return out
+
+        small = captured()
+        assert small.raw_pagemap is not None and small.vpn is None  # filtered later, with other processes
+        want = reference(small)
+        assert len(want) > 100
+        sink = capture._PageSink(None, "s", None, None, True)
+        sink.add_raw(child.pid, small.raw_pagemap, small.row)
+        sink.add_raw(child.pid + 1, captured().raw_pagemap, {})
+        sink._resolve()
+        assert small.row["pages"] == len(want)
+        (pid0, vpn0, entry0), (pid1, vpn1, entry1) = sink._buf
+        assert (pid0, pid1) == (child.pid, child.pid + 1)
+        assert list(zip(vpn0.to_pylist(), entry0.to_pylist())) == want
+        assert list(zip(vpn1.to_pylist(), entry1.to_pylist())) == want
+
+        monkeypatch.setattr(capture, "PAGEMAP_CHUNK_PAGES", 7)  # every process is big: batch by batch
+        big = captured()
+        assert big.raw_pagemap is None and big.row["pages"] == len(want)
+        assert list(zip(big.vpn.to_pylist(), big.entry.to_pylist())) == want
+    finally:
+        child.kill()
+        child.wait()
