@@ -78,6 +78,22 @@ MUTANTS = [
      ["tests/test_scope.py", "-k", "never_read"]),
     ("scope-fast-check-passes-every-file", "analyzer/store.py", "        return all(meta.get(f, {})",
      "        return True or all(meta.get(f, {})", ["tests/test_bad_input.py", "-k", "unlabelled or newer_version"]),
+    # issue 15: start-up and the faster paths keep their answers
+    ("startup-api-imports-sizes-eagerly", "analyzer/api.py", "from . import store as _store\n",
+     "from . import store as _store\nfrom . import sizes as _eager_sizes  # noqa: F401\n",
+     ["tests/test_cli.py", "-k", "imports_only"]),
+    ("startup-help-lists-no-import-command", "cli/app.py", '"export-db": "sqlcmd", "import": "record",',
+     '"export-db": "sqlcmd",', ["tests/test_cli.py", "-k", "command_list"]),
+    ("sizes-dialect-floor-division", "analyzer/sizes.py", "    div_is_floordiv = False",
+     "    div_is_floordiv = True", ["tests/test_sizes_cli.py", "-k", "duckdb_engine"]),
+    ("json-rows-drop-a-space", "analyzer/output.py", 'out.append(" {\\n" + ",\\n".join(f"  {k}: {enc(v)}"',
+     'out.append(" {\\n" + ",\\n".join(f"  {k}:{enc(v)}"', ["tests/test_sizes_cli.py", "-k", "json_output"]),
+    ("smaps-columns-constant-field-wrong", "recorder/procfs.py", "            vals = vals * n\n",
+     "            vals = vals * (n - 1) + [0] if n > 1 else vals\n", ["tests/test_parsers.py", "-k", "smaps_columns"]),
+    ("pagemap-batch-vpn-off-by-one", "recorder/capture.py", "            bases.append(v - off)  # the vpn",
+     "            bases.append(v - off + (len(bases) == 2))  # the vpn", ["tests/test_parsers.py", "-k", "filter_pagemap"]),
+    ("shared-groups-pss-per-frame-not-per-mapping", "queries/shared_groups.sql",
+     "sum(maps_in_group * CASE WHEN", "sum(1 * CASE WHEN", ["tests/test_shared_live.py", "-k", "group_uss"]),
 ]
 
 
