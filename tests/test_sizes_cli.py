@@ -774,3 +774,18 @@ def test_json_output_is_json_dumps_indent_1():
 
     check()
     assert json_rows([{"t": dt.datetime(2026, 1, 2, 3, 4, 5)}], ["t"]) == '[\n {\n  "t": "2026-01-02T03:04:05"\n }\n]\n'
+
+
+def test_duckdb_draws_no_progress_bar_on_stdout():
+    """DuckDB's own progress bar goes to stdout once a query passes 2 s (it was seen in the middle of
+    `diff --source pages -f json` at 5M pages): the store's connection has it off."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    # in a child: under pytest DuckDB starts with the bar off anyway; a plain process (the CLI) has it on
+    code = ("import sys\nfrom analyzer import open_store\nst = open_store(sys.argv[1])\n"
+            "print(st.con.execute(\"SELECT current_setting('enable_progress_bar')\").fetchone()[0])\n")
+    cp = subprocess.run([sys.executable, "-c", code, str(SAMPLE_STORE)], capture_output=True, text=True, cwd=ROOT)
+    assert cp.returncode == 0 and cp.stdout == "False\n", cp.stdout + cp.stderr
