@@ -51,10 +51,10 @@ def child(store: str, sources: str, pids: list[int]) -> None:
             pass  # immutable (extension) type
 
     wrap(np, "unique", "np.unique")
-    wrap(os, "pread", "os.pread (pagemap)")
-    wrap(os, "preadv", "os.preadv (kpage*)")
+    wrap(os, "pread", "os.pread")
+    wrap(os, "preadv", "os.preadv (pagemap and kpage*)")
     wrap(os, "fsync", "os.fsync")
-    for name in ("parse_smaps", "parse_smaps_rollup", "parse_maps", "parse_stat", "parse_status",
+    for name in ("parse_smaps_columns", "filter_pagemap", "parse_smaps_rollup", "parse_maps", "parse_stat", "parse_status",
                  "storage_order", "sorted_unique", "system_info", "recover", "select_pids"):
         wrap(capture, name)
     wrap(procfs.ProcFS, "read", "ProcFS.read (text files)")
