@@ -52,10 +52,21 @@ def get(name: str) -> NamedQuery:
 
 
 def install_views(con) -> None:
-    """Create every ``kind: macro`` file (a CREATE MACRO statement), then every ``kind: view`` as a view."""
-    for q in all_queries().values():
-        if q.kind == "macro":
-            con.execute(q.sql)
+    """Create every ``kind: macro`` file (a CREATE MACRO statement), then every ``kind: view`` as a view.
+    DuckDB binds a macro's body when it is created, so a macro that uses another (``member_frames`` uses
+    ``snapshot_pages``) waits until that one exists: macros are created in rounds, in name order within a
+    round, until none is left; a round that creates none raises the first error."""
+    pending = [q for q in all_queries().values() if q.kind == "macro"]
+    while pending:
+        failed = []
+        for q in pending:
+            try:
+                con.execute(q.sql)
+            except Exception as e:  # duckdb.CatalogException: a macro it uses is not there yet
+                failed.append((q, e))
+        if len(failed) == len(pending):
+            raise failed[0][1]
+        pending = [q for q, _ in failed]
     for q in all_queries().values():
         if q.kind == "view":
             con.execute(f'CREATE OR REPLACE VIEW "{q.name}" AS {q.sql}')

@@ -15,7 +15,7 @@ from common.errors import MemsnapError
 
 from . import plot
 from .diff import diff, view_of
-from .shared import pair_matrix, shared
+from .shared import Table, heatmap_pairs, pair_totals, shared, top_pairs
 from .sizes import SizesResult, sizes, sort_rows
 from .snapshots import Snapshot
 from .store import Store
@@ -256,8 +256,12 @@ def _sharing(ctx: _Context) -> None:
         ctx.parts.append('<p class="note">Needs PFNs (a snapshot recorded as root).</p>')
         return
     after, top = ctx.after, ctx.top
-    pr = shared(ctx.store, after, "pairs")
-    ctx.parts.append(_svg(lambda p: plot.pairs_heatmap(pair_matrix(pr.rows, min(top, 20)), p, after)))
+    # the top pairs and the heatmap's pairs only: every pair of a big machine is hundreds of thousands of rows
+    every = {"pfilter": None, "ufilter": None}
+    totals = pair_totals(ctx.store, after, every)
+    pr = Table("pairs", after, *top_pairs(ctx.store, after, top, every, totals))
+    heat = heatmap_pairs(ctx.store, after, min(top, 20), every, totals)
+    ctx.parts.append(_svg(lambda p: plot.pairs_heatmap(heat, p, after)))
     gr = shared(ctx.store, after, "groups", groups="command")
     ctx.parts.append(_svg(lambda p: plot.groups_chart(gr.rows[:top], p, after, "command")))
     ctx.parts.append("<h3>Group costs by command (USS of the whole group = freed if it all exited)</h3>" +

@@ -1,11 +1,11 @@
 -- name: shared_pairs
 -- kind: query
 -- description: Process x process shared memory: for each pair of processes, the kB of distinct frames both map. Frames are grouped by their exact set of sharers first, so widely shared libraries cost one row per set, not per frame.
--- params: host: host; snapshot_id: snapshot; pfilter: -P regex or NULL; ufilter: -U regex or NULL
+-- params: host: host; snapshot_id: snapshot; pfilter: -P regex or NULL; ufilter: -U regex or NULL; pids: a list of pids, only pairs of two of them, or NULL for every pair
 WITH mem AS (SELECT * FROM shared_members($host, $snapshot_id, 'pid', NULL, $pfilter, $ufilter)),
 pf AS (
-    SELECT DISTINCT p.pid, p.pfn FROM snapshot_pages($host, $snapshot_id) p
-    WHERE p.counted AND p.pid IN (SELECT pid FROM mem)
+    SELECT * FROM member_frames($host, $snapshot_id, $pfilter, $ufilter)
+    WHERE $pids IS NULL OR list_contains($pids, pid)
 ),
 sets AS (SELECT list(pid ORDER BY pid) AS pids FROM pf GROUP BY pfn HAVING count(*) >= 2),
 setc AS (SELECT row_number() OVER () AS set_id, pids, count(*) OVER (PARTITION BY pids) AS frames

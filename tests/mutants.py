@@ -94,6 +94,10 @@ MUTANTS = [
      "            bases.append(v - off + (len(bases) == 2))  # the vpn", ["tests/test_parsers.py", "-k", "filter_pagemap"]),
     ("duckdb-progress-bar-left-on", "analyzer/store.py", '        self.con.execute("SET enable_progress_bar = false")\n',
      "", ["tests/test_sizes_cli.py", "-k", "progress_bar"]),
+    ("top-pairs-no-bound-check", "analyzer/shared.py", 'if len(rows) >= k and rows[k - 1]["shared_kb"] > bound_kb:',
+     "if len(rows) >= k:", ["tests/test_queries.py", "-k", "top_pairs"]),
+    ("top-pairs-bound-not-strict", "analyzer/shared.py", 'rows[k - 1]["shared_kb"] > bound_kb:',
+     'rows[k - 1]["shared_kb"] >= bound_kb:', ["tests/test_queries.py", "-k", "top_pairs"]),
     ("shared-groups-pss-per-frame-not-per-mapping", "queries/shared_groups.sql",
      "sum(maps_in_group * CASE WHEN", "sum(1 * CASE WHEN", ["tests/test_shared_live.py", "-k", "group_uss"]),
 ]

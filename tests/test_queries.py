@@ -44,7 +44,7 @@ def params_for(q: queries.NamedQuery, snaps) -> dict:
              "to_host": last.host, "to_id": last.snapshot_id,
              "mapfilter": None, "parts": None, "part": None,
              "host": last.host, "snapshot_id": last.snapshot_id,
-             "by": "command", "pattern": None, "pfilter": None, "ufilter": None}
+             "by": "command", "pattern": None, "pfilter": None, "ufilter": None, "pids": None}
     missing = set(q.params) - set(known)
     assert not missing, f"queries/{q.name}.sql: add sample values for parameter(s) {missing} to this test"
     return {k: known[k] for k in q.params}
@@ -261,3 +261,84 @@ def test_facts_on_merged_stores_keep_hosts_apart(tmp_path, st, snaps):
                 mine = sorted(repr(tuple("sample" if k == "host" else v for k, v in r.items()))
                               for r in rows if r["host"] == h)
                 assert mine == want, (name, h)
+
+
+@pytest.mark.parametrize("first", [1, 2, 32])
+def test_top_pairs_are_the_first_rows_of_every_pair(monkeypatch, first):
+    """`shared --pairs --limit N` and the report form only the pairs of the processes that share most, growing
+    the candidates until no other pair can reach the N-th row; the rows must be exactly the first N of all
+    pairs (ties included), and the heatmap the one all pairs give.  ``first`` small makes the candidates grow."""
+    from analyzer import shared as sh
+    from analyzer.store import open_store
+
+    monkeypatch.setattr(sh, "TOP_PAIRS_FIRST", first)
+    with open_store(str(SAMPLE_STORE)) as st:
+        for snap in [s for s in st.snapshots() if s.pfn_available and s.kpage_available]:
+            filt = {"pfilter": None, "ufilter": None}
+            every = sh.shared(st, snap, "pairs").rows
+            assert len(every) >= 3
+            for k in range(1, len(every) + 2):
+                assert sh.shared(st, snap, "pairs", limit=k).rows == every[:k], k
+            assert sh.heatmap_pairs(st, snap, 4, filt) == sh.pair_matrix(every, 4)
+            # what the growth relies on: a pair shares at most what each of its processes shares, and a
+            # process's pair_frames is what its pairs add up to
+            _, totals = sh._run(st, snap, "shared_pair_totals", filt)
+            tot = {r["pid"]: r for r in totals}
+            kb = snap.page_size_bytes // 1024
+            for r in every:
+                assert r["shared_kb"] <= kb * min(tot[r["pid_a"]]["shared_frames"], tot[r["pid_b"]]["shared_frames"])
+            for pid, t in tot.items():
+                assert kb * t["pair_frames"] == sum(r["shared_kb"] for r in every if pid in (r["pid_a"], r["pid_b"]))
+
+
+def _hub_machine(hubs, leaves, alone: dict) -> dict[int, set]:
+    """Frames per pid: each hub shares 3 frames with each leaf; each pair in ``alone`` shares its number of
+    frames with nobody else."""
+    frames: dict[int, set] = {p: set() for p in (*hubs, *leaves)}
+    nxt = 0
+    for leaf in leaves:
+        for hub in hubs:
+            fs = set(range(nxt, nxt + 3))
+            nxt += 3
+            frames[hub] |= fs
+            frames[leaf] |= fs
+    for (a, b), n in alone.items():
+        fs = set(range(10_000 + a * 100, 10_000 + a * 100 + n))
+        frames[a], frames[b] = frames.get(a, set()) | fs, frames.get(b, set()) | fs
+    return frames
+
+
+@pytest.mark.parametrize("frames", [
+    # the best pair ranks last by shared frames: stopping before the bound allows misses it
+    _hub_machine((1, 2), range(10, 15), {(90, 91): 5}),
+    # an unseen pair ties the k-th row and sorts before it (lower pids): only a strict bound waits for it
+    _hub_machine((5, 6), range(10, 15), {(3, 4): 3}),
+], ids=["best-pair-ranks-last", "tie-at-the-bound"])
+def test_top_pairs_grows_until_no_unseen_pair_can_win(monkeypatch, frames):
+    """The bound at work on machines built for it (hubs sharing a little with many leaves rank first by shared
+    frames); ``shared_pair_totals`` and ``shared_pairs`` are computed here in Python from the frames."""
+    from itertools import combinations
+    from types import SimpleNamespace
+
+    from analyzer import shared as sh
+
+    def pairs(pids):
+        rows = [{"pid_a": a, "name_a": f"p{a}", "pid_b": b, "name_b": f"p{b}", "shared_kb": 4 * len(frames[a] & frames[b])}
+                for a, b in combinations(sorted(pids), 2) if frames[a] & frames[b]]
+        return sorted(rows, key=lambda r: (-r["shared_kb"], r["pid_a"], r["pid_b"]))
+
+    def fake_run(store, s, name, params):
+        if name == "shared_pair_totals":
+            rows = [{"pid": p, "shared_frames": sum(1 for f in fs if any(f in o for q, o in frames.items() if q != p)),
+                     "pair_frames": sum(len(fs & o) for q, o in frames.items() if q != p)} for p, fs in frames.items()]
+            rows = [r for r in rows if r["shared_frames"]]
+            return ["pid", "shared_frames", "pair_frames"], sorted(rows, key=lambda r: (-r["shared_frames"], r["pid"]))
+        assert name == "shared_pairs"
+        return ["pid_a", "name_a", "pid_b", "name_b", "shared_kb"], pairs(params["pids"] or frames)
+
+    monkeypatch.setattr(sh, "_run", fake_run)
+    monkeypatch.setattr(sh, "TOP_PAIRS_FIRST", 1)
+    every = pairs(frames)
+    snap = SimpleNamespace(page_size_bytes=4096)
+    for k in range(1, len(every) + 1):
+        assert sh.top_pairs(None, snap, k, {})[1] == every[:k], k

@@ -291,7 +291,7 @@ def test_query_fills_host_and_snapshot_defaults(st, name):
     explicit = {"host": last.host, "snapshot_id": last.snapshot_id, "snapshot_ids": [last.snapshot_id],
                 "from_host": first.host, "from_id": first.snapshot_id, "to_host": last.host, "to_id": last.snapshot_id,
                 "by": "command", "pattern": None, "pfilter": None, "ufilter": None, "mapfilter": None,
-                "parts": None, "part": None}
+                "parts": None, "part": None, "pids": None}
     assert named_query_params(st, name, {k: v for k, v in explicit.items() if k == "by" and k in ALL[name].params}) \
         == {k: explicit[k] for k in ALL[name].params}
     cur = queries.run(st.con, name, {k: explicit[k] for k in ALL[name].params})
