@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 from pyarrow._compute import CastOptions, call_function, get_function
 
+from common import layout
 from common.layout import new_snapshot_id, partition_date
 from common.errors import AccessDenied, Interrupted, MemsnapError, NothingRecorded, ParseError, ProcessGone
 from .procfs import (PF_KTHREAD, ProcFS, classify_oserror, merge_ranges, parse_cgroup, parse_cmdline,
@@ -87,10 +88,16 @@ pc = _Compute()
 
 PAGEMAP_CHUNK_PAGES = 1 << 16   # 512 KiB per pread.  (The kernel itself drops the target's mmap lock every
                                 # PMD of address space inside one read: fs/proc/task_mmu.c pagemap_read.)
-FLUSH_PAGE_ROWS = 1 << 20       # bounded recorder memory: flush page rows in row groups of this size
-FLUSH_MAPPING_ROWS = 50_000
+# Bounded recorder memory (docs/design.md, "Recorder memory"; sizes measured in bench/memory_bench.py): no
+# buffer below grows with the machine, each is flushed or spilled at a fixed size.
+FLUSH_PAGE_ROWS = 1 << 16       # page rows per batch (one row group); at most 3 batches are alive at once
+FLUSH_MAPPING_ROWS = 10_000     # mapping rows kept as Python lists before they are written
+FLUSH_PROCESS_ROWS = 1_000      # processes rows (dicts) kept before they are written
+PFN_MERGE_FAN = 16              # sorted PFN runs merged at once (memory: PFN_MERGE_FAN x PFN_MERGE_CHUNK x 8 B)
+PFN_MERGE_CHUNK = 1 << 15       # PFNs read from each run at a time during a merge
+FRAMES_WINDOW = 1 << 17         # distinct PFNs read from kpage* and written to frames at a time
 KPAGE_GAP = 128                 # PFNs closer than this share one pread (measured: 128 beat 8..512 here)
-KPAGE_BATCH = 1 << 20           # PFNs of kpage* runs read into one buffer (8 MiB)
+KPAGE_BATCH = 1 << 18           # PFNs of kpage* runs read into one buffer (2 MiB)
 
 
 @dataclass
@@ -213,21 +220,127 @@ def filter_pagemap(raws: list[_RawPagemap]) -> list[tuple[pa.Array, pa.Array]]:
 
 
 def sorted_unique(a: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Sorted distinct values of non-negative integers below 2^63 (PFNs).  Dense enough (the largest below
-    32 per value), as a bitmap: the values scattered onto their positions, whose indices are then the answer
-    (4x faster than hash + sort here on 1M PFNs; pyarrow >= 20).  Otherwise hash, then sort the distinct."""
+    """Sorted distinct values of non-negative integers below 2^63 (PFNs).  Dense enough (the span from the
+    smallest to the largest below 8 per value), as a bitmap over that span: the values scattered onto their
+    positions, whose indices are then the answer (pyarrow >= 20; on 128k PFNs 7x faster than hash + sort at
+    one value per position, 2x at 4; even at 16, and it costs 8 B per position of the span: so 8 at most).
+    Otherwise hash, then sort the distinct."""
     n = len(a)
-    top = pc.max(a).as_py() if n else None
-    if top is not None and pc.has("scatter") and top < 32 * n + (1 << 20):
+    lo = hi = None
+    if n:
+        mm = pc.min_max(a)
+        lo, hi = mm["min"].as_py(), mm["max"].as_py()
+    if lo is not None and pc.has("scatter") and hi - lo < 8 * n:
         from pyarrow._compute import ScatterOptions  # pyarrow >= 20, like scatter
 
-        idx = pc.cast(a, pa.int64())
+        base = pa.scalar(lo, a.type)
+        idx = pc.cast(pc.subtract(a, base) if lo else a, pa.int64())
         if isinstance(idx, pa.ChunkedArray):
             idx = idx.combine_chunks()
-        seen = pc.scatter(pa.repeat(pa.scalar(True), n), idx, options=ScatterOptions(max_index=top))  # else null
-        return pc.cast(pc.indices_nonzero(pc.fill_null(seen, pa.scalar(False))), _U64)
+        seen = pc.scatter(pa.repeat(pa.scalar(True), n), idx, options=ScatterOptions(max_index=hi - lo))  # else null
+        out = pc.cast(pc.indices_nonzero(pc.fill_null(seen, pa.scalar(False))), a.type)
+        return pc.add(out, base) if lo else out
     u = pc.unique(a)
+    if isinstance(u, pa.ChunkedArray):
+        u = u.combine_chunks()
     return pc.take(u, pc.sort_indices(u))
+
+
+class _PfnRuns:
+    """The distinct PFNs seen, in bounded memory, for the frames table.  Each batch's distinct PFNs (sorted)
+    are a *run*, spilled to an unlinked temporary file (nothing is left behind if the recorder dies);
+    PFN_MERGE_FAN runs of one level are merged into one run of the next level (an external merge sort: the
+    levels, not the memory, grow with the machine).  :meth:`sorted` merges what is left and gives the
+    distinct PFNs in ascending pieces.  A merge holds at most PFN_MERGE_FAN x PFN_MERGE_CHUNK PFNs read
+    from its runs (``max_held`` records the most, for the tests)."""
+
+    def __init__(self, spill_dir: str | None):
+        self.spill_dir = spill_dir
+        self.levels: list[list[tuple]] = []   # per level, runs (file, number of PFNs)
+        self.max_held = 0
+        self.depth = 0  # levels used
+
+    def add(self, pfns: pa.Array) -> None:
+        """One run: sorted distinct PFNs (uint64)."""
+        if len(pfns):
+            self._push(0, self._spill([pfns]))
+
+    def _spill(self, pieces) -> tuple:
+        import tempfile
+
+        f = tempfile.TemporaryFile(dir=self.spill_dir)
+        n = 0
+        try:
+            for p in pieces:
+                if len(p):
+                    f.write(memoryview(p.buffers()[1])[p.offset * 8:(p.offset + len(p)) * 8])
+                    n += len(p)
+            f.flush()
+        except BaseException:
+            f.close()
+            raise
+        return f, n
+
+    def _push(self, level: int, run: tuple) -> None:
+        while len(self.levels) <= level:
+            self.levels.append([])
+        self.depth = max(self.depth, level + 1)
+        self.levels[level].append(run)
+        if len(self.levels[level]) >= PFN_MERGE_FAN:
+            runs, self.levels[level] = self.levels[level], []
+            self._push(level + 1, self._spill(self._merge(runs)))
+
+    def _merge(self, runs: list[tuple]):
+        """Sorted distinct PFNs of ``runs``, in ascending pieces; the runs' files are closed at the end.  Each
+        run is read PFN_MERGE_CHUNK PFNs at a time; a piece is every PFN read up to the smallest last PFN of
+        the runs not read to their end (no run can hold a smaller one later)."""
+        cur = [[f, 0, n, pa.array([], _U64)] for f, n in runs]  # file, PFNs read, PFNs in all, read not merged
+        try:
+            while True:
+                for c in cur:
+                    if not len(c[3]) and c[1] < c[2]:
+                        k = min(PFN_MERGE_CHUNK, c[2] - c[1])
+                        c[3] = u64_array(os.pread(c[0].fileno(), k * 8, c[1] * 8))
+                        if len(c[3]) != k:
+                            raise OSError(errno.EIO, "short read of a spilled PFN run", getattr(c[0], "name", ""))
+                        c[1] += k
+                live = [c for c in cur if len(c[3])]
+                if not live:
+                    return
+                self.max_held = max(self.max_held, sum(len(c[3]) for c in live))
+                ends = [c[3][-1].as_py() for c in live if c[1] < c[2]]  # runs not read to their end
+                bound = pa.scalar(min(ends), _U64) if ends else None
+                take = []
+                for c in live:
+                    if bound is None:
+                        k = len(c[3])
+                    else:  # how many are <= bound (the run is sorted)
+                        k = pc.sum(pc.cast(pc.less_equal(c[3], bound), pa.int64())).as_py() or 0
+                    if k:
+                        take.append(c[3].slice(0, k))
+                        c[3] = c[3].slice(k)
+                yield sorted_unique(pa.chunked_array(take, _U64))
+        finally:
+            for c in cur:
+                c[0].close()
+
+    def sorted(self):
+        """All distinct PFNs, ascending, in pieces (of at most about PFN_MERGE_FAN x PFN_MERGE_CHUNK); the
+        runs are consumed."""
+        levels, self.levels = self.levels, []
+        while sum(len(lv) for lv in levels) > PFN_MERGE_FAN:  # merge the lowest levels until FAN runs are left
+            i = next(i for i, lv in enumerate(levels) if lv)
+            runs, levels[i] = levels[i], []
+            if i + 1 == len(levels):
+                levels.append([])
+            levels[i + 1].append(self._spill(self._merge(runs)))
+        yield from self._merge([r for lv in levels for r in lv])
+
+    def close(self) -> None:
+        for lv in self.levels:
+            for f, _ in lv:
+                f.close()
+        self.levels = []
 
 
 def _read_opt(fs: ProcFS, *parts) -> str | None:
@@ -616,20 +729,23 @@ class _WriterThread:
 
 
 class _PageSink:
-    """Where the ``pages`` rows of the captured processes go.  Buffered, then written in batches of about
+    """Where the ``pages`` rows of the captured processes go.  Buffered, then written in batches of at most
     FLUSH_PAGE_ROWS rows (bounded recorder memory) by the writer thread, so that a batch's sort and Parquet
-    encoding overlap the next /proc reads.  Also collects the PFNs seen, for the frames table."""
+    encoding overlap the next /proc reads.  Also collects the distinct PFNs of each batch, spilled as sorted
+    runs (:class:`_PfnRuns`) for the frames table."""
 
-    def __init__(self, table: TableWriter, snapshot_id: str, bg: _WriterThread, pseudo, want_pfns: bool):
+    def __init__(self, table: TableWriter, snapshot_id: str, bg: _WriterThread, pseudo, want_pfns: bool,
+                 spill_dir: str | None = None):
         self.table, self.snapshot_id, self.bg, self.pseudo = table, snapshot_id, bg, pseudo
         self.want_pfns = want_pfns
         self.rows = 0                 # page rows in the snapshot
         self.any_present = False      # a present page was seen ...
         self.any_nonzero_pfn = False  # ... with a PFN other than 0 (all are 0 without CAP_SYS_ADMIN)
+        self.max_batch_rows = 0       # the largest batch handed to the writer (bounded by FLUSH_PAGE_ROWS)
         self._buf: list[tuple[int, pa.ChunkedArray, pa.ChunkedArray]] = []
         self._buf_rows = 0
-        self._pfn_sets: list[pa.Array] = []
-        self._pfn_set_size = 0
+        self._runs = _PfnRuns(spill_dir)
+        self._sid_col: pa.Array | None = None  # snapshot_id repeated: built once, sliced for each batch
         self._raw: list[tuple[int, _RawPagemap, dict]] = []
         self._raw_slots = 0
 
@@ -662,9 +778,10 @@ class _PageSink:
         self._buf_rows += len(vpn)
         self.rows += len(vpn)
         if self._buf_rows >= FLUSH_PAGE_ROWS:
-            self.flush()
+            self.flush(final=False)
 
     def _collect_pfns(self, entry: pa.ChunkedArray) -> None:
+        """The batch's distinct nonzero PFNs of present pages, as one sorted run."""
         present = pc.bit_wise_and(pc.filter(entry, pc.greater_equal(entry, _PRESENT)), _PFN_MASK)
         if not len(present):
             return
@@ -674,41 +791,66 @@ class _PageSink:
             return
         self.any_nonzero_pfn = True
         if self.want_pfns:
-            self._pfn_sets.extend(nz.chunks)
-            self._pfn_set_size += len(nz)
-            if self._pfn_set_size > 4 * FLUSH_PAGE_ROWS:  # bound memory: fold into one sorted set
-                self._pfn_sets = [sorted_unique(pa.chunked_array(self._pfn_sets, _U64))]
-                self._pfn_set_size = len(self._pfn_sets[0])
+            self._runs.add(sorted_unique(nz))
 
-    def flush(self) -> None:
-        """Collect the PFNs of the buffered rows (a few Arrow calls per batch, not per process), then hand
-        the rows to the writer thread (which first finishes the batch before)."""
+    def flush(self, final: bool = True) -> None:
+        """Hand the buffered rows to the writer thread in batches of at most FLUSH_PAGE_ROWS rows (each
+        submit first waits for the batch before), collecting each batch's PFNs (a few Arrow calls per batch,
+        not per process).  Unless ``final``, rows short of a full batch stay buffered."""
         self._resolve()
-        if self._buf:
-            self._collect_pfns(pa.chunked_array([c for _, _, e in self._buf for c in e.chunks], _U64))
-            self.bg.submit(self._write, self._buf, self._buf_rows)
-            self._buf, self._buf_rows = [], 0
+        buf, n = self._buf, self._buf_rows
+        self._buf, self._buf_rows = [], 0
+        if not buf:
+            return
+        F = FLUSH_PAGE_ROWS
+        if n <= F:
+            batches = [buf]
+        else:  # more than a batch (a big process): cut into batches of F rows, in capture order
+            pid = pa.concat_arrays([pa.repeat(pa.scalar(p, pa.int32()), len(v)) if isinstance(p, int) else p
+                                    for p, v, _ in buf])
+            vpn = pa.chunked_array([c for _, v, _ in buf for c in v.chunks], _U64)
+            entry = pa.chunked_array([c for _, _, e in buf for c in e.chunks], _U64)
+            full = n if final else n // F * F
+            batches = [[(pid.slice(i, F), vpn.slice(i, F), entry.slice(i, F))] for i in range(0, full, F)]
+            if full < n:  # the rest waits for the next rows
+                self._buf, self._buf_rows = [(pid.slice(full), vpn.slice(full), entry.slice(full))], n - full
+            del pid, vpn, entry
+        del buf
+        for b in batches:
+            self._collect_pfns(pa.chunked_array([c for _, _, e in b for c in e.chunks], _U64))
+            self.bg.submit(self._write, b)
+        del b, batches
 
-    def _write(self, buf: list[tuple[int, pa.ChunkedArray, pa.ChunkedArray]], n: int) -> None:
-        """One batch, in the writer thread: sorted for storage (see storage_order), encoded, written."""
-        pid = pa.concat_arrays([pa.repeat(pa.scalar(p, pa.int32()), len(v)) for p, v, _ in buf])
+    def _write(self, buf: list[tuple]) -> None:
+        """One batch, in the writer thread: sorted for storage (see storage_order), encoded, written.  ``buf``:
+        (pid, vpn, entry) per process; pid an int, or an int32 array of one pid per row."""
+        pid = pa.concat_arrays([pa.repeat(pa.scalar(p, pa.int32()), len(v)) if isinstance(p, int) else p
+                                for p, v, _ in buf])
         vpn = pa.concat_arrays([c for _, v, _ in buf for c in v.chunks])
         entry = pa.concat_arrays([c for _, _, e in buf for c in e.chunks])
+        del buf
+        n = len(vpn)
+        self.max_batch_rows = max(self.max_batch_rows, n)
         if self.pseudo is not None:
             entry = self.pseudo.entries(entry)
         order = storage_order(entry)
+        if self._sid_col is None or len(self._sid_col) < n:
+            self._sid_col = pa.repeat(self.snapshot_id, n)
         self.table.write(pa.table({
-            "snapshot_id": pa.repeat(self.snapshot_id, n),
+            "snapshot_id": self._sid_col.slice(0, n),
             "pid": pc.take(pid, order),
             "vpn": pc.take(vpn, order),
             "entry": pc.take(entry, order),
         }, schema=self.table.schema))
 
-    def pfns(self) -> pa.Array:
-        """The distinct PFNs seen, sorted.  The collected sets are released."""
-        pfns = sorted_unique(pa.chunked_array(self._pfn_sets, _U64))
-        self._pfn_sets = []
-        return pfns
+    def pfns(self):
+        """The distinct PFNs seen, ascending, in pieces (see :class:`_PfnRuns`); the spilled runs are
+        consumed."""
+        return self._runs.sorted()
+
+    def close(self) -> None:
+        """Drop the spilled runs (a capture that failed or did not want frames)."""
+        self._runs.close()
 
 
 class _MappingSink:
@@ -721,6 +863,7 @@ class _MappingSink:
         self._names = table.schema.names
         self._cols: dict[str, list] = {k: [] for k in self._names}
         self._n = 0
+        self.max_rows = 0  # the most rows held at once
 
     def add(self, pid: int, n: int, cols: dict[str, list], source: str | None) -> None:
         """One process's ``n`` mappings: ``cols`` as from parse_smaps_columns (a missing column is NULL)."""
@@ -734,6 +877,7 @@ class _MappingSink:
                 v = nulls = nulls or [None] * n
             out.extend(v)
         self._n += n
+        self.max_rows = max(self.max_rows, self._n)
         if self._n >= FLUSH_MAPPING_ROWS:
             self.flush()
 
@@ -748,51 +892,76 @@ class _MappingSink:
 
 class _FramesWriter:
     """The ``frames`` table: for each distinct PFN seen, its /proc/kpagecount, kpageflags and kpagecgroup
-    values, read by :class:`_KpageRuns`.  Unreadable kpagecount/kpageflags leave mapcount and flags NULL
-    (with a warning); an unreadable kpagecgroup (kernel without CONFIG_MEMCG) leaves memcg_ino NULL."""
+    values, read by :class:`_KpageRuns` and written FRAMES_WINDOW PFNs at a time (bounded memory).
+    Unreadable kpagecount/kpageflags leave mapcount and flags NULL (with a warning); an unreadable kpagecgroup
+    (kernel without CONFIG_MEMCG) leaves memcg_ino NULL.  With pseudonymized PFNs each window's rows are in
+    pseudonym order."""
 
     def __init__(self, fs: ProcFS, table: TableWriter, snapshot_id: str, pseudo):
         self.fs, self.table, self.snapshot_id, self.pseudo = fs, table, snapshot_id, pseudo
-        self.kpage_ok = self.cgroup_ok = False
+        self.kpage_ok = self.cgroup_ok = True  # until a read fails (then not tried again)
+        self.max_window = 0  # the most PFNs read and written at once (bounded by FRAMES_WINDOW + a merge piece)
+        self._sid_col: pa.Array | None = None
 
-    def write(self, pfns: pa.Array, warnings: list[str]) -> int:
-        """Read and write the frames of ``pfns`` (sorted, distinct).  Returns the number of rows."""
-        cols = self._read(pfns, warnings)
-        if self.pseudo is not None:  # frames keyed by pseudonym, in pseudonym order
-            pseudo = self.pseudo.pfns(pfns)
-            order = pc.sort_indices(pseudo)
-            pfns = pc.take(pseudo, order)
-            cols = {k: pc.take(v, order) for k, v in cols.items()}
-        self._write_rows(pfns, cols)
-        return len(pfns)
+    def write(self, pfns, warnings: list[str]) -> int:
+        """Read and write the frames of ``pfns``: sorted distinct PFNs, one Arrow array or ascending pieces of
+        them.  Returns the number of rows."""
+        pieces = [pfns] if isinstance(pfns, (pa.Array, pa.ChunkedArray)) else pfns
+        held, n_held, rows = [], 0, 0
+        for p in pieces:
+            held.append(p)
+            n_held += len(p)
+            if n_held >= FRAMES_WINDOW:
+                rows += self._window(held, warnings)
+                held, n_held = [], 0
+        if held:
+            rows += self._window(held, warnings)
+        return rows
+
+    def _window(self, pieces: list, warnings: list[str]) -> int:
+        pfns = pa.chunked_array(pieces, _U64).combine_chunks()
+        del pieces[:]
+        n = len(pfns)
+        self.max_window = max(self.max_window, n)
+        for step in range(0, n, FRAMES_WINDOW):
+            part = pfns.slice(step, FRAMES_WINDOW)
+            cols = self._read(part, warnings)
+            if self.pseudo is not None:  # frames keyed by pseudonym, in pseudonym order (within the window)
+                pseudo = self.pseudo.pfns(part)
+                order = pc.sort_indices(pseudo)
+                part = pc.take(pseudo, order)
+                cols = {k: pc.take(v, order) for k, v in cols.items()}
+            self._write_rows(part, cols)
+        return n
 
     def _read(self, pfns: pa.Array, warnings: list[str]) -> dict[str, pa.Array]:
         fs, cols = self.fs, {}
         runs = _KpageRuns(pfns)
-        try:
-            cols["mapcount"] = pc.cast(runs.read(fs.path("kpagecount")), pa.int64())
-            cols["flags"] = runs.read(fs.path("kpageflags"))
-            self.kpage_ok = True
-        except OSError as e:
-            warnings.append(f"cannot read {e.filename or fs.path('kpagecount')}: {e.strerror}; "
-                            "frames has PFNs without mapcount/flags")
-            cols = {}
-        try:
-            cols["memcg_ino"] = runs.read(fs.path("kpagecgroup"))
-            self.cgroup_ok = True
-        except OSError:
-            pass  # kernel without CONFIG_MEMCG: memcg_ino stays NULL
+        if self.kpage_ok:
+            try:
+                cols["mapcount"] = pc.cast(runs.read(fs.path("kpagecount")), pa.int64())
+                cols["flags"] = runs.read(fs.path("kpageflags"))
+            except OSError as e:
+                warnings.append(f"cannot read {e.filename or fs.path('kpagecount')}: {e.strerror}; "
+                                "frames has PFNs without mapcount/flags")
+                self.kpage_ok = False
+                cols = {}
+        if self.cgroup_ok:
+            try:
+                cols["memcg_ino"] = runs.read(fs.path("kpagecgroup"))
+            except OSError:
+                self.cgroup_ok = False  # kernel without CONFIG_MEMCG: memcg_ino stays NULL
         return cols
 
     def _write_rows(self, pfns: pa.Array, cols: dict[str, pa.Array]) -> None:
         n = len(pfns)
+        if self._sid_col is None or len(self._sid_col) < n:
+            self._sid_col = pa.repeat(self.snapshot_id, n)
         types = {"mapcount": pa.int64(), "flags": pa.uint64(), "memcg_ino": pa.uint64()}
-        for step in range(0, n, FLUSH_PAGE_ROWS):
-            m = min(n, step + FLUSH_PAGE_ROWS) - step
-            data = {"snapshot_id": pa.repeat(self.snapshot_id, m), "pfn": pfns.slice(step, m)}
-            for k, t in types.items():
-                data[k] = cols[k].slice(step, m) if k in cols else pa.nulls(m, t)
-            self.table.write(pa.table(data, schema=self.table.schema))
+        data = {"snapshot_id": self._sid_col.slice(0, n), "pfn": pfns}
+        for k, t in types.items():
+            data[k] = cols[k] if k in cols else pa.nulls(n, t)
+        self.table.write(pa.table(data, schema=self.table.schema))
 
 
 class Recorder:
@@ -851,16 +1020,21 @@ class Recorder:
         opts, sid = self.opts, res.snapshot_id
         writer.table("meminfo").write(meminfo_columns(sid, meminfo))
         pids = select_pids(self.fs, opts, os.getpid())
-        pages = _PageSink(writer.table("pages"), sid, bg, self.pseudo, want_pfns="kpage" in opts.sources)
-        maps = _MappingSink(writer.table("mappings"), sid)
-        res.counts = self._record_processes(writer, pids, sid, info["page_size_bytes"], pages, maps)
-        check_recorded(res.counts, len(pids), res.warnings, self._denied_why)
-        res.pages = pages.rows
-        res.pfn_available = self._pfn_available(pages, res.warnings)
-        frames = None
-        if "kpage" in opts.sources and res.pfn_available:
-            frames = _FramesWriter(self.fs, writer.table("frames"), sid, self.pseudo)
-            res.frames = frames.write(pages.pfns(), res.warnings)
+        pages = _PageSink(writer.table("pages"), sid, bg, self.pseudo, want_pfns="kpage" in opts.sources,
+                          spill_dir=layout.inprogress_dir(opts.store))  # PFN runs: unlinked files there
+        try:
+            maps = _MappingSink(writer.table("mappings"), sid)
+            res.counts = self._record_processes(writer, pids, sid, info["page_size_bytes"], pages, maps)
+            check_recorded(res.counts, len(pids), res.warnings, self._denied_why)
+            res.pages = pages.rows
+            res.pfn_available = self._pfn_available(pages, res.warnings)
+            frames = None
+            if "kpage" in opts.sources and res.pfn_available:
+                frames = _FramesWriter(self.fs, writer.table("frames"), sid, self.pseudo)
+                res.frames = frames.write(pages.pfns(), res.warnings)
+        finally:
+            pages.close()
+        self.sinks = pages, maps, frames  # for the tests: the bounds they record (max_batch_rows, ...)
         snap = self._snapshot_row(res, info, start, len(pids), frames)
         bg.wait()  # the last page rows are written
         res.bytes_written = writer.commit(snap)
@@ -871,6 +1045,15 @@ class Recorder:
         counts = dict.fromkeys(("ok", "partial", "vanished", "denied", "zombie", "kernel_thread"), 0)
         self._denied_why = None
         proc_rows: list[dict] = []
+        pw = writer.table("processes")
+
+        def write_rows():
+            pages._resolve()  # every pending small process's row["pages"] is set
+            for r in proc_rows:
+                map_items(r, "rollup_other_kb")
+            pw.write(pa.Table.from_pylist(proc_rows, schema=pw.schema))
+            proc_rows.clear()
+
         for i, pid in enumerate(pids):
             if self.should_stop():
                 raise Interrupted("interrupted: snapshot discarded")
@@ -886,13 +1069,12 @@ class Recorder:
                 pages.add_raw(pid, proc.raw_pagemap, proc.row)
             elif proc.vpn is not None and len(proc.vpn):
                 pages.add(pid, proc.vpn, proc.entry)
+            if len(proc_rows) >= FLUSH_PROCESS_ROWS:
+                write_rows()
             self.progress(i + 1, len(pids))
         pages.flush()
         maps.flush()
-        for r in proc_rows:
-            map_items(r, "rollup_other_kb")
-        pw = writer.table("processes")
-        pw.write(pa.Table.from_pylist(proc_rows, schema=pw.schema))
+        write_rows()
         return counts
 
     def _label(self, proc: _ProcessCapture, sid: str) -> None:

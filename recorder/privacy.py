@@ -61,6 +61,9 @@ def load_key(path: str | None = None) -> bytes:
     return key
 
 
+CACHE_PFNS = 1 << 16  # pseudonyms kept for PFNs seen again (about 100 B each)
+
+
 class Pseudonymizer:
     """Keyed PFN pseudonyms (BLAKE2b, 55 bits, never 0).  Equal PFNs give equal pseudonyms."""
 
@@ -73,6 +76,8 @@ class Pseudonymizer:
         if v is None:
             h = hashlib.blake2b(pfn.to_bytes(8, "little"), key=self.key, digest_size=8).digest()
             v = int.from_bytes(h, "little") & PFN_MASK or 1
+            if len(self._cache) >= CACHE_PFNS:  # bounded recorder memory: start over
+                self._cache.clear()
             self._cache[pfn] = v
         return v
 
