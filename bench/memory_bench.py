@@ -136,8 +136,17 @@ def markdown(r: dict) -> str:
     a, m = r["args"], r["medians"]
     names = {"small": f"{a['small']} small processes (`--match`)",
              "memhog": f"memhog {a['procs']} × {a['mib']} MiB (`--pid` each)", "machine": "whole machine"}
-    L = ["| capture | variant | commit | pages rows | frames | peak RSS MiB (median) | max | wall s | CPU s | "
-         "pages file B | frames file B |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    L = ["## Recorder peak memory (`bench/memory_bench.py`)", "",
+         f"Command: `python bench/memory_bench.py --repeat {a['repeat']}"
+         + (" --base DIR` (DIR: a worktree of the commit before)" if a.get("base") else "`")
+         + f"; started {r['started']}. `memsnap record` with the CLI defaults (nice 10, ionice idle: wall times "
+         "follow the machine's load; CPU is the steadier figure). Peak RSS is the recorder's own VmHWM "
+         "(interpreter and imports included, about 72 MiB of it). Variants: *before* = the tree at the commit "
+         "shown; *after* = this tree; *old sizes* = this tree with page batches and frames windows of 1M rows, "
+         "as before (what the small batches cost, alone).", "",
+         "| capture | variant | commit | pages rows | frames | peak RSS MiB (median) | max | wall s | CPU s | "
+         "pages file B | frames file B |",
+         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c, by_v in m.items():
         for v, d in by_v.items():
             L.append(f"| {names[c]} | {v} | {r['commits'][v]} | {d['pages_rows']:,.0f} | {d['frames_rows']:,.0f} | "

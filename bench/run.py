@@ -109,6 +109,7 @@ def summary(out: Path, ran: set) -> list[str]:
     an, nan = _load(out, "analyzer", ran)
     imp, nimp = _load(out, "impact", ran)
     ins, nins = _load(out, "install", ran)
+    mem, nmem = _load(out, "memory", ran)
     # 1. recorder vs floor
     if rec and rec.get("timing", {}).get("default"):
         t = rec["timing"]["default"]
@@ -196,6 +197,15 @@ def summary(out: Path, ran: set) -> list[str]:
                          "no target)",
                          f"peak RSS {d['maxrss_kb_median'] / 1024:.0f} MiB, CPU {d['cpu_s_median']:.2f} s, wall "
                          f"{d['wall_s_median']:.2f} s for {d['pages_rows_median']:,.0f} pages{nlive}", "–"))
+    if mem and mem.get("medians"):  # issue 18: bounded recorder memory
+        m = mem["medians"]
+        worst = max(d["after"]["maxrss_kb_max"] for d in m.values()) / 1024
+        rows.append(("Recorder peak RSS ≤ 150 MiB whatever the machine's size (`memsnap record`; "
+                     "`bench/memory_bench.py`)",
+                     ", ".join(f"{c} {d['after']['maxrss_kb'] / 1024:.0f} MiB"
+                               + (f" (was {d['before']['maxrss_kb'] / 1024:.0f})" if "before" in d else "")
+                               for c, d in m.items()) + f"; max of all runs {worst:.0f} MiB{nmem}",
+                     _mark(worst <= 150)))
     # 7. install size
     if ins and ins.get("ratios"):
         lean, full = ins["installs"]

@@ -5,11 +5,17 @@ The parts, in the order a capture (:meth:`Recorder._capture_with`) uses them:
 - :func:`select_pids`, then :class:`_ProcessCapture` per process (identity, smaps/maps, pagemap);
 - :class:`_MappingSink` and :class:`_PageSink` take each process's rows (mappings as columns, from
   :func:`recorder.procfs.parse_smaps_columns`; a small process's pagemap as read, filtered by
-  :func:`filter_pagemap` together with other processes'); the page sink flushes bounded batches through
-  :class:`_WriterThread` (sort + Parquet encode overlap the next /proc reads) and collects the PFNs seen;
-- :class:`_FramesWriter` reads /proc/kpage* at those PFNs (:class:`_KpageRuns`) and writes ``frames``;
+  :func:`filter_pagemap` together with other processes'); the page sink flushes batches of FLUSH_PAGE_ROWS
+  rows through :class:`_WriterThread` (sort + Parquet encode overlap the next /proc reads) and spills each
+  batch's distinct PFNs as a sorted run (:class:`_PfnRuns`, an external merge sort on unlinked temp files);
+- :class:`_FramesWriter` takes the merged PFNs in ascending pieces, reads /proc/kpage* at them
+  (:class:`_KpageRuns`) and writes ``frames``, FRAMES_WINDOW PFNs at a time;
 - :func:`recorder.rows.snapshot_row` builds the ``snapshots`` row (shared with the smemcap import), and
   :class:`~recorder.store.SnapshotWriter` commits it last.
+
+Memory is bounded by these sizes, not by the machine (docs/design.md, "Recorder memory"): what grows with the
+machine goes to the store or to the spilled runs.  One exception: a single process's present pages are held
+(16 B each) until the process is read whole, so that a process that vanishes midway leaves no rows.
 
 Nothing here prints: progress goes to a callback, warnings into the result.
 """
@@ -429,6 +435,68 @@ def system_info(fs: ProcFS) -> dict:
     }
 
 
+class _PageSpool:
+    """A big process's pages as read (``vpn``, ``entry`` parts in vpn order), held until the process has been
+    read whole (one that vanishes midway leaves no rows): in memory up to FLUSH_PAGE_ROWS rows, beyond that in
+    an unlinked temporary file (bounded memory whatever the process's size).  :meth:`parts` gives them back in
+    order, a part at a time (at most PAGEMAP_CHUNK_PAGES rows each)."""
+
+    def __init__(self, spill_dir: str | None):
+        self.spill_dir = spill_dir if spill_dir and os.path.isdir(spill_dir) else None
+        self.rows = 0
+        self._mem: list[tuple[pa.Array, pa.Array]] = []
+        self._mem_rows = 0
+        self._file = None
+        self._sizes: list[int] = []  # rows of each part in the file
+
+    def add(self, vpn: pa.Array, entry: pa.Array) -> None:
+        if not len(vpn):
+            return
+        self.rows += len(vpn)
+        self._mem.append((vpn, entry))
+        self._mem_rows += len(vpn)
+        if self._mem_rows > FLUSH_PAGE_ROWS:
+            self._spill()
+
+    @property
+    def spilled(self) -> bool:
+        return self._file is not None
+
+    def _spill(self) -> None:
+        import tempfile
+
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(dir=self.spill_dir)
+        for v, e in self._mem:
+            for a in (v, e):
+                self._file.write(memoryview(a.buffers()[1])[a.offset * 8:(a.offset + len(a)) * 8])
+            self._sizes.append(len(v))
+        self._mem, self._mem_rows = [], 0
+
+    def in_memory(self) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+        """All of it, when it was never spilled."""
+        return pa.chunked_array([v for v, _ in self._mem], _U64), pa.chunked_array([e for _, e in self._mem], _U64)
+
+    def parts(self):
+        if self._file is not None:
+            self._file.flush()
+            fd, off = self._file.fileno(), 0
+            for n in self._sizes:
+                vpn = u64_array(os.pread(fd, n * 8, off))
+                entry = u64_array(os.pread(fd, n * 8, off + n * 8))
+                if len(vpn) != n or len(entry) != n:
+                    raise OSError(errno.EIO, "short read of spilled pages", getattr(self._file, "name", ""))
+                off += 16 * n
+                yield vpn, entry
+        yield from self._mem
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._mem = []
+
+
 class _ProcessCapture:
     """Reads one process.  Raises nothing for races/permissions: they end up in ``row``."""
 
@@ -441,6 +509,7 @@ class _ProcessCapture:
         self.vpn: pa.ChunkedArray | None = None
         self.entry: pa.ChunkedArray | None = None
         self.raw_pagemap: _RawPagemap | None = None  # pagemap read but not yet filtered (vpn, entry None)
+        self.spool: _PageSpool | None = None  # a big process's pages spilled to a file (vpn, entry None)
         self.sources: list[str] = []
 
     def identity(self) -> None:
@@ -525,7 +594,7 @@ class _ProcessCapture:
         except OSError as e:
             raise classify_oserror(e, path) from None
         raws: list[_RawPagemap] = []
-        parts: list[tuple[pa.Array, pa.Array]] = []
+        spool = _PageSpool(layout.inprogress_dir(self.opts.store)) if len(batches) > 1 else None
         try:
             for batch, size in batches:
                 buf = bytearray(size * 8)
@@ -543,15 +612,20 @@ class _ProcessCapture:
                     off += n
                 if len(batches) == 1:  # a small process: filtered later with others (_PageSink.add_raw)
                     raws.append(_RawPagemap(buf, batch))
-                else:  # a big process: filtered batch by batch (bounded memory)
-                    parts += filter_pagemap([_RawPagemap(buf, batch)])
+                else:  # a big process: filtered batch by batch, spooled (bounded memory)
+                    spool.add(*filter_pagemap([_RawPagemap(buf, batch)])[0])
+        except BaseException:
+            if spool is not None:
+                spool.close()
+            raise
         finally:
             os.close(fd)
         if raws:
             self.raw_pagemap = raws[0]
-            return
-        self.vpn = pa.chunked_array([v for v, _ in parts if len(v)], _U64)
-        self.entry = pa.chunked_array([e for v, e in parts if len(v)], _U64)
+        elif spool.spilled:
+            self.spool = spool
+        else:
+            self.vpn, self.entry = spool.in_memory()
 
     def run(self) -> None:
         t0 = time.monotonic()
@@ -575,14 +649,16 @@ class _ProcessCapture:
             self._drop("partial", str(e))
         self.row["sources"] = ",".join(self.sources) or None
         self.row["mappings"] = self.n_mappings
-        self.row["pages"] = len(self.vpn) if self.vpn is not None else 0
+        self.row["pages"] = len(self.vpn) if self.vpn is not None else self.spool.rows if self.spool else 0
         self.row["capture_ms"] = (time.monotonic() - t0) * 1000
 
     def _drop(self, status: str, error: str) -> None:
         # half of a process is worse than none: keep the row (and the reason), drop its memory data
         self.row["status"], self.row["error"] = status, error
         self.n_mappings, self.mappings, self.mapping_source = 0, {}, None
-        self.vpn, self.entry, self.raw_pagemap, self.sources = None, None, None, []
+        if self.spool is not None:
+            self.spool.close()
+        self.vpn, self.entry, self.raw_pagemap, self.spool, self.sources = None, None, None, None, []
 
 
 DENIED_HINT = ("run the recorder as root: reading another user's smaps and pagemap needs ptrace access "
@@ -742,6 +818,7 @@ class _PageSink:
         self.any_present = False      # a present page was seen ...
         self.any_nonzero_pfn = False  # ... with a PFN other than 0 (all are 0 without CAP_SYS_ADMIN)
         self.max_batch_rows = 0       # the largest batch handed to the writer (bounded by FLUSH_PAGE_ROWS)
+        self.spooled = 0              # big processes whose pages came spilled (see _PageSpool)
         self._buf: list[tuple[int, pa.ChunkedArray, pa.ChunkedArray]] = []
         self._buf_rows = 0
         self._runs = _PfnRuns(spill_dir)
@@ -772,6 +849,16 @@ class _PageSink:
         """One process's present or swapped pages (vpn order) and their pagemap entries."""
         self._resolve()  # the processes before it first: rows stay in capture order
         self._add(pid, vpn, entry)
+
+    def add_spool(self, pid: int, spool: _PageSpool) -> None:
+        """A big process's pages, spilled while it was read: added part by part, the spool closed."""
+        self._resolve()
+        self.spooled += 1
+        try:
+            for vpn, entry in spool.parts():
+                self._add(pid, pa.chunked_array([vpn], _U64), pa.chunked_array([entry], _U64))
+        finally:
+            spool.close()
 
     def _add(self, pid: int, vpn: pa.ChunkedArray, entry: pa.ChunkedArray) -> None:
         self._buf.append((pid, vpn, entry))
@@ -1069,6 +1156,8 @@ class Recorder:
                 pages.add_raw(pid, proc.raw_pagemap, proc.row)
             elif proc.vpn is not None and len(proc.vpn):
                 pages.add(pid, proc.vpn, proc.entry)
+            elif proc.spool is not None:
+                pages.add_spool(pid, proc.spool)
             if len(proc_rows) >= FLUSH_PROCESS_ROWS:
                 write_rows()
             self.progress(i + 1, len(pids))

@@ -100,6 +100,18 @@ MUTANTS = [
      'rows[k - 1]["shared_kb"] >= bound_kb:', ["tests/test_queries.py", "-k", "top_pairs"]),
     ("shared-groups-pss-per-frame-not-per-mapping", "queries/shared_groups.sql",
      "sum(maps_in_group * CASE WHEN", "sum(1 * CASE WHEN", ["tests/test_shared_live.py", "-k", "group_uss"]),
+    # issue 18: bounded recorder memory
+    ("memory-page-batches-of-4M-rows", "recorder/capture.py", "FLUSH_PAGE_ROWS = 1 << 16 ", "FLUSH_PAGE_ROWS = 1 << 22 ",
+     ["tests/test_recorder_memory.py", "-k", "peak_rss"]),
+    ("memory-final-merge-of-every-run", "recorder/capture.py",
+     "        while sum(len(lv) for lv in levels) > PFN_MERGE_FAN:", "        while False:",
+     ["tests/test_recorder_memory.py", "-k", "same_rows"]),
+    ("memory-rest-of-a-big-flush-dropped", "recorder/capture.py",
+     "                self._buf, self._buf_rows = [(pid.slice(full), vpn.slice(full), entry.slice(full))], n - full\n",
+     "                pass\n", ["tests/test_recorder_memory.py", "-k", "same_rows"]),
+    ("memory-last-frames-window-dropped", "recorder/capture.py",
+     "        if held:\n            rows += self._window(held, warnings)\n", "",
+     ["tests/test_recorder_memory.py", "-k", "same_rows"]),
 ]
 
 

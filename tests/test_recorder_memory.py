@@ -94,7 +94,7 @@ def _rows(store: Path, table: str, drop=("snapshot_id",)) -> list[tuple]:
 def machine(tmp_path_factory):
     root = tmp_path_factory.mktemp("fakeproc") / "proc"
     # processes of 1,000 to 4,900 private pages: the small ones filtered together with others (one pagemap
-    # batch), the big ones batch by batch (with TINY's PAGEMAP_CHUNK_PAGES)
+    # batch), the big ones batch by batch (with TINY's PAGEMAP_CHUNK_PAGES), the biggest spooled to a file
     fake_machine(root, 40, [1000 + 100 * i for i in range(40)], 2000)
     return root
 
@@ -125,6 +125,7 @@ def test_tiny_batches_write_the_same_rows(machine, tmp_path, monkeypatch):
     # what each buffer held at most, with the tiny sizes
     pages_sink, maps_sink, frames_writer = tiny.sinks
     assert 0 < pages_sink.max_batch_rows <= TINY["FLUSH_PAGE_ROWS"]
+    assert pages_sink.spooled > 0  # big processes' pages spilled while they were read
     assert pages_sink._runs.depth >= 3  # runs merged into runs of runs (of runs)
     assert 0 < pages_sink._runs.max_held <= TINY["PFN_MERGE_FAN"] * TINY["PFN_MERGE_CHUNK"]
     assert 0 < frames_writer.max_window <= TINY["FRAMES_WINDOW"] + TINY["PFN_MERGE_FAN"] * TINY["PFN_MERGE_CHUNK"]
