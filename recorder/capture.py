@@ -14,8 +14,8 @@ The parts, in the order a capture (:meth:`Recorder._capture_with`) uses them:
   :class:`~recorder.store.SnapshotWriter` commits it last.
 
 Memory is bounded by these sizes, not by the machine (docs/design.md, "Recorder memory"): what grows with the
-machine goes to the store or to the spilled runs.  One exception: a single process's present pages are held
-(16 B each) until the process is read whole, so that a process that vanishes midway leaves no rows.
+machine goes to the store or to unlinked temporary files (the PFN runs; a big process's pages, held in a
+:class:`_PageSpool` until the process is read whole, so that one that vanishes midway leaves no rows).
 
 Nothing here prints: progress goes to a callback, warnings into the result.
 """
@@ -42,7 +42,7 @@ from .procfs import (PF_KTHREAD, ProcFS, classify_oserror, merge_ranges, parse_c
                      parse_status, parse_sysfs_choice, rows_to_columns)
 from .privacy import redact_cmdline, redact_path
 from .rows import map_items, meminfo_columns, snapshot_row
-from .store import SnapshotWriter, TableWriter, apply_retention, recover, safe_host
+from .store import SnapshotWriter, TableWriter, _storage_error, apply_retention, recover, safe_host
 
 ALL_SOURCES = ("maps", "smaps", "smaps_rollup", "pagemap", "kpage")
 DEFAULT_SOURCES = ALL_SOURCES
@@ -252,6 +252,24 @@ def sorted_unique(a: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.take(u, pc.sort_indices(u))
 
 
+def _temp_file(spill_dir: str | None):
+    """An unlinked temporary file for spilled data (in the store's in-progress directory when given)."""
+    import tempfile
+
+    try:
+        return tempfile.TemporaryFile(dir=spill_dir)
+    except OSError as e:
+        raise _storage_error(e, spill_dir or tempfile.gettempdir()) from None
+
+
+def _spill_write(f, a: pa.Array, where: str | None) -> None:
+    """The raw 64-bit values of ``a`` appended to ``f``; a full disk or a file size limit is a StoreError."""
+    try:
+        f.write(memoryview(a.buffers()[1])[a.offset * 8:(a.offset + len(a)) * 8])
+    except OSError as e:
+        raise _storage_error(e, f"a temporary file in {where or 'the temporary directory'}") from None
+
+
 class _PfnRuns:
     """The distinct PFNs seen, in bounded memory, for the frames table.  Each batch's distinct PFNs (sorted)
     are a *run*, spilled to an unlinked temporary file (nothing is left behind if the recorder dies);
@@ -272,16 +290,17 @@ class _PfnRuns:
             self._push(0, self._spill([pfns]))
 
     def _spill(self, pieces) -> tuple:
-        import tempfile
-
-        f = tempfile.TemporaryFile(dir=self.spill_dir)
+        f = _temp_file(self.spill_dir)
         n = 0
         try:
             for p in pieces:
                 if len(p):
-                    f.write(memoryview(p.buffers()[1])[p.offset * 8:(p.offset + len(p)) * 8])
+                    _spill_write(f, p, self.spill_dir)
                     n += len(p)
-            f.flush()
+            try:
+                f.flush()
+            except OSError as e:
+                raise _storage_error(e, f"a temporary file in {self.spill_dir or 'the temporary directory'}") from None
         except BaseException:
             f.close()
             raise
@@ -463,13 +482,11 @@ class _PageSpool:
         return self._file is not None
 
     def _spill(self) -> None:
-        import tempfile
-
         if self._file is None:
-            self._file = tempfile.TemporaryFile(dir=self.spill_dir)
+            self._file = _temp_file(self.spill_dir)
         for v, e in self._mem:
             for a in (v, e):
-                self._file.write(memoryview(a.buffers()[1])[a.offset * 8:(a.offset + len(a)) * 8])
+                _spill_write(self._file, a, self.spill_dir)
             self._sizes.append(len(v))
         self._mem, self._mem_rows = [], 0
 
@@ -479,7 +496,10 @@ class _PageSpool:
 
     def parts(self):
         if self._file is not None:
-            self._file.flush()
+            try:
+                self._file.flush()
+            except OSError as e:
+                raise _storage_error(e, f"a temporary file in {self.spill_dir or 'the temporary directory'}") from None
             fd, off = self._file.fileno(), 0
             for n in self._sizes:
                 vpn = u64_array(os.pread(fd, n * 8, off))
