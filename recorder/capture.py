@@ -96,7 +96,7 @@ PAGEMAP_CHUNK_PAGES = 1 << 16   # 512 KiB per pread.  (The kernel itself drops t
                                 # PMD of address space inside one read: fs/proc/task_mmu.c pagemap_read.)
 # Bounded recorder memory (docs/design.md, "Recorder memory"; sizes measured in bench/memory_bench.py): no
 # buffer below grows with the machine, each is flushed or spilled at a fixed size.
-FLUSH_PAGE_ROWS = 1 << 17       # page rows per batch (one row group); at most 3 batches are alive at once
+FLUSH_PAGE_ROWS = 1 << 16       # page rows per batch (one row group); at most 3 batches are alive at once
 FLUSH_MAPPING_ROWS = 10_000     # mapping rows kept as Python lists before they are written
 FLUSH_PROCESS_ROWS = 1_000      # processes rows (dicts) kept before they are written
 PFN_MERGE_FAN = 16              # sorted PFN runs merged at once (memory: PFN_MERGE_FAN x PFN_MERGE_CHUNK x 8 B)

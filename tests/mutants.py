@@ -101,7 +101,7 @@ MUTANTS = [
     ("shared-groups-pss-per-frame-not-per-mapping", "queries/shared_groups.sql",
      "sum(maps_in_group * CASE WHEN", "sum(1 * CASE WHEN", ["tests/test_shared_live.py", "-k", "group_uss"]),
     # issue 18: bounded recorder memory
-    ("memory-page-batches-of-4M-rows", "recorder/capture.py", "FLUSH_PAGE_ROWS = 1 << 17 ", "FLUSH_PAGE_ROWS = 1 << 22 ",
+    ("memory-page-batches-of-4M-rows", "recorder/capture.py", "FLUSH_PAGE_ROWS = 1 << 16 ", "FLUSH_PAGE_ROWS = 1 << 22 ",
      ["tests/test_recorder_memory.py", "-k", "peak_rss"]),
     ("memory-final-merge-of-every-run", "recorder/capture.py",
      "        while sum(len(lv) for lv in levels) > PFN_MERGE_FAN:", "        while False:",
