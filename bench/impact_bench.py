@@ -1,34 +1,40 @@
 #!/usr/bin/env python3
 """Impact on the recorded process: latency of its mmap/munmap calls while the recorder captures it.
 
-    python bench/impact_bench.py [--gib 2] [--seconds 8] [--quick] [--out bench/out]
+    python bench/impact_bench.py [--gib 2] [--seconds 10] [--quick] [--out bench/out]
+    python bench/impact_bench.py --sizes 0.5,1,2,4,8,12 --seconds 8    # one target per size
+    python bench/impact_bench.py --walk-test 0.5,1,2,4,8,12             # the kernel's lock holds, per size
 
 A target process maps ``--gib`` GiB of private anonymous memory with 4 KiB pages (MADV_NOHUGEPAGE), touches
-90 % of it (so its page table has ~470k PTEs), then runs a tight loop of ``mmap(64 KiB)`` + ``munmap``
-(Python's ``mmap.mmap(-1, 65536)`` + ``close()``: two syscalls that take the mmap lock for writing),
-timing each pair with ``time.perf_counter_ns``, for ``--seconds`` seconds per phase (recorder phases last until ``--min-captures`` captures are
-done).  Phases (in this
-order, the target stays the same process):
+90 % of it (so its page table has ~470k PTEs per 2 GiB), then runs a tight loop of ``mmap(64 KiB)`` + ``munmap``
+(Python's ``mmap.mmap(-1, 65536)`` + ``close()``: two syscalls that take the mmap lock for writing), timing
+each pair with ``time.perf_counter_ns``, for ``--seconds`` seconds per phase (recorder phases last until
+``--min-captures`` captures are done).  Phases (in this order, the target stays the same process):
 
 * ``baseline``: nothing else running;
 * ``cpu control``: a busy-looping process (no /proc reads): what CPU contention alone does on 2 cores;
 * one phase per recorder configuration: a child process runs ``Recorder(Options(pids=(target,), ...))
   .capture()`` back to back against the target for the whole phase, at nice 10 like ``memsnap record``'s
-  default (imports done before the phase starts).  Configurations: the default capture; ``smaps_rollup``
-  only; ``pagemap,kpage`` only; the impact options ``--smaps-max-rss-mb`` below the target's RSS;
-  the same plus ``--budget-ms``.
+  default (imports done before the phase starts).  Configurations: ``--impact full`` (every source); the
+  default (``--impact auto``: low impact above ``--impact-threshold-mb``, 1024); ``smaps_rollup`` only;
+  ``--impact low`` (maps, pagemap, kpage*) with pagemap read in preads of 64K pages (the default), 512 pages
+  and 1M pages; the older ``--smaps-max-rss-mb`` below the target's RSS, with and without ``--budget-ms``.
 
 Per phase: calls, p50, p99, p99.9 and max latency, calls slower than 1 ms and 10 ms, and captures done
 (with their median duration and the sources the recorder actually read for the target).
 
-The promise being checked (``memsnap record --help`` and docs/design.md): reading smaps walks the whole page
-table under the mmap lock (~12 ms per GiB of 4 KiB-mapped memory); ``--smaps-max-rss-mb`` reads maps
-instead of smaps for bigger processes, so that walk is avoided; pagemap is read with one ``pread`` per
-8 MiB (1M pages), and the kernel takes the lock per 2 MiB window inside it (fs/proc/task_mmu.c
-pagemap_read, PAGEMAP_WALK_SIZE); ``--budget-ms`` skips sources not *started* before the budget ran out
-(it cannot interrupt a read in progress).
+The promise being checked (``memsnap record --help`` and docs/design.md): smaps and smaps_rollup each walk the
+whole page table under the mmap lock (~12 ms per GiB of 4 KiB-mapped memory on a quiet machine), so a full
+capture's stall grows with the process; ``--impact low`` reads neither: maps, then pagemap, inside whose
+reads the kernel takes the lock per 2 MiB of address space whatever the read size (fs/proc/task_mmu.c
+pagemap_read, PAGEMAP_WALK_SIZE), then kpage* (no lock of the target), so its stall does not grow with the
+process.  ``--sizes`` runs baseline, ``--impact full`` and ``--impact low`` on one target per size (a size
+that would leave less than ``--spare-gib`` of MemAvailable is skipped); ``--walk-test`` times the reads
+themselves on an idle target (the fastest of 5): one smaps_rollup read (the whole walk, one lock hold) and
+pagemap per 2 MiB (one lock hold); ``--nice-test`` runs ``--impact low`` at recorder nice 10, 0 and -10.
 
-``--quick`` (used by nothing else): 1 GiB, 3 s per phase, one capture at least.  Results: ``<out>/impact.json``, ``<out>/impact.md``.
+``--quick`` (used by nothing else): 1 GiB, 3 s per phase, one capture at least.  Results: ``<out>/impact.json``,
+``<out>/impact.md`` (``impact_sizes.*``, ``impact_walk.json``, ``impact_nice.json`` for the other modes).
 """
 from __future__ import annotations
 
