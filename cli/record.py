@@ -72,15 +72,16 @@ def record(
     impact: ImpactMode = typer.Option(
         ImpactMode.auto, "--impact",
         help="How much a capture may stall the recorded processes. Reading smaps and smaps_rollup walks a "
-             "process's whole page table under its mmap lock, so its mmap/munmap/page faults that need the lock "
-             "wait ~12-15 ms per GiB of 4 KiB-mapped memory. 'low': for every process read maps, pagemap and kpage "
-             "only (no smaps, no smaps_rollup: the stall stays at a few ms whatever the size; `memsnap sizes` "
-             "computes the same figures from pages; needs root for PFNs). 'auto' (default): low for processes "
-             "above --impact-threshold-mb, full for the others. 'full': every source for every process."),
+             "process's whole page table under its mmap lock, so its mmap/munmap/mprotect wait ~12 ms per GiB of "
+             "4 KiB-mapped memory (more on a loaded host). 'low': for every process read maps, pagemap and kpage "
+             "only, no smaps or smaps_rollup: the kernel then holds the lock per 2 MiB of address space, so the "
+             "stall no longer grows with the process; `memsnap sizes` computes the same figures from pages "
+             "(needs root for PFNs). 'auto' (default): low for processes above --impact-threshold-mb, full for "
+             "the others. 'full': every source for every process."),
     impact_threshold_mb: int = typer.Option(
         DEFAULT_IMPACT_THRESHOLD_MB, "--impact-threshold-mb", min=0,
         help="With --impact auto: processes with more VmRSS + VmSwap than this (MiB) are read in low-impact mode. "
-             "The default bounds the smaps walk's stall to ~15 ms (BENCHMARKS.md, Impact)."),
+             "The default bounds a smaps walk's lock hold to ~12-15 ms on a quiet host (BENCHMARKS.md, Impact)."),
     smaps_max_rss_mb: Optional[int] = typer.Option(
         None, "--smaps-max-rss-mb", min=0,
         help="Older, weaker limit: for processes with more RSS than this, read maps instead of full smaps but "
