@@ -309,6 +309,10 @@ class _SmapsWithPages(_Smaps):
         params = {**_chosen(snaps), "low_hosts": [r[0] for r in self.low], "low_snapshot_ids": [r[1] for r in self.low],
                   "low_pids": [r[2] for r in self.low]}
         keys = ("host", "snapshot_id", "pid", "idx")
+        if not self.low:  # only processes without page data: no page facts to compute
+            return (f"SELECT {cols} FROM (SELECT s.*, {', '.join(f'NULL::BIGINT AS {c}' for c in _PAGE_ONLY)}, "
+                    f"false AS from_pages FROM (\n{queries.get('smaps_mapping_facts').sql}\n) s) WHERE {_CHOSEN}",
+                    _chosen(snaps))
         sql = (f"SELECT {cols} FROM (SELECT s.*, {', '.join('p.' + c for c in _PAGE_ONLY)}, p.pid IS NOT NULL AS "
                f"from_pages FROM (\n{queries.get('smaps_mapping_facts').sql}\n) s LEFT JOIN (SELECT * FROM (\n"
                f"{queries.get('page_mapping_facts').sql}\n) WHERE (host, snapshot_id, pid) IN (SELECT unnest($low_hosts), "
