@@ -74,8 +74,8 @@ def record(
         help="How much a capture may stall the recorded processes. Reading smaps and smaps_rollup walks a "
              "process's whole page table under its mmap lock, so its mmap/munmap/mprotect wait ~12 ms per GiB of "
              "4 KiB-mapped memory (more on a loaded host). 'low': for every process read maps, pagemap and kpage "
-             "only, no smaps or smaps_rollup: the kernel then holds the lock per 2 MiB of address space, so the "
-             "stall no longer grows with the process; `memsnap sizes` computes the same figures from pages "
+             "only, no smaps or smaps_rollup: the kernel then holds the lock per 2 MiB of address space, a hold that "
+             "does not grow with the process; `memsnap sizes` computes the same figures from pages "
              "(needs root for PFNs). 'auto' (default): low for processes above --impact-threshold-mb, full for "
              "the others. 'full': every source for every process."),
     impact_threshold_mb: int = typer.Option(
