@@ -448,7 +448,8 @@ def markdown(r: dict) -> str:
     t = r["target"]
     a = r["args"]
     L = ["## Impact on the recorded process, one target (`bench/impact_bench.py`)", ""]
-    L.append(f"Command: `python bench/impact_bench.py --gib {a['gib']:g} --seconds {a['seconds']:g}`, commit "
+    L.append(f"Command: `python bench/impact_bench.py --gib {a['gib']:g} --seconds {a['seconds']:g} --min-captures "
+             f"{a['min_captures']} --max-seconds {a['max_seconds']:g}`, commit "
              f"{r.get('commit')}. Target: one process with {t['mapped_bytes'] / 2**30:.1f} GiB of private anonymous "
              f"memory in 4 KiB pages (MADV_NOHUGEPAGE, {a['touch'] * 100:.0f} % touched, RSS "
              f"{t['rss_kb'] / 1024:,.0f} MiB) running a tight `mmap(64 KiB)` + `munmap` loop (both take its mmap "
@@ -515,7 +516,8 @@ def sizes_verdict(r: dict) -> dict:
 def sizes_markdown(r: dict) -> str:
     a, v = r["args"], r["verdict"]
     L = ["## Impact by target size (`bench/impact_bench.py --sizes`)", "",
-         f"Command: `python bench/impact_bench.py --sizes {a['sizes']} --seconds {a['seconds']:g}`, commit "
+         f"Command: `python bench/impact_bench.py --sizes {a['sizes']} --seconds {a['seconds']:g} --min-captures "
+         f"{a['min_captures']}`, commit "
          f"{r.get('commit')}, load average {r['loadavg_start']} at start, {r['loadavg_end']} at the end. One target "
          f"per size (private anonymous memory, MADV_NOHUGEPAGE, {a['touch'] * 100:.0f} % touched), the same "
          "mmap/munmap loop and recorder loop as above, each target freed before the next starts.", "",
