@@ -140,6 +140,10 @@ def test_low_impact_sizes_equal_smaps_rollup(tmp_path, workload, monkeypatch):
             maps = json.loads(memsnap("sizes", str(store), "--by", "mapping", "-c", "map pids rss pss uss swap",
                                       "-f", "json").stdout)
             assert maps and all(r[c] is not None for r in maps for c in ("rss", "pss", "uss", "swap"))
+            # ... and the same rows as --source pages: PSS floored once per output group (here a mapping name
+            # across the processes sharing it), not per process
+            assert maps == json.loads(memsnap("sizes", str(store), "--by", "mapping", "-c", "map pids rss pss uss swap",
+                                              "--source", "pages", "-f", "json").stdout)
             assert sum(r["rss"] for r in maps) == sum(got[p]["rss"] for p in w.pids)
 
         settled(check, "low-impact")
