@@ -56,6 +56,17 @@ class Amount:
     fallback: tuple[str, ...] = ()  # smaps: processes columns (added) for a process recorded without smaps
     per_process: tuple[str, ...] = ()  # smaps: processes columns used instead in views of whole processes
     average_of: str | None = None  # smem's per-process average of another amount (total / pids)
+    from_maps: bool = False  # known from maps alone: the same for processes recorded without smaps
+
+    def from_pages(self, view: View) -> bool:
+        """--source smaps: does a low-impact process (recorded without smaps and smaps_rollup) take this amount
+        from pages?  Yes where the smaps source reads it from smaps or smaps_rollup; status figures (RssAnon,
+        ...) and maps figures (vss) were recorded for it like for any other process."""
+        if self.pages is None or self.from_maps:
+            return False
+        if self.per_process and not view.per_mapping:
+            return any(c.startswith("rollup_") for c in self.per_process)
+        return self.smaps is not None
 
     @property
     def fixed_point(self) -> bool:
@@ -68,7 +79,7 @@ REGISTRY = (
     Amount("uss", "uss_kb", "uss_pages", _ALL, fallback=("rollup_private_clean_kb", "rollup_private_dirty_kb")),
     Amount("pss", "pss_kb", "pss_fp", _ALL, fallback=("rollup_pss_kb",)),
     Amount("rss", "rss_kb", "rss_pages", _ALL, fallback=("rollup_rss_kb",)),
-    Amount("vss", "vss_kb", "vss_kb", _ALL),
+    Amount("vss", "vss_kb", "vss_kb", _ALL, from_maps=True),
     Amount("avgpss", None, None, ("mapping",), average_of="pss"),
     Amount("avguss", None, None, ("mapping",), average_of="uss"),
     Amount("avgrss", None, None, ("mapping",), average_of="rss"),
@@ -219,6 +230,12 @@ class _Smaps:
     def notes(self, con) -> list[str]:
         return []
 
+    def extra_facts(self, amounts, view: View, f) -> list:
+        return []
+
+    def facts_sql(self, cols: str, snaps: list[Snapshot]) -> tuple[str, dict]:
+        return (f"SELECT {cols} FROM (\n{queries.get(self.facts).sql}\n) WHERE {_CHOSEN}", _chosen(snaps))
+
 
 class _Pages:
     """--source pages: recomputed from PFNs and kpage data."""
@@ -253,8 +270,88 @@ class _Pages:
         return [f"{unknown} present pages had no frames row (kpage read failed); counted as private"] if unknown \
             else []
 
+    extra_facts = _Smaps.extra_facts
+    facts_sql = _Smaps.facts_sql
+
 
 SOURCES = {s.name: s for s in (_Smaps(), _Pages())}
+_PAGE_ONLY = tuple(c for c in _Pages.columns if c not in _FACT_KEYS and c != "vss_kb")
+
+
+class _SmapsWithPages(_Smaps):
+    """--source smaps for snapshots holding low-impact processes (recorded without smaps and smaps_rollup:
+    ``memsnap record --impact low``, or above --impact-threshold-mb).  Every mapping's smaps facts, and beside
+    those processes' mappings their page facts (queries/page_mapping_facts.sql, as --source pages); each amount
+    :meth:`Amount.from_pages` of theirs comes from the page facts, floored per output group as --source pages
+    does, and is added to the smaps figures of the other processes of the group."""
+    columns = _Smaps.columns + _PAGE_ONLY + ("from_pages",)
+    kept = _Smaps.kept + ("unknown_frames",)
+
+    def __init__(self, low: list[tuple], snaps: list[Snapshot]):
+        with_pages = {(s.host, s.snapshot_id) for s in snaps if s.has_pages}
+        self.low = [r for r in low if (r[0], r[1]) in with_pages]   # (host, snapshot_id, pid, comm)
+        self.blind = [r for r in low if (r[0], r[1]) not in with_pages]  # no PFNs or kpage: figures unknown
+        self.snaps = {(s.host, s.snapshot_id): s for s in snaps}
+
+    def extra_facts(self, amounts, view: View, f) -> list:
+        pages = SOURCES["pages"]
+        return [(a.name + "_pages", pages.fact(a, view, f)) for a in amounts if a.from_pages(view)] + \
+            [("from_pages", sa.func.bool_or(f.c.from_pages))]
+
+    def total(self, a: Amount, view: View, s1, procs):
+        smaps = super().total(a, view, s1, procs)
+        if not a.from_pages(view):
+            return smaps
+        pages = (_fp if a.fixed_point else _kb)(s1.c[a.name + "_pages"])
+        return sa.func.coalesce(smaps + pages, smaps, pages)  # a group may hold either kind, or both
+
+    def facts_sql(self, cols: str, snaps: list[Snapshot]) -> tuple[str, dict]:
+        params = {**_chosen(snaps), "low_hosts": [r[0] for r in self.low], "low_snapshot_ids": [r[1] for r in self.low],
+                  "low_pids": [r[2] for r in self.low]}
+        keys = ("host", "snapshot_id", "pid", "idx")
+        if not self.low:  # only processes without page data: no page facts to compute
+            return (f"SELECT {cols} FROM (SELECT s.*, {', '.join(f'NULL::BIGINT AS {c}' for c in _PAGE_ONLY)}, "
+                    f"false AS from_pages FROM (\n{queries.get('smaps_mapping_facts').sql}\n) s) WHERE {_CHOSEN}",
+                    _chosen(snaps))
+        sql = (f"SELECT {cols} FROM (SELECT s.*, {', '.join('p.' + c for c in _PAGE_ONLY)}, p.pid IS NOT NULL AS "
+               f"from_pages FROM (\n{queries.get('smaps_mapping_facts').sql}\n) s LEFT JOIN (SELECT * FROM (\n"
+               f"{queries.get('page_mapping_facts').sql}\n) WHERE (host, snapshot_id, pid) IN (SELECT unnest($low_hosts), "
+               "unnest($low_snapshot_ids), unnest($low_pids))) p ON "
+               + " AND ".join(f"p.{k} = s.{k}" for k in keys) + f") WHERE {_CHOSEN}")
+        return sql, params
+
+    def notes(self, con) -> list[str]:
+        out = []
+        if self.low:
+            out.append(f"{_pids(self.low)} recorded in low-impact mode (no smaps, no smaps_rollup): "
+                       "figures from pages, as --source pages computes them")
+            out += SOURCES["pages"].notes(con)
+        for (host, sid), rows in _by_snapshot(self.blind).items():
+            s = self.snaps[(host, sid)]
+            why = s.no_pfn_reason if not s.pfn_available else "no kpagecount/kpageflags (recorded without kpage)"
+            out.append(f"{_pids(rows)} recorded in low-impact mode (no smaps, no smaps_rollup) in snapshot {sid}, "
+                       f"which has no page data ({why}): their rss, pss, uss and swap are unknown (empty)")
+        return out
+
+
+def _pids(rows: list[tuple], most: int = 8) -> str:
+    shown = ", ".join(f"{r[2]} ({r[3]})" for r in rows[:most]) + (f" and {len(rows) - most} more" if len(rows) > most
+                                                                  else "")
+    return f"{len(rows)} process(es), pid {shown},"
+
+
+def _by_snapshot(rows: list[tuple]) -> dict:
+    out: dict = {}
+    for r in rows:
+        out.setdefault((r[0], r[1]), []).append(r)
+    return out
+
+
+def low_impact_processes(con, snaps: list[Snapshot]) -> list[tuple]:
+    """(host, snapshot_id, pid, comm) of the processes of ``snaps`` recorded without smaps and smaps_rollup."""
+    chosen = {(s.host, s.snapshot_id) for s in snaps}
+    rows = queries.run(con, "process_impact", {"snapshot_ids": sorted({s.snapshot_id for s in snaps})})
+    return [(h, sid, pid, comm) for h, sid, pid, comm, _, low in rows.fetchall() if low and (h, sid) in chosen]
 
 
 @dataclass
@@ -319,6 +416,10 @@ def sizes(store: Store, snaps: list[Snapshot], *, by: str = "process", source: s
         return res
     view, src = VIEWS[by], SOURCES[source]
     src.check(snaps)
+    if source == "smaps":
+        low = low_impact_processes(store.con, snaps)
+        if low:
+            src = _SmapsWithPages(low, snaps)
     res.rows = _query(store.con, view, src, snaps, numeric,
                       dict(processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter))
     if "starttime" in dict(view.keys):
@@ -342,8 +443,8 @@ def _query(con, view: View, src, snaps: list[Snapshot], numeric: bool, filters: 
     # every row, for one, is a string per mapping that a per-process or per-command view never needs)
     used = {c.name for c in sa.sql.visitors.iterate(stage1) if isinstance(c, sa.Column) and c.table is f}
     cols = ", ".join(c for c in dict.fromkeys(src.columns) if c in used or c in src.kept)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _facts AS SELECT {cols} FROM (\n{queries.get(src.facts).sql}\n) "
-                f"WHERE {_CHOSEN}", _chosen(snaps))
+    sql, params = src.facts_sql(cols, snaps)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _facts AS {sql}", params)
     s1 = stage1.subquery("s1")
     groups = {name: (procs.c[col] if col in procs.c else s1.c[col]) for name, col in view.keys}
     if numeric and "user" in groups:  # the uid instead of the name: a number per process, text per user
@@ -395,7 +496,7 @@ def _average(row: dict, of: str) -> int | None:
 def _stage1(view: View, src, amounts: list[Amount], f, mapfilter: str | None):
     """Per process (or process x mapping), unfloored: the facts summed, and the mappings counted."""
     keys = [f.c.host, f.c.snapshot_id, f.c.pid] + [f.c[col] for _, col in view.keys if col in _MAPPING_KEYS]
-    facts = [(a.name, src.fact(a, view, f)) for a in amounts]
+    facts = [(a.name, src.fact(a, view, f)) for a in amounts] + src.extra_facts(amounts, view, f)
     stmt = sa.select(*keys, sa.func.count().label("maps"),
                      *[e.label(n) for n, e in facts if e is not None]).group_by(*keys)
     if mapfilter:

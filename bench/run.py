@@ -183,13 +183,12 @@ def summary(out: Path, ran: set) -> list[str]:
                          + "/".join(f"{d['time_vs_unlimited']:.2f}" for d in oc.values())
                          + f" (sizes/diff/shared) vs the default limit{nan}", _mark(ok)))
     # 5. impact
-    if imp and imp.get("verdict"):
+    if imp and (imp.get("verdict") or {}).get("full_max_ms") is not None:  # the format since --impact
         v = imp["verdict"]
-        rows.append(("Impact options bound the target's max mmap/munmap stall",
-                     f"default capture {v['default_max_ms']:.1f} ms, with `--smaps-max-rss-mb` (± `--budget-ms`) "
-                     f"{v['options_max_ms']:.1f} ms; max of the smaps_rollup-only / pagemap-only / CPU-control "
-                     f"phases {v['bound_ms']:.1f} ms; machine noise floor {v.get('noise_floor_ms', float('nan')):.1f} ms"
-                     f"{nimp}", _mark(v["bounded"] and v["lower_than_default"])))
+        rows.append(("`--impact low` (and the default above 1 GiB) bounds the target's max mmap/munmap stall",
+                     f"full capture {v['full_max_ms']:.1f} ms, `--impact low` {v['low_max_ms']:.1f} ms, default "
+                     f"{v['default_max_ms']:.1f} ms; smaps_rollup alone {v['rollup_max_ms']:.1f} ms; machine noise "
+                     f"floor {v.get('noise_floor_ms', float('nan')):.1f} ms{nimp}", _mark(v["low_below_half_of_full"])))
     # 6. footprint
     if live and live.get("footprint"):
         for name, d in live["footprint"].items():

@@ -19,6 +19,15 @@ from .options import OneStoreArg, OneStoreOpt, err, fail, one_store, stderr_cons
 DEFAULT_SOURCES = ("maps", "smaps", "smaps_rollup", "pagemap", "kpage")
 
 
+class ImpactMode(str, Enum):
+    auto = "auto"
+    low = "low"
+    full = "full"
+
+
+DEFAULT_IMPACT_THRESHOLD_MB = 1024  # recorder.capture.DEFAULT_IMPACT_THRESHOLD_KB (not imported: startup time)
+
+
 class RecordFmt(str, Enum):
     table = "table"
     json = "json"
@@ -43,7 +52,8 @@ def summary(res, fmt: RecordFmt, quiet: bool) -> str:
 @app.command(epilog="Examples:\n\n  memsnap record                          # one snapshot of every process\n\n"
                     "  memsnap record --interval 60 --count 0  # every minute until stopped (SIGTERM, Ctrl-C)\n\n"
                     "  memsnap record --match 'python|gunicorn' --sources smaps_rollup,smaps\n\n"
-                    "  memsnap record --smaps-max-rss-mb 4096 --budget-ms 200 --nice 19 --ionice idle\n\n"
+                    "  memsnap record --impact low --nice 19 --ionice idle   # no smaps walks at all\n\n"
+                    "  memsnap record --impact-threshold-mb 512 --budget-ms 200   # low impact above 512 MiB\n\n"
                     "  memsnap record memsnap-store --format json | python3 -m json.tool")
 def record(
     store_arg: OneStoreArg = None, store: OneStoreOpt = [],
@@ -59,11 +69,23 @@ def record(
                                      "(kpagecount/kpageflags/kpagecgroup) needs pagemap. "
                                      "Cheapest useful: smaps_rollup."),
     host: Optional[str] = typer.Option(None, "--host", help="Host name for the store partition. Default: hostname."),
+    impact: ImpactMode = typer.Option(
+        ImpactMode.auto, "--impact",
+        help="How much a capture may stall the recorded processes. Reading smaps and smaps_rollup walks a "
+             "process's whole page table under its mmap lock, so its mmap/munmap/mprotect wait ~12 ms per GiB of "
+             "4 KiB-mapped memory (more on a loaded host). 'low': for every process read maps, pagemap and kpage "
+             "only, no smaps or smaps_rollup: the kernel then holds the lock per 2 MiB of address space, a hold that "
+             "does not grow with the process; `memsnap sizes` computes the same figures from pages "
+             "(needs root for PFNs). 'auto' (default): low for processes above --impact-threshold-mb, full for "
+             "the others. 'full': every source for every process."),
+    impact_threshold_mb: int = typer.Option(
+        DEFAULT_IMPACT_THRESHOLD_MB, "--impact-threshold-mb", min=0,
+        help="With --impact auto: processes with more VmRSS + VmSwap than this (MiB) are read in low-impact mode. "
+             "The default bounds a smaps walk's lock hold to ~12-15 ms on a quiet host (BENCHMARKS.md, Impact)."),
     smaps_max_rss_mb: Optional[int] = typer.Option(
         None, "--smaps-max-rss-mb", min=0,
-        help="Impact limit: for processes with more RSS than this, read maps instead of full smaps "
-             "(the smaps walk holds the target's mmap lock: ~12 ms per GiB of 4 KiB pages per docs/design.md). "
-             "smaps_rollup and pagemap are still read; bench/impact_bench.py measures what this bounds."),
+        help="Older, weaker limit: for processes with more RSS than this, read maps instead of full smaps but "
+             "still smaps_rollup (its walk stalls as long as smaps'). Prefer --impact-threshold-mb."),
     budget_ms: Optional[float] = typer.Option(
         None, "--budget-ms", min=1,
         help="Impact limit: per-process time budget; sources not started in time are skipped and the process "
@@ -113,7 +135,8 @@ def record(
     opts = Options(store=one_store("record", store_arg, store), host=host, pids=tuple(pid), match=match,
                    sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
                    smaps_max_rss_kb=smaps_max_rss_mb * 1024 if smaps_max_rss_mb is not None else None,
-                   process_budget_ms=budget_ms, procfs=procfs,
+                   process_budget_ms=budget_ms, procfs=procfs, impact=impact.value,
+                   impact_threshold_kb=impact_threshold_mb * 1024,
                    redact=tuple(r for item in redact for r in item.split(",") if r),
                    pseudonymize_pfns=pseudonymize_pfns, key_file=key_file, keep=keep, max_store_bytes=limit)
     for w in set_low_priority(nice, ionice):

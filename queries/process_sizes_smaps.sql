@@ -1,6 +1,6 @@
 -- name: process_sizes_smaps
 -- kind: view
--- description: Per process and snapshot, set sizes in kB from the kernel's smaps as recorded (what `memsnap sizes` shows): vss, rss, pss, uss, swap, swappss, maps, with identity (host, boot_id, pid, starttime in clock ticks) and started (the start time as a timestamp), and owner; smaps_rollup figures where only maps was read. Kernel threads excluded.
+-- description: Per process and snapshot, set sizes in kB from the kernel's smaps as recorded (what `memsnap sizes` shows): vss, rss, pss, uss, swap, swappss, maps, with identity (host, boot_id, pid, starttime in clock ticks) and started (the start time as a timestamp), and owner; smaps_rollup figures where only maps was read; NULL for processes recorded in low-impact mode (neither smaps nor smaps_rollup read: see process_impact; `memsnap sizes` computes their figures from pages). Kernel threads excluded.
 SELECT p.host, p.snapshot_id, s.capture_start, s.boot_id, p.pid, p.starttime_ticks,
        -- the start as a time: boot time + starttime / clock ticks; where boot_time was not recorded (smemcap
        -- imports), the boot is derived from what was: capture_start - uptime_s

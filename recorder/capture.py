@@ -93,7 +93,13 @@ class _Compute:
 pc = _Compute()
 
 PAGEMAP_CHUNK_PAGES = 1 << 16   # 512 KiB per pread.  (The kernel itself drops the target's mmap lock every
-                                # PMD of address space inside one read: fs/proc/task_mmu.c pagemap_read.)
+                                # PMD of address space inside one read: fs/proc/task_mmu.c pagemap_read; the
+                                # window size does not change the stall, bench/impact_bench.py --windows.)
+IMPACT_MODES = ("auto", "low", "full")
+#: --impact auto: processes whose VmRSS + VmSwap is above this (kB) are read in low-impact mode.  The walks of
+#: smaps and smaps_rollup hold the mmap lock ~12-15 ms per GiB mapped in 4 KiB pages; 1 GiB bounds that stall
+#: to about what the low-impact reads cost anyway (BENCHMARKS.md, Impact; docs/design.md).
+DEFAULT_IMPACT_THRESHOLD_KB = 1 << 20
 # Bounded recorder memory (docs/design.md, "Recorder memory"; sizes measured in bench/memory_bench.py): no
 # buffer below grows with the machine, each is flushed or spilled at a fixed size.
 FLUSH_PAGE_ROWS = 1 << 16       # page rows per batch (one row group); at most 3 batches are alive at once
@@ -115,6 +121,11 @@ class Options:
     sources: tuple[str, ...] = DEFAULT_SOURCES
     #: above this VmRSS (kB), read maps instead of the full smaps (smaps_rollup and pagemap still read)
     smaps_max_rss_kb: int | None = None
+    #: "low": read every process without smaps and smaps_rollup (maps + pagemap + kpage: the analyzer computes
+    #: its sizes from pages); "auto": only those above ``impact_threshold_kb``; "full": none
+    impact: str = "auto"
+    #: with impact "auto": VmRSS + VmSwap (kB) above which a process is read in low-impact mode
+    impact_threshold_kb: int | None = DEFAULT_IMPACT_THRESHOLD_KB
     #: per-process time budget (ms); sources not started before it ran out are skipped
     process_budget_ms: float | None = None
     procfs: str = "/proc"
@@ -138,6 +149,12 @@ class Options:
             raise MemsnapError(f"unknown source(s) {', '.join(bad)}", hint=f"choose from {', '.join(ALL_SOURCES)}")
         if "kpage" in self.sources and "pagemap" not in self.sources:
             raise MemsnapError("source kpage needs pagemap", hint="add pagemap to --sources, or drop kpage")
+        if self.impact not in IMPACT_MODES:
+            raise MemsnapError(f"unknown --impact {self.impact!r}", hint=f"choose from {', '.join(IMPACT_MODES)}")
+        if self.impact == "low" and not {"pagemap", "kpage"} <= set(self.sources):
+            raise MemsnapError("--impact low reads pagemap and kpage instead of smaps and smaps_rollup, but --sources "
+                               f"leaves out {' and '.join(s for s in ('pagemap', 'kpage') if s not in self.sources)}",
+                               hint="keep pagemap,kpage in --sources, or drop --impact low")
         if self.match is not None:
             try:
                 re.compile(self.match)
@@ -531,6 +548,7 @@ class _ProcessCapture:
         self.raw_pagemap: _RawPagemap | None = None  # pagemap read but not yet filtered (vpn, entry None)
         self.spool: _PageSpool | None = None  # a big process's pages spilled to a file (vpn, entry None)
         self.sources: list[str] = []
+        self.low = False  # read in low-impact mode (no smaps, no smaps_rollup)
 
     def identity(self) -> None:
         """stat/status/cmdline/...; ProcessGone propagates (the process is gone before we started)."""
@@ -554,10 +572,25 @@ class _ProcessCapture:
             except (AccessDenied, ProcessGone, ValueError):
                 row[key] = None  # exe of kernel threads / zombies is ENOENT: not data
 
+    def low_impact(self) -> bool:
+        """Read without smaps and smaps_rollup?  Their page-table walks hold the target's mmap lock for the whole
+        walk (~12-15 ms per GiB of 4 KiB pages); maps, pagemap (the lock per 2 MiB of address space) and kpage*
+        (no lock of the target) do not, and the analyzer computes the same figures from pages."""
+        opts = self.opts
+        if not {"pagemap", "kpage"} <= set(opts.sources) or opts.impact == "full":
+            return False
+        if opts.impact == "low":
+            return True
+        size = (self.row.get("vm_rss_kb") or 0) + (self.row.get("vm_swap_kb") or 0)
+        return opts.impact_threshold_kb is not None and size > opts.impact_threshold_kb
+
     def memory(self, deadline: float | None) -> None:
         fs, pid, opts = self.fs, self.pid, self.opts
         want = set(opts.sources)
         skipped = []
+        if self.low_impact():  # maps + pagemap + kpage only: the figures come from pages (analyzer/sizes.py)
+            want = (want - {"smaps", "smaps_rollup"}) | {"maps"}
+            self.low = True
 
         def over_budget(source):
             if deadline is not None and time.monotonic() > deadline:
@@ -1151,6 +1184,7 @@ class Recorder:
         """Capture each process into the sinks, then write the processes table.  Returns counts per status."""
         counts = dict.fromkeys(("ok", "partial", "vanished", "denied", "zombie", "kernel_thread"), 0)
         self._denied_why = None
+        self._low_impact = 0
         proc_rows: list[dict] = []
         pw = writer.table("processes")
 
@@ -1167,6 +1201,7 @@ class Recorder:
             proc = _ProcessCapture(self.fs, pid, self.opts, page_size)
             proc.run()
             counts[proc.row["status"]] += 1
+            self._low_impact += proc.low and proc.row["status"] in ("ok", "partial")
             if proc.row["status"] == "denied" and self._denied_why is None:
                 self._denied_why = f"pid {pid}: {proc.row.get('error')}"
             self._label(proc, sid)
@@ -1211,6 +1246,10 @@ class Recorder:
             warnings.append("pagemap PFNs read as 0 (no CAP_SYS_ADMIN): snapshot recorded with "
                             "pfn_available=false, pagemap flags only, no frames; run as root for PSS/USS "
                             "from pages and shared-page attribution")
+            if self._low_impact:
+                warnings.append(f"{self._low_impact} process(es) read in low-impact mode (no smaps/smaps_rollup) "
+                                "have no PFNs: `memsnap sizes` cannot compute their RSS/PSS; run as root, or use "
+                                "--impact full")
         return available
 
     def _snapshot_row(self, res: Result, info: dict, start: datetime, seen: int,

@@ -112,6 +112,24 @@ MUTANTS = [
     ("memory-last-frames-window-dropped", "recorder/capture.py",
      "        if held:\n            rows += self._window(held, warnings)\n", "",
      ["tests/test_recorder_memory.py", "-k", "same_rows"]),
+    # issue 18: the low-impact recording mode and its sizes from pages
+    ("impact-low-still-reads-smaps-rollup", "recorder/capture.py",
+     '            want = (want - {"smaps", "smaps_rollup"}) | {"maps"}',
+     '            want = (want - {"smaps"}) | {"maps"}', ["tests/test_impact_live.py", "-k", "cli_low"]),
+    ("impact-threshold-in-wrong-unit", "recorder/capture.py", "size > opts.impact_threshold_kb",
+     "size > opts.impact_threshold_kb * 1024", ["tests/test_impact_live.py", "-k", "cli_low"]),
+    ("impact-sizes-no-pages-fallback", "analyzer/sizes.py", "        if low:\n            src = _SmapsWithPages",
+     "        if False:\n            src = _SmapsWithPages", ["tests/test_impact_live.py", "-k", "cli_low"]),
+    ("impact-sizes-pss-kinds-hole", "analyzer/sizes.py",
+     '            return any(c.startswith("rollup_") for c in self.per_process)', "            return False",
+     ["tests/test_impact_live.py", "-k", "equal_smaps_rollup"]),
+    ("impact-sizes-pss-floored-per-mapping", "analyzer/sizes.py",
+     "        pages = (_fp if a.fixed_point else _kb)(s1.c[a.name + \"_pages\"])",
+     "        pages = _kb(s1.c[a.name + \"_pages\"].op(\">>\")(sa.literal_column(\"22\")) if a.fixed_point else "
+     "s1.c[a.name + \"_pages\"])", ["tests/test_impact_live.py", "-k", "equal_smaps_rollup"]),
+    ("impact-sizes-blind-processes-not-noted", "analyzer/sizes.py",
+     "        for (host, sid), rows in _by_snapshot(self.blind).items():",
+     "        for (host, sid), rows in _by_snapshot([]).items():", ["tests/test_impact_live.py", "-k", "without_page"]),
 ]
 
 
