@@ -19,8 +19,8 @@ The commit protocol, kept at the destination:
 3. with ``move``, the source segment is deleted (``store.delete_segment``: commit first, then data) only once
    the destination's commit returned: renamed and its directory fsynced, or PUT acknowledged.
 
-A segment all of whose snapshots are committed at the destination is skipped, so a rerun copies only what is
-missing; a kill at any moment, then a rerun, leaves each snapshot visible once.  One push per source store at a
+A segment is skipped when the destination holds its snapshots in it or in a later segment (it would win
+nothing there), so a rerun copies only what is missing; a kill at any moment, then a rerun, leaves each snapshot visible once.  One push per source store at a
 time (a lock in the source's ``.inprogress/``); concurrent pushes of different hosts into one destination are
 safe (each writes only its own host's partitions).
 """
@@ -58,7 +58,7 @@ class PushResult:
     dest: str
     dry_run: bool = False
     pushed: list[Pushed] = field(default_factory=list)
-    #: segments whose snapshots were all committed at the destination already
+    #: segments the destination has (or has superseded by a later compaction of its own)
     present: int = 0
     #: segments deleted from the source (``move``)
     moved: list[str] = field(default_factory=list)
@@ -399,7 +399,7 @@ def push(store: str, dest: str, host: str | None = None, move: bool = False, dry
         for i, seg in enumerate(segs):
             if progress:
                 progress(i, len(segs), f"{seg.host} {seg.date}")
-            if all((seg.host, sid) in winners for sid in seg.snapshot_ids):
+            if not _wins(seg, winners):
                 res.present += 1
             elif dry_run:
                 files = catalog.segment_files(store, seg.host, seg.date, seg.name, TABLES)
@@ -431,6 +431,14 @@ def push(store: str, dest: str, host: str | None = None, move: bool = False, dry
         if lock is not None:
             os.close(lock)
     return res
+
+
+def _wins(seg: catalog.Segment, winners: dict) -> bool:
+    """Whether ``seg``, pushed, would win its snapshots at the destination (the visibility rule): it is not there,
+    and no segment there as new holds them.  So a day compacted at the source after its loose snapshots were
+    pushed is pushed again whole (the central store gets the compacted file, and the loose copies are pruned),
+    and a snapshot the destination holds in a later compaction of its own is not."""
+    return any((w := winners.get((seg.host, sid))) is None or w.name < seg.name for sid in seg.snapshot_ids)
 
 
 def _push_segment(store: str, d: _Destination, seg: catalog.Segment, res: PushResult) -> Pushed | None:
