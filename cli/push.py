@@ -78,7 +78,16 @@ def push(
         err(f"{len(res.busy)} segment(s) skipped: another process holds them (a push or a deletion); run again")
     if fmt == PushFmt.json:
         typer.echo(json.dumps(res.as_dict(), indent=1))
-        return
+    else:
+        _summary(res, src, dry_run)
+    if res.conflicts:
+        fail(MemsnapError(f"{len(res.conflicts)} file set(s) not pushed ({', '.join(res.conflicts[:3])}"
+                          f"{', ...' if len(res.conflicts) > 3 else ''}): a compacted file at the destination holds "
+                          "some of their snapshots and others", hint="push them to another destination, or remove "
+                          "the overlapping compacted files at the destination and push again"))
+
+
+def _summary(res, src: str, dry_run: bool) -> None:
     verb = "would push" if dry_run else "pushed"
     line = (f"{verb} {res.snapshots} snapshot{'s' if res.snapshots != 1 else ''} "
             f"({len(res.pushed)} file set{'s' if len(res.pushed) != 1 else ''}, {_mb(res.bytes)}) to {res.dest}")

@@ -19,8 +19,8 @@ The commit protocol, kept at the destination:
 3. with ``move``, the source segment is deleted (``store.delete_segment``: commit first, then data) only once
    the destination's commit returned: renamed and its directory fsynced, or PUT acknowledged.
 
-A segment is skipped when the destination holds its snapshots in it or in a later segment (it would win
-nothing there), so a rerun copies only what is missing; a kill at any moment, then a rerun, leaves each snapshot visible once.  One push per source store at a
+A segment is skipped when a segment at the destination holds all its snapshots (:func:`_plan` has the cases),
+so a rerun copies only what is missing; a kill at any moment, then a rerun, leaves each snapshot visible once.  One push per source store at a
 time (a lock in the source's ``.inprogress/``); concurrent pushes of different hosts into one destination are
 safe (each writes only its own host's partitions).
 """
@@ -50,6 +50,8 @@ class Pushed:
     snapshots: int
     files: int
     bytes: int
+    #: its name at the destination: its own, or a new compaction id (see :func:`_plan`)
+    stored_as: str
 
 
 @dataclass
@@ -65,6 +67,8 @@ class PushResult:
     #: segments removed from the source while this push ran (by compaction or retention): their snapshots are
     #: in a newer segment, pushed by the next run
     vanished: list[str] = field(default_factory=list)
+    #: segments not pushed: a compacted file at the destination holds some of their snapshots and others
+    conflicts: list[str] = field(default_factory=list)
     #: segments another process holds (a push into the same destination directory, or a deletion at the source)
     busy: list[str] = field(default_factory=list)
     #: destination directory: files of killed pushes removed first
@@ -83,7 +87,7 @@ class PushResult:
     def as_dict(self) -> dict:
         return {"source": self.source, "dest": self.dest, "dry_run": self.dry_run, "snapshots": self.snapshots,
                 "bytes": self.bytes, "pushed": [vars(p) for p in self.pushed], "already_there": self.present,
-                "moved": self.moved, "vanished": self.vanished, "busy": self.busy, "recovered": self.recovered,
+                "moved": self.moved, "conflicts": self.conflicts, "vanished": self.vanished, "busy": self.busy, "recovered": self.recovered,
                 "pruned": self.pruned}
 
 
@@ -395,25 +399,32 @@ def push(store: str, dest: str, host: str | None = None, move: bool = False, dry
             res.recovered = d.recover()
         there = d.committed(host) if d.exists() else []
         winners, _ = catalog.decide(there)
+        names = {(s.host, s.date, s.name) for s in there}
         touched: set[str] = set()
         for i, seg in enumerate(segs):
             if progress:
                 progress(i, len(segs), f"{seg.host} {seg.date}")
-            if not _wins(seg, winners):
+            what, name = _plan(seg, winners, names)
+            if what == "present":
                 res.present += 1
+            elif what == "conflict":
+                res.conflicts.append(seg.name)
+                continue
             elif dry_run:
                 files = catalog.segment_files(store, seg.host, seg.date, seg.name, TABLES)
                 res.pushed.append(Pushed(seg.host, seg.date, seg.name, len(seg.snapshot_ids), len(files),
-                                         sum(os.path.getsize(p) for p in files)))
+                                         sum(os.path.getsize(p) for p in files), name))
                 continue
             else:
-                done = _push_segment(store, d, seg, res)
+                done = _push_segment(store, d, seg, name, res)
                 if done is None:
                     continue
                 res.pushed.append(done)
                 touched.add(seg.host)
+                stored = catalog.Segment(seg.host, seg.date, name, seg.snapshot_ids)
+                names.add((seg.host, seg.date, name))
                 for sid in seg.snapshot_ids:
-                    winners[(seg.host, sid)] = seg
+                    winners[(seg.host, sid)] = stored
             if move and not dry_run:
                 if delete_segment(store, seg):
                     res.moved.append(seg.name)
@@ -433,19 +444,42 @@ def push(store: str, dest: str, host: str | None = None, move: bool = False, dry
     return res
 
 
-def _wins(seg: catalog.Segment, winners: dict) -> bool:
-    """Whether ``seg``, pushed, would win its snapshots at the destination (the visibility rule): it is not there,
-    and no segment there as new holds them.  So a day compacted at the source after its loose snapshots were
-    pushed is pushed again whole (the central store gets the compacted file, and the loose copies are pruned),
-    and a snapshot the destination holds in a later compaction of its own is not."""
-    return any((w := winners.get((seg.host, sid))) is None or w.name < seg.name for sid in seg.snapshot_ids)
+def _plan(seg: catalog.Segment, winners: dict, names: set[tuple[str, str, str]]) -> tuple[str, str]:
+    """What to do with ``seg`` given the destination's ``winners`` and segment ``names``: ``("present", _)``,
+    ``("push", name)`` or ``("conflict", _)``.
+
+    The visibility rule needs a segment to win all its snapshots or none (a reader shows every row of a visible
+    file).  So ``seg`` goes only where that stays true of it and of every visible segment at the destination
+    holding one of its snapshots: such a segment holding all of ``seg``'s snapshots makes ``seg`` present; if
+    all of them hold only snapshots of ``seg``, ``seg`` is pushed and supersedes them: under its own name when it
+    sorts after theirs (a day compacted at the source after its loose snapshots were pushed: the central store
+    gets the compacted file, the loose copies are pruned), else under a new compaction id that does (the
+    destination compacted part of the day itself, earlier).  One holding some of ``seg``'s snapshots and others
+    is a conflict: nothing can be pushed without rewriting files (stores merged by hand, or compacted on both
+    sides with different snapshots)."""
+    mine = set(seg.snapshot_ids)
+    over = {(w.date, w.name): w for sid in mine if (w := winners.get((seg.host, sid))) is not None}
+    if any(mine <= set(w.snapshot_ids) for w in over.values()):
+        return "present", seg.name
+    if any(not set(w.snapshot_ids) <= mine for w in over.values()):
+        return "conflict", seg.name
+    if all(w.name < seg.name for w in over.values()):
+        return "push", seg.name
+    from datetime import datetime, timezone
+
+    name = layout.new_compaction_id(datetime.now(timezone.utc))
+    if any(w.name >= name for w in over.values()) or (seg.host, seg.date, name) in names:
+        return "conflict", seg.name  # the destination's clock ran ahead of ours
+    return "push", name
 
 
-def _push_segment(store: str, d: _Destination, seg: catalog.Segment, res: PushResult) -> Pushed | None:
-    files = _open_segment(store, seg)
+def _push_segment(store: str, d: _Destination, src: catalog.Segment, name: str, res: PushResult) -> Pushed | None:
+    """Copy the files of ``src`` to the destination as segment ``name``, the commit last."""
+    files = _open_segment(store, src)
     if files is None:
-        res.vanished.append(seg.name)
+        res.vanished.append(src.name)
         return None
+    seg = catalog.Segment(src.host, src.date, name, src.snapshot_ids)
     try:
         if not d.begin(seg):
             res.busy.append(seg.name)
@@ -463,4 +497,4 @@ def _push_segment(store: str, d: _Destination, seg: catalog.Segment, res: PushRe
     finally:
         for f in files.values():
             f.close()
-    return Pushed(seg.host, seg.date, seg.name, len(seg.snapshot_ids), len(files), sum(sizes.values()))
+    return Pushed(src.host, src.date, src.name, len(src.snapshot_ids), len(files), sum(sizes.values()), name)

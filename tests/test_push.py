@@ -446,3 +446,32 @@ def test_sigkill_at_random_moments(tmp_path, source_tables, moto, bucket, to):
         assert sizes(final, host) == sizes(srcs[host])
     print(f"push kill test ({to}): startup {startup:.2f} s, full push of web {full:.2f} s; {kills} kills "
           f"({moved} with --move), {completed} runs completed, {len(oracle)} snapshots")
+
+
+def test_a_destination_compacted_in_place_still_takes_pushes(tmp_path, source_tables):
+    """The destination compacts a day itself; the host's own compaction of that day (earlier, so its name sorts
+    first) holds those snapshots and more: it is stored under a new compaction id that wins them all.  A store
+    holding some of a compacted file's snapshots and others is refused, one line, nothing written."""
+    start = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
+    src, dest = tmp_path / "h", tmp_path / "central"
+    write(src, source_tables, 6, "h", start=start)
+    push(src, dest)
+    write(src, source_tables, 2, "h", first=6, start=start)
+    compact(src)  # the host's compaction first ...
+    time.sleep(0.01)
+    memsnap("compact", str(dest), "--include-today")  # ... then the destination's, of the 6 it has
+    oracle = contents(src)[0]
+    out = json.loads(push(src, dest, "-f", "json").stdout)
+    (p,) = out["pushed"]
+    assert p["snapshots"] == 8 and p["stored_as"] > p["segment"] and len(out["pruned"]) == 1
+    assert assert_sound(dest, oracle) == oracle
+    assert json.loads(push(src, dest, "-f", "json").stdout)["pushed"] == []
+    # another store of the same host: snapshots 7..10 compacted, against the destination's 1..8
+    other = tmp_path / "other"
+    write(other, source_tables, 4, "h", first=6, start=start)
+    compact(other)
+    files = sorted(dest.rglob("*.parquet"))
+    cp = push(other, dest, "--move", check=False)
+    assert cp.returncode == 1 and cp.stderr.startswith("Error: 1 file set(s) not pushed (c") and \
+        cp.stderr.count("\n") == 1, cp.stderr
+    assert sorted(dest.rglob("*.parquet")) == files and len(contents(other)[0]) == 4  # nothing moved
