@@ -151,17 +151,19 @@ def contents(store) -> tuple[dict, list]:
 
 
 def assert_sound(dest, oracle, sources=()) -> dict:
-    """The destination shows each snapshot at most once and only whole (its rows equal the oracle's), and no
-    snapshot of the oracle is lost (it is at the destination or still at a source).  Returns what it shows."""
+    """The destination shows each snapshot at most once and only whole (its rows equal the oracle's), and, given
+    the ``sources``, no snapshot of the oracle is lost (it is at the destination or still at a source).  Returns
+    what the destination shows."""
     got, problems = contents(dest)
     assert problems == []
     assert set(got) <= set(oracle)
     bad = {k: (v, oracle[k]) for k, v in got.items() if v != oracle[k]}
     assert bad == {}
-    remaining = set(got)
-    for s in sources:
-        remaining |= set(contents(s)[0])
-    assert set(oracle) - remaining == set(), "snapshots lost"
+    if sources:
+        remaining = set(got)
+        for s in sources:
+            remaining |= committed(s)
+        assert set(oracle) - remaining == set(), "snapshots lost"
     return got
 
 
@@ -379,6 +381,14 @@ def test_sigkill_at_each_step(tmp_path, source_tables, moto, bucket, to, where):
     assert out["snapshots"] == {"mid-data": 3, "before-commit": 3, "before-move": 2}[where]
 
 
+def committed(store) -> set:
+    """(host, snapshot_id) of the committed snapshots of a store (its commit files alone: the cheap check)."""
+    from common import catalog
+    from schema import TABLES
+
+    return set(catalog.scan(str(store), TABLES).winners)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("to", ["dir", "s3"])
 def test_sigkill_at_random_moments(tmp_path, source_tables, moto, bucket, to):
@@ -390,11 +400,13 @@ def test_sigkill_at_random_moments(tmp_path, source_tables, moto, bucket, to):
     dest = str(tmp_path / "central") if to == "dir" else f"s3://{bucket}/p"
     srcs = {"web": tmp_path / "web", "db": tmp_path / "db"}
     written = {"web": 0, "db": 0}
+    pending = {"web": 0, "db": 0}  # segments added since the host's last completed push
     oracle: dict = {}
 
     def grow(host, n):
         write(srcs[host], source_tables, n, host, first=written[host])
         written[host] += n
+        pending[host] += n
         oracle.update(contents(srcs[host])[0])
 
     def seen():
@@ -402,8 +414,8 @@ def test_sigkill_at_random_moments(tmp_path, source_tables, moto, bucket, to):
             return dest
         return download(moto, f"{bucket}/p", tmp_path / f"down{time.monotonic_ns()}")
 
-    grow("web", 24)
-    grow("db", 16)
+    grow("web", 12)
+    grow("db", 6)
     argv = [sys.executable, "-m", "cli", "push"]
     t = time.monotonic()
     subprocess.run([*argv, "--dry-run", str(srcs["web"]), dest], cwd=ROOT, env=env, capture_output=True, check=True)
@@ -411,8 +423,9 @@ def test_sigkill_at_random_moments(tmp_path, source_tables, moto, bucket, to):
     scratch = str(tmp_path / "scratch") if to == "dir" else f"s3://{bucket}/scratch"
     t = time.monotonic()
     subprocess.run([*argv, str(srcs["web"]), scratch], cwd=ROOT, env=env, capture_output=True, check=True)
-    full = time.monotonic() - t
-    kills, completed, attempts, moved = 0, 0, 0, 0
+    per_segment = max(0.02, (time.monotonic() - t - startup) / 12)
+    kills, completed, attempts, moved, copying = 0, 0, 0, 0, 0
+    before: set = set()
     while kills < 12:
         attempts += 1
         assert attempts < 80, f"only {kills} kills landed in {attempts} attempts"
@@ -420,22 +433,30 @@ def test_sigkill_at_random_moments(tmp_path, source_tables, moto, bucket, to):
         move = rng.random() < 0.3
         p = subprocess.Popen([*argv, str(srcs[host]), dest, *(["--move"] if move else [])], cwd=ROOT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        time.sleep(rng.uniform(startup * 0.7, max(full, startup * 1.5)))
+        # from the end of its start-up (imports, listings) to the end of the copies it has to make
+        time.sleep(rng.uniform(startup * 0.9, startup + per_segment * (pending[host] + 1)))
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
         _, err = p.communicate()
+        where = seen()
+        after = {(str(f.relative_to(where)), f.stat().st_size) for f in __import__("pathlib").Path(where).rglob("*")
+                 if f.is_file()}
         if p.returncode == -signal.SIGKILL:
             kills += 1
             moved += move
+            copying += after != before  # it had started copying (or deleting) when it was killed
         else:
             assert p.returncode == 0, err
             completed += 1
-        assert_sound(seen(), oracle, srcs.values())
+            pending[host] = 0
+        before = after
+        assert_sound(where, oracle, srcs.values())
         if p.returncode == 0 or rng.random() < 0.3:  # new work: more snapshots, sometimes a compaction
-            grow(host, rng.randint(3, 8))
+            grow(host, rng.randint(2, 5))
             if rng.random() < 0.4:
                 compact(srcs[host], include_today=rng.random() < 0.5)
                 oracle.update(contents(srcs[host])[0])
+                pending[host] += 1
     for host in sorted(srcs):
         grow(host, 2)  # the latest snapshot of each host is at its source, for `sizes`
         push(srcs[host], dest, env=env)
@@ -444,8 +465,9 @@ def test_sigkill_at_random_moments(tmp_path, source_tables, moto, bucket, to):
     assert got == oracle
     for host in sorted(srcs):
         assert sizes(final, host) == sizes(srcs[host])
-    print(f"push kill test ({to}): startup {startup:.2f} s, full push of web {full:.2f} s; {kills} kills "
-          f"({moved} with --move), {completed} runs completed, {len(oracle)} snapshots")
+    print(f"push kill test ({to}): start-up {startup:.2f} s, {per_segment:.3f} s per segment; {kills} kills "
+          f"({moved} with --move, {copying} while copying), {completed} runs completed, {len(oracle)} snapshots")
+    assert copying >= kills // 3, f"only {copying} of {kills} kills landed while the push was copying"
 
 
 def test_a_destination_compacted_in_place_still_takes_pushes(tmp_path, source_tables):
