@@ -397,7 +397,8 @@ def push(store: str, dest: str, host: str | None = None, move: bool = False, dry
         d.check(create=not dry_run)
         if not dry_run:
             res.recovered = d.recover()
-        there = d.committed(host) if d.exists() else []
+        # only the source's hosts: a central store of many hosts is listed one host at a time
+        there = [x for h in sorted({s.host for s in segs}) for x in d.committed(h)] if d.exists() else []
         winners, _ = catalog.decide(there)
         names = {(s.host, s.date, s.name) for s in there}
         touched: set[str] = set()
