@@ -16,8 +16,8 @@ from . import options
 #: sizes`` does not pay for ``record``'s or ``sql``'s options, and ``memsnap record`` never imports the
 #: analysis commands.  ``tests/test_cli.py`` checks this table against what the modules register.
 COMMANDS = {
-    "record": "record", "compact": "compact", "snapshots": "analyse", "sizes": "analyse", "diff": "analyse",
-    "trend": "analyse", "shared": "analyse", "report": "analyse", "sql": "sqlcmd", "query": "sqlcmd",
+    "record": "record", "compact": "compact", "push": "push", "snapshots": "analyse", "sizes": "analyse",
+    "diff": "analyse", "trend": "analyse", "shared": "analyse", "report": "analyse", "sql": "sqlcmd", "query": "sqlcmd",
     "export-db": "sqlcmd", "import": "record",
 }
 

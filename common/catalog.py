@@ -99,6 +99,22 @@ def _glob(store: str, table: str, host: str | None, parts) -> list[str]:
                                                                 "*" + layout.SUFFIX))]
 
 
+def decide(segments) -> tuple[dict[tuple[str, str], Segment], list[Segment]]:
+    """The rule, on committed segments however they were listed (a directory here, an object store's listing in
+    :mod:`recorder.push`): each (host, snapshot_id)'s winning segment, and the segments that win nothing."""
+    segments = list(segments)
+    winners: dict[tuple[str, str], Segment] = {}
+    for seg in segments:
+        for sid in seg.snapshot_ids:
+            cur = winners.get((seg.host, sid))
+            if cur is None or seg.name > cur.name:
+                winners[(seg.host, sid)] = seg
+    visible = {(s.host, s.date, s.name) for s in winners.values()}
+    superseded = sorted((s for s in segments if (s.host, s.date, s.name) not in visible and s.snapshot_ids),
+                        key=lambda s: (s.host, s.name))
+    return winners, superseded
+
+
 def scan(store: str, tables, host: str | None = None, on_bad=None, parts=None, read_ids=None) -> Catalog:
     """The catalog of one store (``tables``: every table name, ``snapshots`` included).
 
@@ -129,14 +145,8 @@ def scan(store: str, tables, host: str | None = None, on_bad=None, parts=None, r
         else:
             ids = [name]
         segs[(h, d, name)] = Segment(h, d, name, ids)
-    for seg in segs.values():
-        for sid in seg.snapshot_ids:
-            cur = cat.winners.get((seg.host, sid))
-            if cur is None or seg.name > cur.name:
-                cat.winners[(seg.host, sid)] = seg
+    cat.winners, cat.superseded = decide(segs.values())
     visible = {(s.host, s.date, s.name) for s in cat.winners.values()}
-    cat.superseded = sorted((s for k, s in segs.items() if k not in visible and s.snapshot_ids),
-                            key=lambda s: (s.host, s.name))
     for t in tables:
         cat.files[t] = sorted(p for p in _glob(store, t, host, parts)
                               if (layout.host_of(p), layout.date_of(p), layout.segment_of(p)) in visible)

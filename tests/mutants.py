@@ -130,6 +130,22 @@ MUTANTS = [
     ("impact-sizes-blind-processes-not-noted", "analyzer/sizes.py",
      "        for (host, sid), rows in _by_snapshot(self.blind).items():",
      "        for (host, sid), rows in _by_snapshot([]).items():", ["tests/test_impact_live.py", "-k", "without_page"]),
+    # issue 14: push keeps the commit protocol at the destination
+    ("push-commit-before-data", "recorder/push.py",
+     "            for t in data:\n                d.put(files[t], sizes[t], t, seg)\n",
+     "            d.put(files[layout.COMMIT_TABLE], sizes[layout.COMMIT_TABLE], layout.COMMIT_TABLE, seg)\n"
+     "            for t in data:\n                d.put(files[t], sizes[t], t, seg)\n",
+     ["tests/test_push.py", "-k", "each_step and mid-data"]),
+    ("push-move-deletes-before-the-destination-commit", "recorder/push.py",
+     "            d.sync(seg, data)  # every data file durable before the commit names them\n",
+     "            d.sync(seg, data)  # every data file durable before the commit names them\n"
+     "            delete_segment(store, src)\n",
+     ["tests/test_push.py", "-k", "each_step and before-commit"]),
+    ("push-keeps-its-name-when-older", "recorder/push.py", "    if all(w.name < seg.name for w in over.values()):",
+     "    if True:", ["tests/test_push.py", "-k", "in_place"]),
+    ("push-skips-when-any-snapshot-is-there", "recorder/push.py",
+     "    if any(mine <= set(w.snapshot_ids) for w in over.values()):", "    if over:",
+     ["tests/test_push.py", "-k", "compacted_after"]),
 ]
 
 

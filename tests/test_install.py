@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, needs_root, read_table
+from test_push import bucket, download, moto, s3_env  # noqa: F401  (fixtures: moto's S3 server, a bucket)
 
 pytestmark = pytest.mark.slow
 
@@ -104,6 +105,25 @@ def test_lean_install_compacts(lean_venv, tmp_path):
     assert cp.returncode == 0 and cp.stdout.startswith("compacted 2 snapshots of host=sample"), cp.stderr
     assert len(list(store.rglob("*.parquet"))) == 6
     assert {t: read_table(store, t).num_rows for t in before} == before
+
+
+def test_lean_install_pushes(lean_venv, tmp_path, moto, bucket):
+    """Hosts push with the recorder-only install (contrib/memsnap-push.service): to a directory, and to S3 with
+    pyarrow's own client (moto's server on 127.0.0.1)."""
+    store = tmp_path / "store"
+    shutil.copytree(ROOT / "sample_data" / "store", store)
+    memsnap = lean_venv / "bin" / "memsnap"
+    cp = run([memsnap, "push", store, tmp_path / "central"], cwd=tmp_path)
+    assert cp.returncode == 0 and cp.stdout.startswith("pushed 2 snapshots"), cp.stderr
+    cp = run([memsnap, "push", store, f"s3://{bucket}/fleet", "--move", "--format", "json"], cwd=tmp_path,
+             **{k: v for k, v in s3_env(moto).items() if k.startswith("AWS_")})
+    assert cp.returncode == 0, cp.stderr
+    out = json.loads(cp.stdout)
+    assert out["snapshots"] == 2 and len(out["moved"]) == 2
+    local = download(moto, f"{bucket}/fleet", tmp_path / "down")
+    assert sorted(p.relative_to(local) for p in Path(local).rglob("*.parquet")) == \
+        sorted(p.relative_to(tmp_path / "central") for p in (tmp_path / "central").rglob("*.parquet"))
+    assert not list(store.rglob("*.parquet"))  # moved
 
 
 @pytest.mark.parametrize("command", ["sizes", "snapshots", "sql"])
