@@ -68,7 +68,7 @@ def in_sleep(pid: int) -> bool | None:
     return nr.lstrip("-").isdigit() and int(nr) in SLEEP_SYSCALLS
 
 
-def idle_sample(pid: int, timeout: float = 5.0) -> dict | None:
+def idle_sample(pid: int, timeout: float = 120.0) -> dict | None:
     """A :func:`proc_sample` taken while the recorder sleeps between captures: polled until it is in its
     sleep before and after the sample (so fds and threads are those of the idle recorder, not of a capture or
     compaction in progress).  Without /proc/<pid>/syscall, a plain sample."""
@@ -79,11 +79,14 @@ def idle_sample(pid: int, timeout: float = 5.0) -> dict | None:
             return proc_sample(pid)
         if before:
             s = proc_sample(pid)
-            if s is None or in_sleep(pid) or time.monotonic() > deadline:
+            if s is None:
                 return s
-        elif time.monotonic() > deadline:
-            return proc_sample(pid)
-        time.sleep(0.002)
+            if in_sleep(pid):
+                return dict(s, idle=True)
+        if time.monotonic() > deadline:
+            s = proc_sample(pid)
+            return None if s is None else dict(s, idle=False)
+        time.sleep(0.005)
 
 
 def proc_sample(pid: int) -> dict | None:
@@ -106,13 +109,13 @@ def growth(samples: list[dict]) -> dict:
     at = min(100, n)
     early = samples[max(0, at - WINDOW):at]
     late = samples[max(0, n - WINDOW):]
-    steady = samples[min(WARMUP, n - 1):]
+    steady = [s for s in samples[min(WARMUP, n - 1):] if s.get("idle", True)] or samples[-1:]
     rss_early, rss_late = med([s["rss_kb"] for s in early]), med([s["rss_kb"] for s in late])
     cpu = [s["cpu_capture_s"] for s in samples if s.get("cpu_capture_s") is not None]
     cpu_early = med(cpu[max(0, at - 100):at]) if cpu else None
     cpu_late = med(cpu[-100:]) if cpu else None
     return {
-        "captures": n, "early_at": at,
+        "captures": n, "early_at": at, "idle_samples": sum(1 for s in samples if s.get("idle", True)),
         "rss_early_kb": rss_early, "rss_late_kb": rss_late,
         "rss_growth": rss_late / rss_early - 1 if rss_early else None,
         "hwm_early_kb": samples[at - 1]["hwm_kb"], "hwm_late_kb": samples[-1]["hwm_kb"],
@@ -164,7 +167,7 @@ class Periodic:
 
 
 def soak(store: str, count: int, interval: float, keep: int, periodic: list[tuple[str, int]],
-         match: str | None, extra: list[str], progress_every: int = 100) -> dict:
+         match: str | None, extra: list[str], progress_every: int = 100, partial: Path | None = None) -> dict:
     argv = [*memsnap_cmd(), "record", store, "--interval", str(interval), "--count", str(count),
             "--keep", str(keep), "--format", "json", *(["--match", match] if match else []), *extra]
     jobs = [Periodic(name, every, store) for name, every in periodic]
@@ -178,6 +181,7 @@ def soak(store: str, count: int, interval: float, keep: int, periodic: list[tupl
             s = idle_sample(p.pid) if len(samples) + 1 < count else proc_sample(p.pid)  # no sleep after the last
             if s is None:
                 break
+            s.setdefault("idle", len(samples) + 1 == count)
             res = json.loads(line)
             s.update(capture=len(samples) + 1, t=round(time.monotonic() - t0, 3), seconds=res["seconds"],
                      processes=res["processes"]["ok"] + res["processes"]["partial"], pages=res["pages"],
@@ -187,6 +191,8 @@ def soak(store: str, count: int, interval: float, keep: int, periodic: list[tupl
             for j in jobs:
                 j.captured(len(samples))
             if len(samples) % progress_every == 0:
+                if partial:
+                    partial.write_text(json.dumps({"argv": argv, "samples": samples}))
                 log(f"  capture {len(samples)}: RSS {s['rss_kb'] // 1024} MiB, {s['fds']} fds, "
                     f"{s['threads']} threads, {s['seconds']:.2f} s, load {loadavg()}")
         rc = p.wait()
@@ -330,7 +336,8 @@ def main(argv=None) -> int:
         assert churn.stdout.readline().strip() == "ready"
         la0 = loadavg()
         log(f"soak: {a.count} captures, interval {a.interval}, keep {a.keep}, periodic {periodic}, load {la0}")
-        res = soak(str(tmp / "store"), a.count, a.interval, a.keep, periodic, a.match, a.record_arg)
+        res = soak(str(tmp / "store"), a.count, a.interval, a.keep, periodic, a.match, a.record_arg,
+                   partial=out / "soak.partial.json")
         res["store_bytes"] = du(str(tmp / "store"))
     finally:
         _, churn_err = churn.communicate("quit\n", timeout=60)
