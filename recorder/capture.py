@@ -33,6 +33,7 @@ from common.errors import AccessDenied, Interrupted, MemsnapError, NothingRecord
 from .procfs import (PF_KTHREAD, ProcFS, classify_oserror, merge_ranges, parse_cgroup, parse_cmdline,
                      parse_maps, parse_meminfo, parse_smaps_columns, parse_smaps_rollup, parse_stat,
                      parse_status, parse_sysfs_choice, rows_to_columns)
+from .memlimit import MemoryGuard
 from .privacy import redact_cmdline, redact_path
 from .rows import map_items, meminfo_columns, snapshot_row
 from .store import SnapshotWriter, TableWriter, apply_retention, recover, safe_host
@@ -89,6 +90,11 @@ PAGEMAP_CHUNK_PAGES = 1 << 16   # 512 KiB per pread.  (The kernel itself drops t
                                 # PMD of address space inside one read: fs/proc/task_mmu.c pagemap_read.)
 FLUSH_PAGE_ROWS = 1 << 20       # bounded recorder memory: flush page rows in row groups of this size
 FLUSH_MAPPING_ROWS = 50_000
+#: peak memory per page row held by the page sink until it is written (filter, PFN set, sort, Parquet encoding;
+#: measured: 393k rows of 8 processes raise the recorder's cgroup anon by ~90 MiB, tests/test_memlimit.py), and
+#: per frame read from kpage*: what the memory guard (recorder/memlimit.py) expects those steps to need
+PAGE_ROW_PEAK_BYTES = 256
+FRAME_PEAK_BYTES = 64
 KPAGE_GAP = 128                 # PFNs closer than this share one pread (measured: 128 beat 8..512 here)
 KPAGE_BATCH = 1 << 20           # PFNs of kpage* runs read into one buffer (8 MiB)
 
@@ -642,6 +648,10 @@ class _PageSink:
         if self._raw_slots >= FLUSH_PAGE_ROWS:
             self._resolve()
 
+    def pending_rows(self) -> int:
+        """Page rows (or raw pagemap entries) held and not yet handed to the writer: what a flush will process."""
+        return self._raw_slots + self._buf_rows
+
     def _resolve(self) -> None:
         """Filter the pending raw pagemaps and add each process's pages, in capture order."""
         pending, self._raw, self._raw_slots = self._raw, [], 0
@@ -804,6 +814,7 @@ class Recorder:
         self.fs = ProcFS(opts.procfs)
         self.progress = progress or (lambda done, total: None)
         self.should_stop = should_stop or (lambda: False)
+        self.guard = MemoryGuard.for_self()  # the real /proc: the recorder's own cgroup, whatever opts.procfs is
         self.key = None
         self.pseudo = None
         if opts.redact or opts.pseudonymize_pfns:
@@ -859,8 +870,11 @@ class Recorder:
         res.pfn_available = self._pfn_available(pages, res.warnings)
         frames = None
         if "kpage" in opts.sources and res.pfn_available:
+            pfns = pages.pfns()
+            self.guard.check("reading kpage* of the frames", pending=len(pfns) * FRAME_PEAK_BYTES, force=True)
             frames = _FramesWriter(self.fs, writer.table("frames"), sid, self.pseudo)
-            res.frames = frames.write(pages.pfns(), res.warnings)
+            res.frames = frames.write(pfns, res.warnings)
+            del pfns
         snap = self._snapshot_row(res, info, start, len(pids), frames)
         bg.wait()  # the last page rows are written
         res.bytes_written = writer.commit(snap)
@@ -874,6 +888,7 @@ class Recorder:
         for i, pid in enumerate(pids):
             if self.should_stop():
                 raise Interrupted("interrupted: snapshot discarded")
+            self.guard.check(f"at process {i + 1} of {len(pids)}", pending=pages.pending_rows() * PAGE_ROW_PEAK_BYTES)
             proc = _ProcessCapture(self.fs, pid, self.opts, page_size)
             proc.run()
             counts[proc.row["status"]] += 1
@@ -887,6 +902,7 @@ class Recorder:
             elif proc.vpn is not None and len(proc.vpn):
                 pages.add(pid, proc.vpn, proc.entry)
             self.progress(i + 1, len(pids))
+        self.guard.check("writing the page rows", pending=pages.pending_rows() * PAGE_ROW_PEAK_BYTES, force=True)
         pages.flush()
         maps.flush()
         for r in proc_rows:
