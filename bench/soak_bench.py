@@ -47,7 +47,8 @@ PERIODIC = {
 }
 
 TICK = os.sysconf("SC_CLK_TCK")
-WARMUP = 10   # captures before fds and threads must be constant
+WARMUP = 70   # captures before fds and threads must be constant: past the first in-loop compaction (at 60
+              # loose snapshots), which starts Arrow's pool threads (one each, cli/record.py _one_arrow_thread)
 WINDOW = 20   # captures per RSS median
 
 
@@ -68,9 +69,17 @@ def in_sleep(pid: int) -> bool | None:
     return nr.lstrip("-").isdigit() and int(nr) in SLEEP_SYSCALLS
 
 
+def _voluntary_switches(pid: int) -> int | None:
+    """The main thread's voluntary context switches: a sleeper that wakes up and sleeps again adds one."""
+    try:
+        return int(Path(f"/proc/{pid}/status").read_text().split("voluntary_ctxt_switches:")[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def idle_sample(pid: int, timeout: float = 120.0) -> dict | None:
     """A :func:`proc_sample` taken while the recorder sleeps between captures: polled until it is in its
-    sleep before and after the sample (so fds and threads are those of the idle recorder, not of a capture or
+    sleep before and after the sample, with no context switch in between (so fds and threads are those of the idle recorder, not of a capture or
     compaction in progress).  Without /proc/<pid>/syscall, a plain sample."""
     deadline = time.monotonic() + timeout
     while True:
@@ -78,11 +87,12 @@ def idle_sample(pid: int, timeout: float = 120.0) -> dict | None:
         if before is None:
             return proc_sample(pid)
         if before:
+            switches = _voluntary_switches(pid)
             s = proc_sample(pid)
             if s is None:
                 return s
-            if in_sleep(pid):
-                return dict(s, idle=True)
+            if in_sleep(pid) and switches is not None and _voluntary_switches(pid) == switches:
+                return dict(s, idle=True)  # asleep throughout: it never woke up while it was read
         if time.monotonic() > deadline:
             s = proc_sample(pid)
             return None if s is None else dict(s, idle=False)
@@ -167,7 +177,8 @@ class Periodic:
 
 
 def soak(store: str, count: int, interval: float, keep: int, periodic: list[tuple[str, int]],
-         match: str | None, extra: list[str], progress_every: int = 100, partial: Path | None = None) -> dict:
+         match: str | None, extra: list[str], progress_every: int = 100, partial: Path | None = None,
+         partial_meta: dict | None = None) -> dict:
     argv = [*memsnap_cmd(), "record", store, "--interval", str(interval), "--count", str(count),
             "--keep", str(keep), "--format", "json", *(["--match", match] if match else []), *extra]
     jobs = [Periodic(name, every, store) for name, every in periodic]
@@ -192,7 +203,10 @@ def soak(store: str, count: int, interval: float, keep: int, periodic: list[tupl
                 j.captured(len(samples))
             if len(samples) % progress_every == 0:
                 if partial:
-                    partial.write_text(json.dumps({"argv": argv, "samples": samples}))
+                    partial.write_text(json.dumps({
+                        "argv": argv[len(memsnap_cmd()):], "samples": samples, "wall_s": time.monotonic() - t0,
+                        "periodic": {j.name: {"every": j.every, "runs": list(j.runs)} for j in jobs},
+                        "meta": dict(partial_meta or {}, loadavg_end=loadavg(), store_bytes=du(store))}))
                 log(f"  capture {len(samples)}: RSS {s['rss_kb'] // 1024} MiB, {s['fds']} fds, "
                     f"{s['threads']} threads, {s['seconds']:.2f} s, load {loadavg()}")
         rc = p.wait()
@@ -273,11 +287,13 @@ def plot(res: dict, path: Path) -> None:
 def markdown(res: dict) -> str:
     g = res["growth"]
     kb = lambda v: f"{v / 1024:.1f}"  # noqa: E731
+    churn = (res.get("churn") or {}).get("started")
+    wall = f" in {res['wall_s'] / 60:.1f} min" if res.get("wall_s") else ""
+    store = f", store {res['store_bytes'] / 1e6:.1f} MB at the end" if res.get("store_bytes") else ""
     lines = [
-        f"`python bench/soak_bench.py {' '.join(res['bench_args'])}`, commit {res['commit']}, "
-        f"load average {res['loadavg_start']} at the start, {res['loadavg_end']} at the end; "
-        f"{g['captures']} captures in {res['wall_s'] / 60:.1f} min, store {res['store_bytes'] / 1e6:.1f} MB at the "
-        f"end; churn: {res['churn']['started']} processes started.",
+        f"`python bench/soak_bench.py {' '.join(res.get('bench_args') or [])}`, commit {res.get('commit')}, "
+        f"load average {res.get('loadavg_start')} at the start, {res.get('loadavg_end')} at the end; "
+        f"{g['captures']} captures{wall}{store}" + (f"; churn: {churn} processes started." if churn else "."),
         "",
         "| | after capture " + str(g["early_at"]) + f" | after capture {g['captures']} | growth |",
         "|---|---:|---:|---:|",
@@ -304,6 +320,22 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render(src: Path, out: Path) -> int:
+    res = json.loads(src.read_text())
+    res.setdefault("periodic", {})
+    res.setdefault("argv", ["record", "STORE"])
+    for k in ("bench_args", "commit", "loadavg_start", "loadavg_end", "wall_s", "store_bytes", "churn"):
+        res.setdefault(k, res.get("meta", {}).get(k))
+    res["growth"] = growth(res["samples"])
+    res["periodic_growth"] = {n: periodic_growth(p["runs"]) for n, p in res["periodic"].items()}
+    out.mkdir(parents=True, exist_ok=True)
+    md = markdown(res)
+    (out / "soak.md").write_text(md)
+    plot(res, out / "soak.png")
+    print(md)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--count", type=int, default=2000)
@@ -317,7 +349,11 @@ def main(argv=None) -> int:
     ap.add_argument("--match", default=None, help="record only these processes (default: the whole machine)")
     ap.add_argument("--record-arg", action="append", default=[], help="extra `memsnap record` argument")
     ap.add_argument("--out", default=str(HERE / "out"))
+    ap.add_argument("--render", metavar="JSON", help="only write soak.md and soak.png from a soak.json, or from the "
+                    "soak.partial.json a run writes every 100 captures (a run stopped early)")
     a = ap.parse_args(argv)
+    if a.render:
+        return render(Path(a.render), Path(a.out))
     periodic = []
     for spec in a.periodic if a.periodic is not None else ["compact:100"]:
         name, _, every = spec.partition(":")
@@ -337,7 +373,9 @@ def main(argv=None) -> int:
         la0 = loadavg()
         log(f"soak: {a.count} captures, interval {a.interval}, keep {a.keep}, periodic {periodic}, load {la0}")
         res = soak(str(tmp / "store"), a.count, a.interval, a.keep, periodic, a.match, a.record_arg,
-                   partial=out / "soak.partial.json")
+                   partial=out / "soak.partial.json",
+                   partial_meta={"bench_args": list(argv if argv is not None else sys.argv[1:]), "commit": commit,
+                                 "loadavg_start": la0, "churn": {"seed": a.seed, "size": a.churn_size, "started": None}})
         res["store_bytes"] = du(str(tmp / "store"))
     finally:
         _, churn_err = churn.communicate("quit\n", timeout=60)
