@@ -133,6 +133,9 @@ def growth(samples: list[dict]) -> dict:
         "threads_min": min(s["threads"] for s in steady), "threads_max": max(s["threads"] for s in steady),
         "cpu_capture_early_s": cpu_early, "cpu_capture_late_s": cpu_late,
         "capture_s_early": med([s["seconds"] for s in early]), "capture_s_late": med([s["seconds"] for s in late]),
+        "pages_early": med([s["pages"] for s in samples[max(0, at - 100):at]]),
+        "pages_late": med([s["pages"] for s in samples[-100:]]),
+        "fds_counts": {str(k): sum(1 for s in steady if s["fds"] == k) for k in sorted({s["fds"] for s in steady})},
     }
 
 
@@ -302,12 +305,13 @@ def markdown(res: dict) -> str:
         f"| recorder peak RSS (VmHWM), MiB | {kb(g['hwm_early_kb'])} | {kb(g['hwm_late_kb'])} | "
         f"{(g['hwm_late_kb'] / g['hwm_early_kb'] - 1) * 100:+.1f} % |",
         f"| open fds (range after capture {WARMUP}) | {g['fds_min']}-{g['fds_max']} | | "
-        f"{'constant' if g['fds_min'] == g['fds_max'] else 'varies'} |",
+        f"{'constant' if g['fds_min'] == g['fds_max'] else 'varies: ' + ', '.join(f'{k} in {v}' for k, v in g['fds_counts'].items())} |",
         f"| threads (range after capture {WARMUP}) | {g['threads_min']}-{g['threads_max']} | | "
         f"{'constant' if g['threads_min'] == g['threads_max'] else 'varies'} |",
         f"| CPU per capture, ms (median of 100) | {g['cpu_capture_early_s'] * 1000:.0f} | "
         f"{g['cpu_capture_late_s'] * 1000:.0f} | {(g['cpu_capture_late_s'] / g['cpu_capture_early_s'] - 1) * 100:+.0f} % |",
         f"| capture wall time, s (median of {WINDOW}) | {g['capture_s_early']:.2f} | {g['capture_s_late']:.2f} | |",
+        f"| pages recorded per capture (median of 100) | {g['pages_early']:,.0f} | {g['pages_late']:,.0f} | |",
     ]
     for name, pg in res["periodic_growth"].items():
         if pg is None:
