@@ -26,7 +26,7 @@ CAPTURES = 300
 #: captures before fds and threads must be constant: past the first in-loop compaction (at 60 loose snapshots),
 #: which starts Arrow's pool threads (one each, cli/record.py _one_arrow_thread)
 WARMUP = 70
-TAG = "memsnap-soak-test"
+TAG = f"memsnap-soak-test-{os.getpid()}"  # this run's churn only, not another run's
 #: time.sleep's system calls (clock_nanosleep, nanosleep) by machine
 SLEEPS = {"x86_64": {230, 35}, "aarch64": {115, 101}}.get(os.uname().machine)
 
@@ -92,6 +92,12 @@ def test_no_fd_thread_or_memory_growth_over_300_captures(tmp_path):
                 s = _idle_sample(rec.pid)
                 if s is not None:
                     samples.append((n, s))
+                    settled = [x for c, x in samples if c > WARMUP]
+                    if settled:  # a leak shows at once: stop there rather than after every capture
+                        assert s["threads"] <= samples[0][1]["threads"] + 2, (samples[0][1]["threads"], s["threads"])
+                        assert (s["fds"], s["threads"]) == (settled[0]["fds"], settled[0]["threads"]), \
+                            f"capture {n}: fds/threads {s['fds']}/{s['threads']}, after the warm-up " \
+                            f"{settled[0]['fds']}/{settled[0]['threads']}"
         rec.wait(timeout=120)
         errors.seek(0)
         assert rec.returncode == 0 and n == CAPTURES, errors.read()[-3000:]
