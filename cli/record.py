@@ -141,7 +141,21 @@ def record(
                    pseudonymize_pfns=pseudonymize_pfns, key_file=key_file, keep=keep, max_store_bytes=limit)
     for w in set_low_priority(nice, ionice):
         err(f"warning: {w}")
+    if count != 1:
+        _one_arrow_thread()
     _record_loop(opts, count, interval, fmt, quiet, compact_days=count != 1 and not no_compact)
+
+
+def _one_arrow_thread() -> None:
+    """A long-running recorder keeps Arrow's CPU and I/O thread pools at one thread each.  Arrow starts pool
+    threads on demand (compaction's reads, up to cpu_count + io_thread_count = 2 + 8 here) and never ends them, so
+    an --interval recorder's thread count crept up over its first thousand captures (bench/soak_bench.py); with
+    one thread each it is constant from the start, and compaction uses at most one core besides the main
+    thread.  The capture's own overlap (its writer thread) is not Arrow's pool and is unchanged."""
+    import pyarrow as pa
+
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
 
 
 #: exit status after a signal: SIGINT (Ctrl-C) is the shell's 128 + 2; SIGTERM (systemd stopping the unit,

@@ -40,6 +40,7 @@ from common.errors import AccessDenied, Interrupted, MemsnapError, NothingRecord
 from .procfs import (PF_KTHREAD, ProcFS, classify_oserror, merge_ranges, parse_cgroup, parse_cmdline,
                      parse_maps, parse_meminfo, parse_smaps_columns, parse_smaps_rollup, parse_stat,
                      parse_status, parse_sysfs_choice, rows_to_columns)
+from .memlimit import MemoryGuard
 from .privacy import redact_cmdline, redact_path
 from .rows import map_items, meminfo_columns, snapshot_row
 from .store import SnapshotWriter, TableWriter, _storage_error, apply_retention, recover, safe_host
@@ -108,6 +109,11 @@ FLUSH_PROCESS_ROWS = 1_000      # processes rows (dicts) kept before they are wr
 PFN_MERGE_FAN = 16              # sorted PFN runs merged at once (memory: PFN_MERGE_FAN x PFN_MERGE_CHUNK x 8 B)
 PFN_MERGE_CHUNK = 1 << 15       # PFNs read from each run at a time during a merge
 FRAMES_WINDOW = 1 << 17         # distinct PFNs read from kpage* and written to frames at a time
+#: peak memory per page row held by the page sink until it is written (filter, PFN set, sort, Parquet encoding;
+#: measured: 393k rows of 8 processes raise the recorder's cgroup anon by ~90 MiB, tests/test_memlimit.py), and
+#: per frame read from kpage*: what the memory guard (recorder/memlimit.py) expects those steps to need
+PAGE_ROW_PEAK_BYTES = 256
+FRAME_PEAK_BYTES = 64
 KPAGE_GAP = 128                 # PFNs closer than this share one pread (measured: 128 beat 8..512 here)
 KPAGE_BATCH = 1 << 18           # PFNs of kpage* runs read into one buffer (2 MiB)
 
@@ -888,6 +894,10 @@ class _PageSink:
         if self._raw_slots >= FLUSH_PAGE_ROWS:
             self._resolve()
 
+    def pending_rows(self) -> int:
+        """Page rows (or raw pagemap entries) held and not yet handed to the writer: what a flush will process."""
+        return self._raw_slots + self._buf_rows
+
     def _resolve(self) -> None:
         """Filter the pending raw pagemaps and add each process's pages, in capture order."""
         pending, self._raw, self._raw_slots = self._raw, [], 0
@@ -1113,6 +1123,7 @@ class Recorder:
         self.fs = ProcFS(opts.procfs)
         self.progress = progress or (lambda done, total: None)
         self.should_stop = should_stop or (lambda: False)
+        self.guard = MemoryGuard.for_self()  # the real /proc: the recorder's own cgroup, whatever opts.procfs is
         self.key = None
         self.pseudo = None
         if opts.redact or opts.pseudonymize_pfns:
@@ -1170,6 +1181,8 @@ class Recorder:
             res.pfn_available = self._pfn_available(pages, res.warnings)
             frames = None
             if "kpage" in opts.sources and res.pfn_available:
+                self.guard.check("reading kpage* of the frames", pending=FRAMES_WINDOW * FRAME_PEAK_BYTES,
+                                 force=True)  # at most FRAMES_WINDOW frames are held at once
                 frames = _FramesWriter(self.fs, writer.table("frames"), sid, self.pseudo)
                 res.frames = frames.write(pages.pfns(), res.warnings)
         finally:
@@ -1198,6 +1211,7 @@ class Recorder:
         for i, pid in enumerate(pids):
             if self.should_stop():
                 raise Interrupted("interrupted: snapshot discarded")
+            self.guard.check(f"at process {i + 1} of {len(pids)}", pending=pages.pending_rows() * PAGE_ROW_PEAK_BYTES)
             proc = _ProcessCapture(self.fs, pid, self.opts, page_size)
             proc.run()
             counts[proc.row["status"]] += 1
@@ -1216,6 +1230,7 @@ class Recorder:
             if len(proc_rows) >= FLUSH_PROCESS_ROWS:
                 write_rows()
             self.progress(i + 1, len(pids))
+        self.guard.check("writing the page rows", pending=pages.pending_rows() * PAGE_ROW_PEAK_BYTES, force=True)
         pages.flush()
         maps.flush()
         write_rows()

@@ -146,6 +146,16 @@ MUTANTS = [
     ("push-skips-when-any-snapshot-is-there", "recorder/push.py",
      "    if any(mine <= set(w.snapshot_ids) for w in over.values()):", "    if over:",
      ["tests/test_push.py", "-k", "compacted_after"]),
+    # issue 18: steady state and the memory limit
+    ("soak-fd-leak-per-capture", "cli/record.py", "            committed += 1\n",
+     "            committed += 1\n            __import__('os').open(opts.store, __import__('os').O_RDONLY)\n",
+     ["tests/test_soak.py"]),
+    ("soak-arrow-pools-unbounded", "cli/record.py", "    if count != 1:\n        _one_arrow_thread()\n", "",
+     ["tests/test_soak.py"]),
+    ("memlimit-guard-never-stops", "recorder/memlimit.py", "if used is not None and used + pending > self.threshold:",
+     "if False:", ["tests/test_memlimit.py", "-k", "fails_clean"]),
+    ("memlimit-held-page-rows-not-counted", "recorder/capture.py", "        return self._raw_slots + self._buf_rows\n",
+     "        return 0\n", ["tests/test_memlimit.py", "-k", "fails_clean"]),
 ]
 
 
