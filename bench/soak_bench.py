@@ -39,11 +39,13 @@ sys.path.insert(1, str(HERE))
 
 from benchutil import ROOT, child_env, du, loadavg, log, med, memsnap_cmd, run  # noqa: E402
 
-#: the commands --periodic may run against the store, as separate processes.  `memsnap push` does not exist
-#: yet: once it does, add it here (e.g. "push": lambda store: ["push", store, "--to", URL]) and run the bench
-#: with --periodic compact:100 --periodic push:50; its runs are measured like compact's.
+#: the commands --periodic may run against the store, as separate processes (e.g. --periodic compact:100
+#: --periodic push:50); their runs are measured like the recorder (wall, CPU, peak RSS per run).
 PERIODIC = {
     "compact": lambda store: ["compact", store],
+    # to a central store beside it (a directory: the same code path as s3:// but the filesystem), which keeps
+    # every snapshot: the push's listing grows with it, as a central store's does
+    "push": lambda store: ["push", store, store + "-central"],
 }
 
 TICK = os.sysconf("SC_CLK_TCK")
