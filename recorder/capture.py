@@ -26,6 +26,7 @@ import os
 import pwd
 import re
 import socket
+import tempfile  # at import, not in _temp_file: see there
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -276,9 +277,11 @@ def sorted_unique(a: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def _temp_file(spill_dir: str | None):
-    """An unlinked temporary file for spilled data (in the store's in-progress directory when given)."""
-    import tempfile
-
+    """An unlinked temporary file for spilled data (in the store's in-progress directory when given).
+    tempfile is imported with this module, before any process is read: imported here, mid-capture, it loaded
+    extension modules (random's _random, _sha2, math) that the recorded Python processes map too, so their
+    frames' kpagecount moved between a process's smaps_rollup and the kpage* read, and its PSS from pages
+    differed from its rollup (tests/test_sizes_live.py caught it)."""
     try:
         return tempfile.TemporaryFile(dir=spill_dir)
     except OSError as e:
