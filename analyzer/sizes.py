@@ -32,13 +32,12 @@ import operator
 from dataclasses import dataclass, field
 
 import duckdb
-import sqlalchemy as sa
-from sqlalchemy.engine.default import DefaultDialect
 
 from common.errors import MemsnapError
-from schema import sa as schema_sa
+from schema import PARTITION_COLUMNS, TABLES
 
 from . import queries
+from . import sqlcore as sa  # SQLAlchemy Core's spelling without its import (0.2-0.4 s): analyzer/sqlcore.py
 from .snapshots import Snapshot
 from .store import Store
 
@@ -146,17 +145,16 @@ VIEW_COLUMNS = {**{n: v.columns for n, v in VIEWS.items()},
 DEFAULT_COLUMNS = {**{n: v.defaults for n, v in VIEWS.items()}, "system": ("area", "kb", "percent")}
 
 
-class _DuckDialect(DefaultDialect):
-    """How DuckDB reads the SQL these queries compile to: ``?`` parameters, real booleans, ``/`` on integers
-    is true division.  SQLAlchemy's generic dialect with those three facts compiles every sizes statement
-    to the same text as duckdb_engine's dialect (compared on the 338 statements the golden, sizes, trend,
-    report and query tests compile), without importing duckdb_engine and the PostgreSQL dialect it builds on
-    (0.1-0.15 s per command here)."""
-    supports_native_boolean = True
-    div_is_floordiv = False
+#: the dialect statements compile for: sqlcore writes DuckDB's SQL itself (``?`` parameters, native booleans,
+#: ``/`` true division); tests/test_sizes_cli.py builds the same statements with SQLAlchemy and compiles them
+#: with duckdb_engine's dialect in its place, and requires the same text
+_DIALECT = None
 
 
-_DIALECT = _DuckDialect(paramstyle="qmark")
+def _processes_table(md):
+    """The processes table (its columns and the Hive partition columns), as sqlcore declares it."""
+    cols = [sa.Column(c.name) for c in TABLES["processes"].columns] + [sa.Column(p) for p in PARTITION_COLUMNS]
+    return sa.Table("processes", md, *cols)
 #: the chosen snapshots: a snapshot is (host, snapshot_id), merged stores may hold one id under several hosts
 _CHOSEN = "(host, snapshot_id) IN (SELECT unnest($hosts), unnest($snapshot_ids))"
 _FACT_KEYS = ("host", "snapshot_id", "pid", "idx", "map", "perms", "offset_bytes")
@@ -436,7 +434,7 @@ def _query(con, view: View, src, snaps: list[Snapshot], numeric: bool, filters: 
     """The rows of ``view``: facts per mapping -> stage 1 per process (x mapping) -> stage 2 per group."""
     md = sa.MetaData()
     f = sa.Table("_facts", md, *[sa.Column(c) for c in dict.fromkeys(src.columns)])
-    procs = schema_sa.table(schema_sa.TABLES["processes"], md)
+    procs = _processes_table(md)
     amounts = [a for a in view.amounts if not a.average_of and src.offers(a, view)]
     stage1 = _stage1(view, src, amounts, f, filters["mapfilter"])
     # only the fact columns this view uses (DuckDB then computes and reads no other: the mapping name of

@@ -96,12 +96,14 @@ _OTHER_COMMANDS = {"cli.record", "cli.compact", "cli.sqlcmd"}
     (["--help"], _HEAVY),
     (["sizes", "--help"], _HEAVY | _OTHER_COMMANDS),
     (["snapshots", str(SAMPLE_STORE)], (_HEAVY - {"duckdb"}) | _OTHER_COMMANDS),
-    (["sizes", str(SAMPLE_STORE)], (_HEAVY - {"duckdb", "sqlalchemy"}) | _OTHER_COMMANDS),
+    (["sizes", str(SAMPLE_STORE)], (_HEAVY - {"duckdb"}) | _OTHER_COMMANDS),
+    (["sizes", str(SAMPLE_STORE), "--source", "pages", "--by", "mapping", "-P", "python", "-f", "json"],
+     (_HEAVY - {"duckdb"}) | _OTHER_COMMANDS),
     (["record", "--help"], _HEAVY | {"analyzer", "cli.analyse", "cli.sqlcmd"}),
     (["push", "--help"], _HEAVY | {"analyzer", "cli.analyse", "cli.sqlcmd", "cli.record"}),
     (["push", str(SAMPLE_STORE), "--dry-run", "/nonexistent/central"],
      (_HEAVY - {"pyarrow", "numpy"}) | {"analyzer", "cli.analyse", "cli.sqlcmd", "cli.record"}),  # pyarrow loads numpy if it is there
-], ids=["help", "sizes-help", "snapshots", "sizes", "record-help", "push-help", "push"])
+], ids=["help", "sizes-help", "snapshots", "sizes", "sizes-pages-json", "record-help", "push-help", "push"])
 def test_a_command_imports_only_what_it_uses(argv, forbidden):
     code = ("import sys\nforbidden = set(sys.stdin.read().split())\nsys.argv=['memsnap', *sys.argv[1:]]\n"
             "import cli\ntry:\n    cli.main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"

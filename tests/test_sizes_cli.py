@@ -725,29 +725,84 @@ def test_help(args, needles):
         assert n in cp.stdout, n
 
 
-def test_sizes_sql_is_what_duckdb_engine_would_compile(monkeypatch):
-    """The sizes statements are compiled with SQLAlchemy's generic dialect told DuckDB's three facts
-    (analyzer.sizes._DuckDialect), not duckdb_engine's (0.1-0.15 s of imports per command): the text must be
-    the same, for every view, source and filter."""
+def _sizes_statements(sz) -> list:
+    """(SQL, parameters) of every statement sizes._query builds, for every view, source (and smaps with
+    low-impact processes), numeric flag and set of filters, run against a connection that records them."""
+    import itertools
+
+    class Cursor:
+        description = [("x",)]
+
+        def fetchall(self):
+            return []
+
+    class Con:
+        def __init__(self):
+            self.log = []
+
+        def execute(self, sql, params=None):
+            self.log.append((sql, params))
+            return Cursor()
+
+    class Snap:
+        host, snapshot_id, has_pages, pfn_available, kpage_available = "h", "s1", True, True, True
+
+    out, snaps = [], [Snap()]
+    for by, source, numeric, (pf, uf, mf) in itertools.product(
+            sz.VIEWS, (*sz.SOURCES, "smaps+low"), (False, True), itertools.product((None, "a|(b)"), repeat=3)):
+        src = sz.SOURCES.get(source) or sz._SmapsWithPages([("h", "s1", 5, "x")], snaps)
+        con = Con()
+        sz._query(con, sz.VIEWS[by], src, snaps, numeric, dict(processfilter=pf, userfilter=uf, mapfilter=mf))
+        out.append(((by, source, numeric, pf, uf, mf), con.log))
+    return out
+
+
+def test_sizes_sql_is_what_sqlalchemy_and_duckdb_engine_compile(monkeypatch):
+    """sizes builds its statements with analyzer.sqlcore (SQLAlchemy Core's spelling, without its 0.2-0.4 s
+    import: issue 15).  The same code run with SQLAlchemy itself, compiled with duckdb_engine's dialect, must
+    give the same text and parameters, for every view, source, numeric flag and filter set."""
+    import sqlalchemy
     from duckdb_engine import Dialect
 
-    from analyzer import open_store
     from analyzer import sizes as sz
+    from schema import sa as schema_sa
 
-    seen = []
-    real = sz._compile
-    monkeypatch.setattr(sz, "_compile", lambda stmt: (seen.append(stmt), real(stmt))[1])
-    with open_store(str(SAMPLE_STORE)) as st:
-        for by in sz.BY:
-            for source in sz.SOURCES:
-                st.sizes(by=by, source=source, processfilter="a|b", userfilter=".", mapfilter="lib")
-                st.sizes(by=by, source=source)
-    engine = Dialect(paramstyle="qmark")
-    assert len(seen) >= 2 * (len(sz.BY) - 1) * len(sz.SOURCES)  # every view but "system" (plain SQL)
-    for stmt in seen:
-        ours = stmt.compile(dialect=sz._DIALECT, compile_kwargs={"render_postcompile": True})
-        theirs = stmt.compile(dialect=engine, compile_kwargs={"render_postcompile": True})
-        assert (str(ours), ours.positiontup) == (str(theirs), theirs.positiontup)
+    ours = _sizes_statements(sz)
+    monkeypatch.setattr(sz, "sa", sqlalchemy)
+    monkeypatch.setattr(sz, "_DIALECT", Dialect(paramstyle="qmark"))
+    monkeypatch.setattr(sz, "_processes_table", lambda md: schema_sa.table(schema_sa.TABLES["processes"], md))
+    theirs = _sizes_statements(sz)
+    assert len(ours) == len(sz.VIEWS) * (len(sz.SOURCES) + 1) * 2 * 8
+    assert [k for k, _ in ours] == [k for k, _ in theirs]
+    for (key, a), (_, b) in zip(ours, theirs):
+        assert a == b, key
+
+
+def test_sqlcore_quotes_and_groups_like_sqlalchemy():
+    """Identifier quoting of every column and label sizes can name, and operator parenthesising, as
+    SQLAlchemy's generic dialect does it."""
+    import sqlalchemy
+    from duckdb_engine import Dialect
+
+    from analyzer import sizes as sz, sqlcore
+    from schema import TABLES
+
+    prep = Dialect(paramstyle="qmark").identifier_preparer
+    names = {c.name for t in TABLES.values() for c in t.columns} | set(sz.AMOUNTS) | \
+        {n for v in sz.VIEWS.values() for n in v.columns} | {"User", "1x", "a b", "_x", "$x"}
+    for n in sorted(names):
+        assert sqlcore.quote(n) == prep.quote(n), n
+    for lib, compile_ in ((sqlcore, lambda s: str(s.compile())),
+                          (sqlalchemy, lambda s: str(s.compile(dialect=Dialect(paramstyle="qmark"))))):
+        t = lib.Table("t", lib.MetaData(), *[lib.Column(c) for c in "abcd"])
+        a, b, c, d = (t.c[x] for x in "abcd")
+        exprs = [a + b + c, a - (b - c), (a - b) - c, a * (b / c), (a * b) / c, a / (b * c), (a + b) * c,
+                 lib.cast(lib.func.sum(a), lib.BigInteger).op(">>")(lib.literal_column("22")) + b,
+                 lib.and_(a == b, lib.or_(c == d, a == d)), lib.or_(lib.and_(a == b, c == d), a == c)]
+        got = [compile_(lib.select(e.label("x")).select_from(t)) for e in exprs]
+        if lib is sqlcore:
+            mine = got
+    assert mine == got
 
 
 def test_json_output_is_json_dumps_indent_1():
