@@ -1,6 +1,7 @@
 """Loading the named SQL files of the ``queries`` package."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -80,3 +81,51 @@ def run(con, name: str, params: dict | None = None):
         raise MemsnapError(f"query {name} needs parameter(s) {', '.join(sorted(missing))}",
                            hint="pass them with --param NAME=VALUE")
     return con.execute(q.sql, {k: params[k] for k in q.params})
+
+
+#: statements that look at the catalog itself: the named views and macros must be there to be listed
+_CATALOG = ("information_schema", "duckdb_views", "duckdb_functions", "duckdb_macros", "duckdb_tables",
+            "duckdb_columns", "show", "describe", "summarize", "pragma", "sqlite_master")
+
+
+class ViewsOnUse:
+    """A DuckDB connection whose named views and macros (``kind: view|macro``) are created the first time a
+    statement names one (or looks at the catalog), all at once, by :func:`install_views`.  Binding them costs
+    70-250 ms here, and most commands (snapshots, sizes, diff, trend) use none (issue 15; docs/design.md,
+    "Start-up").  Anything else asked of the connection (relations, cursors, ...) creates them first; the
+    real connection is :attr:`raw`."""
+
+    def __init__(self, con):
+        self.raw = con
+        names = [q.name for q in all_queries().values() if q.kind in ("view", "macro")] + list(_CATALOG)
+        self._pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, names)) + r")\b", re.I)
+        self._installed = False
+
+    def install(self) -> None:
+        if not self._installed:
+            self._installed = True
+            install_views(self.raw)
+
+    def _for(self, query) -> None:
+        if not self._installed and (not isinstance(query, str) or self._pattern.search(query)):
+            self.install()
+
+    def execute(self, query, *args, **kw):
+        self._for(query)
+        return self.raw.execute(query, *args, **kw)
+
+    def sql(self, query, *args, **kw):
+        self._for(query)
+        return self.raw.sql(query, *args, **kw)
+
+    query = sql
+
+    def extract_statements(self, query):
+        return self.raw.extract_statements(query)
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def __getattr__(self, name):
+        self.install()
+        return getattr(self.raw, name)

@@ -184,7 +184,7 @@ class Store:
         for name in TABLES:
             self._create_view(name)
         self._check_versions()
-        queries.install_views(self.con)
+        self.con = queries.ViewsOnUse(self.con)  # named views and macros: created when first used
 
     # ------------------------------------------------------------------ views
     def _files(self, table: str) -> list[str]:
@@ -308,7 +308,7 @@ class Store:
 
     def _check_versions(self) -> None:
         try:
-            v = self.con.execute("SELECT max(schema_version) FROM snapshots").fetchone()[0]
+            v = self.con.execute("SELECT max(schema_version) FROM snapshots").fetchall()[0][0]  # fetched whole: DuckDB refuses a relation while a result is unfinished
         except duckdb.OutOfMemoryException:
             raise
         except duckdb.Error as e:
