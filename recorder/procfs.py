@@ -184,6 +184,9 @@ def parse_smaps_columns(data: bytes | str, path: str = "smaps") -> tuple[int, di
     parse was the recorder's main CPU cost on many small processes).  Any other shape, and any error,
     goes to the line-by-line code, which decides (and names the line of an error)."""
     text = _text(data)
+    got = _smaps_columns_regex(text)
+    if got is not None:
+        return got
     got = _smaps_columns_fast(_lines(text), path)
     if got is None:
         return rows_to_columns(parse_smaps(text, path))
@@ -274,6 +277,75 @@ def _smaps_columns_fast(lines: list[str], path: str) -> tuple[int, dict[str, lis
     if other is not None:
         cols["other_kb"] = other
     return n, cols
+
+
+# --- smaps in the kernel's exact form, one regex over the whole file (issue 15, item 4) -----------------------
+# An entry as show_smap prints it: the maps line (_MAPS_LINE's groups), then one line per field of the first
+# entry: a kB field as "Key:" padded, the value, " kB"; THPeligible/ProtectionKey as "Key:" padded and the
+# value; VmFlags as "VmFlags:" and the flags.  The pattern of a field list is compiled once (every process on
+# one kernel prints the same fields); findall over the file gives one tuple per entry, and every line is
+# covered exactly when there are (lines / fields per entry) tuples.  Anything else: None, and the
+# column-wise code decides (it reads the same values: tests/test_parsers.py compares the three parsers).
+_ENTRY_HEAD = (r"^([0-9a-f][0-9a-fA-F]{0,15})-([0-9a-fA-F]{1,16}) (\S{4}) ([0-9a-fA-F]{1,16}) (\S+) ([0-9]{1,20})"
+               r"(?: +(\S.*)| *)\n")
+_ENTRY_PATTERNS: dict[tuple[str, ...], tuple[re.Pattern, tuple]] = {}
+
+
+def _entry_pattern(keys: tuple[str, ...]) -> tuple[re.Pattern, tuple] | None:
+    """The regex of one entry with these field keys, and each field's (column, kind); None if a key is not
+    one this schema reads as a column, or repeats."""
+    got = _ENTRY_PATTERNS.get(keys)
+    if got is None:
+        if len(set(keys)) != len(keys):
+            return None
+        parts, fields = [_ENTRY_HEAD], []
+        for k in keys:
+            if k in MAPPING_KB_KEYS and len(k) < 16:
+                parts.append(re.escape(k) + r": +([0-9]+) kB\n")
+                fields.append((MAPPING_KB_KEYS[k], int))
+            elif k in MAPPING_INT_KEYS and len(k) < 16:
+                parts.append(re.escape(k) + r": +([0-9]+)\n")
+                fields.append((MAPPING_INT_KEYS[k], int))
+            elif k == "VmFlags":
+                parts.append(r"VmFlags:(.*)\n")
+                fields.append(("vm_flags", str.strip))
+            else:
+                return None
+        got = _ENTRY_PATTERNS[keys] = (re.compile("".join(parts), re.MULTILINE | re.ASCII), tuple(fields))
+    return got
+
+
+def _smaps_columns_regex(text: str) -> tuple[int, dict[str, list]] | None:
+    """parse_smaps_columns of a file in the kernel's exact form, or None (then the column-wise code)."""
+    if not text.endswith("\n"):
+        return None
+    keys = []
+    for line in text[:4096].split("\n")[1:]:  # the first entry's field keys (lines starting A-Z)
+        if not "A" <= line[:1] <= "Z":
+            break
+        keys.append(line.partition(":")[0])
+    else:
+        return None  # a first entry longer than 4 KiB: not the kernel's
+    pat = _entry_pattern(tuple(keys))
+    if pat is None:
+        return None
+    regex, fields = pat
+    found = regex.findall(text)
+    n = len(found)
+    if not n or n * (len(keys) + 1) != text.count("\n"):
+        return None
+    cols = list(zip(*found))
+    starts = list(map(int, cols[0], repeat(16)))
+    ends = list(map(int, cols[1], repeat(16)))
+    inodes = list(map(int, cols[5]))
+    if any(map(operator.lt, ends, starts)) or max(inodes) > U64_MAX:
+        return None
+    out = {"start_addr": starts, "end_addr": ends, "perms": list(cols[2]),
+           "offset_bytes": list(map(int, cols[3], repeat(16))), "dev": list(cols[4]), "inode": inodes,
+           "path": [p or None for p in cols[6]]}
+    for (name, conv), col in zip(fields, cols[7:]):  # a column the same in every entry (often 0): read once
+        out[name] = [conv(col[0])] * n if col.count(col[0]) == n else list(map(conv, col))
+    return n, out
 
 
 def _smaps_field(col_lines: list[str]) -> tuple[str | None, str | None, list] | None:

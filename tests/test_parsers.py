@@ -487,6 +487,64 @@ def test_smaps_columns_take_the_column_wise_path_on_real_smaps():
     assert procfs._maps_header_columns(maps_lines) is not None
 
 
+def _column_wise(text: str):
+    """What parse_smaps_columns read before the whole-file regex: the column-wise code, else the line code."""
+    from recorder import procfs
+    got = procfs._smaps_columns_fast(procfs._lines(text), "/proc/77/smaps")
+    return got if got is not None else procfs.rows_to_columns(parse_smaps(text, "/proc/77/smaps"))
+
+
+def test_smaps_regex_reads_real_smaps_as_the_column_wise_code():
+    """The whole-file regex (recorder.procfs._smaps_columns_regex) is what runs on the kernel's smaps (not
+    dead code), and gives the column-wise code's columns, in the same order, with the same values and types."""
+    from recorder import procfs
+    text = data("cat.smaps").decode()
+    got = procfs._smaps_columns_regex(text)
+    assert got is not None and got[0] > 10
+    want = _column_wise(text)
+    assert got[0] == want[0] and list(got[1].items()) == list(want[1].items())
+    assert [type(v) for c in got[1].values() for v in c] == [type(v) for c in want[1].values() for v in c]
+
+
+def test_smaps_regex_on_every_smaps_of_this_machine():
+    """Every readable /proc/<pid>/smaps, read once and parsed three ways: the regex, the column-wise code and
+    the line-by-line parser give the same columns (the kernel is the oracle of the form)."""
+    from recorder import procfs
+    seen = taken = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/smaps", "rb") as f:
+                blob = f.read()
+        except OSError:
+            continue  # gone, or denied to us: nothing to compare
+        text = procfs._text(blob)
+        seen += 1
+        got = procfs._smaps_columns_regex(text)
+        want = _column_wise(text)
+        if got is not None:
+            taken += 1
+            assert got[0] == want[0] and list(got[1].items()) == list(want[1].items()), name
+        assert _rows_of_columns(*parse_smaps_columns(blob)) == _smaps_outcome(parse_smaps, text), name
+    assert seen and taken, (seen, taken)  # at least this process's own smaps
+
+
+@FUZZ
+@given(st.data())
+def test_smaps_regex_reads_what_the_column_wise_code_reads(data_):
+    """On real smaps edited in place or mutated: where the regex takes the text, the column-wise code reads
+    the same columns in the same order (and the line parser does not fail); where it does not, it says so
+    (None) and the column-wise code decides."""
+    from recorder import procfs
+    blob = data_.draw(st.one_of(mutated_in_place("cat.smaps"), mutated("cat.smaps")))
+    text = procfs._text(blob)
+    got = procfs._smaps_columns_regex(text)
+    if got is not None:
+        want = _column_wise(text)
+        assert got[0] == want[0] and list(got[1].items()) == list(want[1].items())
+
+
 _MAPS_EDITS = [" ", "  ", "\t", "\x1c", "\u2028", "\x85", "\xa0", "-", ":", "0", "9" * 21, "A", "F", "g", "x", "\xe9",
                "ffffffffffffffff0", "18446744073709551616"]
 

@@ -1,0 +1,52 @@
+"""Start-up (issue 15): what opening a store does before a command needs it.  The import side is in
+tests/test_cli.py (test_a_command_imports_only_what_it_uses); the statements sizes builds without SQLAlchemy
+are compared with SQLAlchemy's in tests/test_sizes_cli.py."""
+from __future__ import annotations
+
+import pytest
+
+from analyzer import open_store, queries
+from conftest import SAMPLE_STORE
+
+NAMED = {q.name: q.kind for q in queries.all_queries().values() if q.kind in ("view", "macro")}
+#: the arguments of each table macro after (host, snapshot_id)
+MACRO_ARGS = {"snapshot_pages": "", "member_frames": ", NULL, NULL", "shared_members": ", 'pid', NULL, NULL, NULL"}
+
+
+def _catalog(st) -> set[str]:
+    con = st.con.raw  # the real connection: asking it creates nothing
+    return {n for (n,) in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()} | \
+        {n for (n,) in con.execute("SELECT DISTINCT function_name FROM duckdb_functions() "
+                                   "WHERE function_type IN ('macro', 'table_macro')").fetchall()}
+
+
+def test_opening_a_store_and_sizes_create_no_named_view():
+    """sizes, diff and trend use none of the named views and macros: opening the store and running them binds
+    none (70-250 ms here); the stored tables' views are there."""
+    with open_store(str(SAMPLE_STORE)) as st:
+        for op in ("sizes", "diff", "trend"):
+            getattr(st, op)()
+        have = _catalog(st)
+        assert not have & set(NAMED), have & set(NAMED)
+        assert {"processes", "mappings", "snapshots"} <= have
+
+
+@pytest.mark.parametrize("name", sorted(NAMED))
+def test_a_statement_naming_a_view_or_macro_creates_them(name):
+    """The first statement that names a named view or macro (any case) finds it, and every other."""
+    with open_store(str(SAMPLE_STORE)) as st:
+        host, sid = st.con.execute("SELECT host, max(snapshot_id) FROM snapshots GROUP BY host").fetchall()[0]
+        if NAMED[name] == "macro":
+            n = st.con.execute(f"SELECT count(*) FROM {name.upper()}(?, ?{MACRO_ARGS[name]})", [host, sid]).fetchall()[0][0]
+        else:
+            n = st.execute(f'SELECT count(*) FROM "{name}"').fetchall()[0][0]
+        assert n > 0
+        assert set(NAMED) <= _catalog(st)
+
+
+@pytest.mark.parametrize("sql", ["SELECT table_name FROM information_schema.tables",
+                                 "SHOW TABLES", "SELECT view_name FROM duckdb_views()"])
+def test_a_look_at_the_catalog_lists_the_named_views(sql):
+    with open_store(str(SAMPLE_STORE)) as st:
+        listed = {r[0] for r in st.execute(sql).fetchall()}
+        assert {n for n, k in NAMED.items() if k == "view"} <= listed
