@@ -95,7 +95,7 @@ _OTHER_COMMANDS = {"cli.record", "cli.compact", "cli.sqlcmd"}
 @pytest.mark.parametrize("argv, forbidden", [
     (["--help"], _HEAVY),
     (["sizes", "--help"], _HEAVY | _OTHER_COMMANDS),
-    (["snapshots", str(SAMPLE_STORE)], (_HEAVY - {"duckdb"}) | _OTHER_COMMANDS),
+    (["snapshots", str(SAMPLE_STORE)], (_HEAVY - {"duckdb"}) | _OTHER_COMMANDS | {"analyzer.sizes", "analyzer.sqlcore"}),
     (["sizes", str(SAMPLE_STORE)], (_HEAVY - {"duckdb"}) | _OTHER_COMMANDS),
     (["sizes", str(SAMPLE_STORE), "--source", "pages", "--by", "mapping", "-P", "python", "-f", "json"],
      (_HEAVY - {"duckdb"}) | _OTHER_COMMANDS),
