@@ -21,7 +21,8 @@ one entry.  For example the kernel's locked memory, once ``queries/smaps_mapping
 
 (``pages=None``: the pages source cannot recompute it, and shows it as null.)
 
-Queries are built with SQLAlchemy Core over declared tables; every user-supplied value (regexes, ids) is a
+Queries are built in SQLAlchemy Core's spelling with :mod:`analyzer.sqlcore` (the same text as SQLAlchemy,
+without its import: docs/design.md, "Start-up"); every user-supplied value (regexes, ids) is a
 bound parameter, and column names come from the registry.  Every amount is a BIGINT (plain integers in
 Python, int64 in Arrow).  :func:`sizes` takes resolved snapshots (:mod:`analyzer.snapshots`).
 """
