@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Start-up: what a command costs before it does any work, against the interpreter and library floors.
 
-    python bench/startup_bench.py [--repeat 10] [--store sample_data/store] [--procs 1000] [--out bench/out]
+    python bench/startup_bench.py [--repeat 10] [--store sample_data/store] [--procs 1000] [--base DIR] [--out bench/out]
 
 Every row runs in a fresh process, interleaved (one round runs every row once), and reports the median of
 ``--repeat`` rounds after one warm-up round (which also writes the bytecode caches, as an installed package
@@ -13,7 +13,8 @@ sqlalchemy, pyarrow).  Then the commands: ``memsnap --help`` (target, issue 15: 
 store and as the smem tree of the same numbers; issue 15's target: memsnap at least 10x faster, whole process
 against whole process).  For each command, the libraries it loaded (from ``-X importtime``, the cumulative
 microseconds of each top-level import).  Each row's ratio to ``python -c pass`` and, for the synthetic capture,
-smem's time over memsnap's, all from the same run.  Results: ``<out>/startup.json`` and ``<out>/startup.md``.
+smem's time over memsnap's, all from the same run.  ``--base DIR`` (a copy of an earlier tree, e.g. from
+``git archive``) adds each memsnap row run from that tree (``[base]``), interleaved in the same rounds.  Results: ``<out>/startup.json`` and ``<out>/startup.md``.
 """
 from __future__ import annotations
 
@@ -70,6 +71,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
     ap.add_argument("--procs", type=int, default=1000, help="processes of the synthetic capture for the smem row "
                     "(0: none)")
+    ap.add_argument("--base", default=None, help="an earlier tree whose memsnap rows run beside this one's")
     ap.add_argument("--pages", default="1M", help="pages of the synthetic capture (bench/synth.py --pages)")
     a = ap.parse_args()
     env = child_env()
@@ -81,21 +83,25 @@ def main() -> None:
             synth = (os.path.join(tmp, "store"), os.path.join(tmp, "smem"))
             run([sys.executable, str(ROOT / "bench" / "synth.py"), "--procs", str(a.procs), "--pages", a.pages,
                  "--seed", "7", "--out", synth[0], "--smem-dir", synth[1], "--quiet"], env=env)
-        measure(a, env, rows(a.store, synth))
+        table = [(n, argv, env) for n, argv in rows(a.store, synth)]
+        if a.base:  # the same memsnap rows from an earlier tree, in the same rounds
+            benv = dict(env, PYTHONPATH=os.path.abspath(a.base))
+            table += [(n + " [base]", argv, benv) for n, argv, _ in table if n.startswith("memsnap")]
+        measure(a, table)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def measure(a, env: dict, table: list) -> None:
+def measure(a, table: list) -> None:
     load0 = loadavg()
-    times: dict[str, list[float]] = {name: [] for name, _ in table}
+    times: dict[str, list[float]] = {name: [] for name, _, _ in table}
     for rnd in range(a.repeat + 1):
-        for name, argv in table:
-            r = run(argv, env=env, check=not name.endswith("(missing store)"))
+        for name, argv, env in table:
+            r = run(argv, env=env, check="(missing store)" not in name)
             if rnd:
                 times[name].append(r["wall_s"])
         log(f"round {rnd}/{a.repeat} done")
-    libs = {name: imports(argv, env) for name, argv in table if name.startswith("memsnap")}
+    libs = {name: imports(argv, env) for name, argv, env in table if name.startswith("memsnap")}
     res = {"repeat": a.repeat, "loadavg_start": load0, "loadavg_end": loadavg(), "store": a.store,
            "median_s": {n: med(t) for n, t in times.items()}, "min_s": {n: min(t) for n, t in times.items()},
            "imports_s": libs, "target_help_s": TARGET_HELP_S, "synth_procs": a.procs, "synth_pages": a.pages}
@@ -108,7 +114,7 @@ def measure(a, env: dict, table: list) -> None:
           "| command | median s | min s | over the bare interpreter s | × `python -c pass` | "
           "libraries it imported (cumulative import s) |",
           "|---|---:|---:|---:|---:|---|"]
-    for name, _ in table:
+    for name, _, _ in table:
         m = res["median_s"][name]
         lib = ", ".join(f"{k} {v:.2f}" for k, v in sorted(libs.get(name, {}).items(), key=lambda kv: -kv[1]))
         md.append(f"| `{name}` | {m:.3f} | {res['min_s'][name]:.3f} | {m - floor:+.3f} | {m / floor:.1f} | "
