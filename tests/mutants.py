@@ -104,6 +104,8 @@ MUTANTS = [
      "for (name, conv), col in zip(fields[:-1], cols[7:-1]):", ["tests/test_parsers.py", "-k", "smaps_regex"]),
     ("smaps-regex-constant-column-misread", "recorder/procfs.py", "if col.count(col[0]) == n else",
      "if col.count(col[0]) >= n - 1 else", ["tests/test_parsers.py", "-k", "smaps_regex"]),
+    ("smaps-regex-ascii-white-space", "recorder/procfs.py", 're.compile("".join(parts), re.MULTILINE)',
+     're.compile("".join(parts), re.MULTILINE | re.ASCII)', ["tests/test_parsers.py", "-k", "smaps_regex"]),
     ("smaps-regex-vmflags-unstripped", "recorder/procfs.py", 'fields.append(("vm_flags", str.strip))',
      'fields.append(("vm_flags", str))', ["tests/test_parsers.py", "-k", "smaps_regex"]),
     ("json-rows-drop-a-space", "analyzer/output.py", 'out.append(" {\\n" + ",\\n".join(f"  {k}: {enc(v)}"',

@@ -504,6 +504,12 @@ def test_smaps_regex_reads_real_smaps_as_the_column_wise_code():
     want = _column_wise(text)
     assert got[0] == want[0] and list(got[1].items()) == list(want[1].items())
     assert [type(v) for c in got[1].values() for v in c] == [type(v) for c in want[1].values() for v in c]
+    # a path starting with Unicode white space (str.split's, which parse_maps_header uses: it is padding)
+    first, rest = text.split("\n", 1)
+    for ws in ("\u2028", "\x85", "\xa0", "\u3000", "\x1c"):
+        odd = first.rsplit(" ", 1)[0] + " " + ws + "x\n" + rest
+        got, want = procfs._smaps_columns_regex(odd), _column_wise(odd)
+        assert got is None or list(got[1].items()) == list(want[1].items()), repr(ws)
 
 
 def test_smaps_regex_on_every_smaps_of_this_machine():
