@@ -156,6 +156,8 @@ def _processes_table(md):
     """The processes table (its columns and the Hive partition columns), as sqlcore declares it."""
     cols = [sa.Column(c.name) for c in TABLES["processes"].columns] + [sa.Column(p) for p in PARTITION_COLUMNS]
     return sa.Table("processes", md, *cols)
+
+
 #: the chosen snapshots: a snapshot is (host, snapshot_id), merged stores may hold one id under several hosts
 _CHOSEN = "(host, snapshot_id) IN (SELECT unnest($hosts), unnest($snapshot_ids))"
 _FACT_KEYS = ("host", "snapshot_id", "pid", "idx", "map", "perms", "offset_bytes")
