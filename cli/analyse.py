@@ -163,9 +163,10 @@ class MemoryBy(str, Enum):
     service = "service"
 
 
-@app.command(epilog="Examples:\n\n  memsnap record --sources +physmem && memsnap memory   # every frame by class\n\n"
-                    "  memsnap memory --by cgroup -k                 # charged per cgroup beside PSS, explained\n\n"
-                    "  memsnap memory --by service --format json     # per systemd unit, container, pod")
+@app.command(epilog="Examples (sample_data/physmem was recorded with `memsnap record --sources +physmem`):\n\n"
+                    "  memsnap memory sample_data/physmem                  # every frame by class\n\n"
+                    "  memsnap memory sample_data/physmem --by cgroup -k   # charged per cgroup beside PSS\n\n"
+                    "  memsnap memory sample_data/physmem --by service --format json   # per unit, container, pod")
 def memory(
     stores: StoresArg = None, store: StoreOpt = [], skip_bad: SkipBad = False,
     by: MemoryBy = typer.Option(MemoryBy.class_, "--by", "-b", help="class: the whole machine by frame class, "
