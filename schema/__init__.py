@@ -367,8 +367,11 @@ CGROUPS = Table(
 
 TABLES: dict[str, Table] = {t.name: t for t in (SNAPSHOTS, MEMINFO, PROCESSES, MAPPINGS, PAGES, FRAMES, PHYSMEM,
                                                 CGROUPS)}
-#: tables written per snapshot before the commit row
-DATA_TABLES = ("meminfo", "processes", "mappings", "pages", "frames", "physmem", "cgroups")
+#: tables written per snapshot before the commit row (a file each, even empty: "no rows" is data too)
+DATA_TABLES = ("meminfo", "processes", "mappings", "pages", "frames")
+#: tables of opt-in sources (physmem, cgroups): a snapshot has their files only when it recorded them; a missing
+#: file reads as no rows, as for stores older than the table
+OPTIONAL_TABLES = ("physmem", "cgroups")
 
 
 def arrow_type(t: str):

@@ -344,3 +344,32 @@ SLACK_KB = 32 << 10
 
 def _meminfo() -> dict:
     return {ln.split(":")[0]: int(ln.split()[1]) for ln in open("/proc/meminfo") if ln.rstrip().endswith("kB")}
+
+
+@needs_root
+def test_optional_tables_survive_compaction(tmp_path):
+    """physmem/cgroups files exist only for snapshots that recorded them; compaction keeps their rows and writes
+    no file for a day where no snapshot did."""
+    from recorder.capture import DEFAULT_SOURCES, Options, Recorder
+    from recorder.compact import compact_partition
+    from analyzer import open_store
+
+    root, _ = _v2_tree(tmp_path)
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        store = str(tmp_path / "store")
+        for extra in (("cgroups",), (), ("cgroups",)):
+            r = Recorder(Options(store=store, host="h", pids=(sleeper.pid,), sources=DEFAULT_SOURCES + extra,
+                                 cgroup_root=str(root))).capture()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    files = lambda t: list((tmp_path / "store" / t).rglob("*.parquet"))  # noqa: E731
+    assert len(files("cgroups")) == 2 and not files("physmem")
+    with open_store([store]) as st:
+        before = st.execute("SELECT snapshot_id, path, ino FROM cgroups ORDER BY ALL").fetchall()
+    date = files("snapshots")[0].parent.name.split("=")[1]
+    compact_partition(store, "h", date)
+    assert len(files("cgroups")) == 1 and not files("physmem") and len(files("snapshots")) == 1
+    with open_store([store]) as st:
+        assert st.execute("SELECT snapshot_id, path, ino FROM cgroups ORDER BY ALL").fetchall() == before
