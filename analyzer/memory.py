@@ -107,10 +107,14 @@ def cgroup_rows(store, snap: Snapshot) -> list[dict]:
     rows = _rows(queries.run(con, "physmem_cgroups", {"host": snap.host, "snapshot_id": snap.snapshot_id}))
     procs = _sizes.sizes(store, [snap], by="memcg", columns=["memcg", "count", "pss", "uss", "rss"]).rows
     by_path = {p["memcg"]: p for p in procs}
+    # recorded processes per cgroup, whatever sources they have (sizes needs smaps or pages to list one)
+    npids = dict(con.execute("SELECT memory_cgroup, count(*) FROM processes WHERE host = ? AND snapshot_id = ? AND "
+                             "NOT coalesce(kernel_thread, false) AND status IN ('ok', 'partial') GROUP BY 1",
+                             [snap.host, snap.snapshot_id]).fetchall())
     paths = [r["cgroup"] for r in rows if r["cgroup"].startswith("/")]
     for r in rows:
         p = by_path.get(r["cgroup"], {})
-        r["pids"] = p.get("count", 0)
+        r["pids"] = npids.get(r["cgroup"], 0)
         r["pss_kb"], r["uss_kb"] = p.get("pss", 0) or 0, p.get("uss", 0) or 0
         path = r["cgroup"]
         if path.startswith("/"):
