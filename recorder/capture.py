@@ -1222,8 +1222,7 @@ class Recorder:
                 out["cgroup_version"] = version
         if "physmem" in opts.sources:
             # at most one chunk's buffers and Arrow temporaries are held (PHYSMEM_CHUNK frames)
-            self.guard.check("reading every frame (physmem)", pending=physmem.PHYSMEM_CHUNK * FRAME_PEAK_BYTES,
-                             force=True)
+            self.guard.check("reading every frame (physmem)", pending=physmem.PEAK_BYTES, force=True)
             reader = physmem.PhysmemReader(self.fs.root, page_size)
             cols = reader.run(warnings)
             n = len(cols["class"])

@@ -25,6 +25,9 @@ from .capture import _U64, pc, u64_array
 #: frames read from each kpage* file at a time (2 MiB per file).  A multiple of the largest buddy block
 #: (2^MAX_PAGE_ORDER = 1024 pages on x86-64) so that chunks start on a block boundary.
 PHYSMEM_CHUNK = 1 << 18
+#: what reading and classifying a chunk adds to the recorder's memory, for its memory guard: measured +22 MiB of
+#: VmHWM over the interpreter and imports, on this machine and on a fake 1 TiB one (BENCHMARKS.md, "Whole memory")
+PEAK_BYTES = 24 << 20
 
 # kpageflags bits (include/uapi/linux/kernel-page-flags.h; 32+ from fs/proc/internal.h, exported by
 # fs/proc/page.c stable_page_flags: verified on this machine's Linux 6.18, docs/design.md "Whole memory")
