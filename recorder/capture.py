@@ -39,8 +39,8 @@ from common import layout
 from common.layout import new_snapshot_id, partition_date
 from common.errors import AccessDenied, Interrupted, MemsnapError, NothingRecorded, ParseError, ProcessGone
 from .procfs import (PF_KTHREAD, ProcFS, classify_oserror, merge_ranges, parse_cgroup, parse_cmdline,
-                     parse_maps, parse_memory_cgroup, parse_meminfo, parse_smaps_columns, parse_smaps_rollup, parse_stat,
-                     parse_status, parse_sysfs_choice, rows_to_columns)
+                     parse_maps, parse_memory_cgroup, parse_meminfo, parse_smaps_columns, parse_smaps_rollup,
+                     parse_stat, parse_status, parse_sysfs_choice, rows_to_columns)
 from .memlimit import MemoryGuard
 from .privacy import redact_cmdline, redact_path
 from .rows import map_items, meminfo_columns, snapshot_row
