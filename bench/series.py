@@ -29,7 +29,8 @@ from schema import TABLES  # noqa: E402
 
 
 def load_latest(source: str) -> dict[str, pa.Table]:
-    """The latest snapshot of ``source`` (a store), one Arrow table per stored table."""
+    """The latest snapshot of ``source`` (a store), one Arrow table per stored table, in this schema version's
+    columns (an older store's lack the columns added since: nulls)."""
     cat = catalog.scan(source, TABLES)
     host, sid = cat.snapshot_ids()[-1]
     seg = cat.winners[(host, sid)]
@@ -39,7 +40,7 @@ def load_latest(source: str) -> dict[str, pa.Table]:
         if not os.path.exists(p):
             continue  # an optional table (physmem, cgroups) the snapshot did not record
         tbl = pq.read_table(p)
-        out[t] = tbl.filter(pa.compute.equal(tbl.column("snapshot_id"), sid))
+        out[t] = _conform(tbl.filter(pa.compute.equal(tbl.column("snapshot_id"), sid)), t)
     return out
 
 
