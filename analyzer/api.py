@@ -52,6 +52,14 @@ class Store(_store.Store):
                           userfilter=userfilter, mapfilter=mapfilter, min_change=min_change, sort=sort,
                           reverse=reverse, normalize=normalize)
 
+    def memory(self, *, by: str = "class", snapshot: str | None = "latest", host: str | None = None,
+               columns=None):
+        """Where the memory went (physmem source): by frame class, memory cgroup or service."""
+        from . import memory as _memory
+
+        snap = _snapshots.resolve_one(self.snapshots(host), snapshot, host=host, where=self.where)
+        return _memory.memory(self, snap, by=by, columns=columns)
+
     def shared(self, view: str = "groups", *, snapshot: str | None = "latest", host: str | None = None,
                groups: str = "command", processfilter: str | None = None, userfilter: str | None = None,
                mapfilter: str | None = None, detail: bool = False, limit: int | None = None) -> _shared.Table:

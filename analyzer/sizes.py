@@ -43,7 +43,7 @@ from .snapshots import Snapshot
 from .store import Store
 
 BY = ("process", "user", "command", "cgroup", "mapping", "system")
-_ALL = ("process", "user", "command", "cgroup", "mapping", "pmap")  # every view of processes' mappings
+_ALL = ("process", "user", "command", "cgroup", "mapping", "pmap", "memcg")  # every view of processes' mappings
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,8 @@ VIEWS = {v.name: v for v in (
     View("command", (("command", "comm"),), (("count", "pids"),), ("command", "count", *_SMEM)),
     View("cgroup", (("cgroup", "cgroup"),), (("count", "pids"),), ("cgroup", "count", *_SMEM)),
     View("mapping", (("map", "map"),), (("count", "maps"), ("pids", "pids")), ("map", "pids", "avgpss", "pss")),
+    # internal (memsnap memory --by cgroup): per memory cgroup (processes.memory_cgroup, schema 3)
+    View("memcg", (("memcg", "memory_cgroup"),), (("count", "pids"),), ("memcg", "count", *_SMEM)),
     # internal (diff --by mapping): one row per process x mapping (path, perms, offset)
     View("pmap", (("pid", "pid"), ("starttime", "starttime_ticks"), ("name", "comm"), ("map", "map"),
                   ("perms", "perms"), ("offset", "offset_bytes")), (("count", "maps"),),
@@ -397,7 +399,7 @@ def sizes(store: Store, snaps: list[Snapshot], *, by: str = "process", source: s
           sort: str | None = None, reverse: bool = False, columns=None, numeric: bool = False,
           limit: int | None = None) -> SizesResult:
     """Set sizes of the snapshots ``snaps`` (several: one pass over all of them, rows per snapshot)."""
-    if by not in BY and by != "pmap":
+    if by not in BY and by not in ("pmap", "memcg"):
         raise BadColumn(f"unknown view --by {by}", hint=f"choose from {', '.join(BY)}")
     if source not in SOURCES:
         raise BadColumn(f"unknown --source {source}", hint="choose smaps or pages")

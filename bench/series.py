@@ -29,16 +29,29 @@ from schema import TABLES  # noqa: E402
 
 
 def load_latest(source: str) -> dict[str, pa.Table]:
-    """The latest snapshot of ``source`` (a store), one Arrow table per stored table."""
+    """The latest snapshot of ``source`` (a store), one Arrow table per stored table, in this schema version's
+    columns (an older store's lack the columns added since: nulls)."""
     cat = catalog.scan(source, TABLES)
     host, sid = cat.snapshot_ids()[-1]
     seg = cat.winners[(host, sid)]
     out = {}
     for t in TABLES:
         p = layout.data_path(source, t, host, seg.date, seg.name)
+        if not os.path.exists(p):
+            continue  # an optional table (physmem, cgroups) the snapshot did not record
         tbl = pq.read_table(p)
-        out[t] = tbl.filter(pa.compute.equal(tbl.column("snapshot_id"), sid))
+        out[t] = _conform(tbl.filter(pa.compute.equal(tbl.column("snapshot_id"), sid)), t)
     return out
+
+
+def _conform(tbl: pa.Table, name: str) -> pa.Table:
+    """``tbl`` (read from a store of an older schema version) with this version's columns: those added since
+    as nulls, as readers see them."""
+    from schema import arrow_schema
+
+    schema = arrow_schema(name)
+    cols = [tbl.column(f.name) if f.name in tbl.column_names else pa.nulls(tbl.num_rows, f.type) for f in schema]
+    return pa.Table.from_arrays(cols, schema=schema)
 
 
 def _with_id(tbl: pa.Table, sid: str) -> pa.Table:
@@ -60,7 +73,7 @@ def write_series(tables: dict[str, pa.Table], store: str, n: int, host: str, sta
                 continue
             if name == "pages":
                 tbl = tbl.slice(0, max(0, tbl.num_rows - i % 13))
-            w.table(name).write(_with_id(tbl, sid))
+            w.table(name).write(_with_id(_conform(tbl, name), sid))
         w.commit(dict(base, snapshot_id=sid, capture_start=t0, capture_end=t0 + timedelta(seconds=1),
                       hostname=host, pages_rows=max(0, tables["pages"].num_rows - i % 13)))
         ids.append(sid)

@@ -1,4 +1,4 @@
-"""The analysis commands: snapshots, sizes, diff, trend, shared, report.
+"""The analysis commands: snapshots, sizes, diff, trend, shared, report, memory.
 
 Each parses its options, asks the analyzer's API (which resolves snapshots once, at this edge), and formats
 the result with :func:`analyzer.output.render`.  Nothing here computes an amount.
@@ -153,6 +153,41 @@ def sizes(
     _echo(rows, res.columns, fmt, amount_columns=amount_cols, header=not no_header, abbreviate=abbreviate,
           percent_totals=_percent_of(res, amount_cols) if percent else None, totals=None if machine else tot,
           numeric_columns=("pid", "maps", "count", "pids", "uid"))
+    for n in res.notes:
+        err(f"note: {n}")
+
+
+class MemoryBy(str, Enum):
+    class_ = "class"
+    cgroup = "cgroup"
+    service = "service"
+
+
+@app.command(epilog="Examples (sample_data/physmem was recorded with `memsnap record --sources +physmem`):\n\n"
+                    "  memsnap memory sample_data/physmem                  # every frame by class\n\n"
+                    "  memsnap memory sample_data/physmem --by cgroup -k   # charged per cgroup beside PSS\n\n"
+                    "  memsnap memory sample_data/physmem --by service --format json   # per unit, container, pod")
+def memory(
+    stores: StoresArg = None, store: StoreOpt = [], skip_bad: SkipBad = False,
+    by: MemoryBy = typer.Option(MemoryBy.class_, "--by", "-b", help="class: the whole machine by frame class, "
+                                "adding up to MemTotal, meminfo beside; cgroup: frames charged to each memory cgroup "
+                                "by kind, beside memory.current and its processes' PSS/USS; service: the same per "
+                                "systemd unit, container or Kubernetes pod."),
+    snapshot: Snapshot = "latest", host: Host = None, columns: Columns = None,
+    abbreviate: bool = typer.Option(False, "--abbreviate", "-k", help="Amounts with units (K, M, G)."),
+    fmt: Format = OutFmt.table,
+):
+    """Where the memory went: every physical frame by class, memory cgroup or service.
+
+    Needs a snapshot recorded with the physmem source (`memsnap record --sources +physmem`, as root). Amounts
+    are kB. A cgroup's charged_kb counts the frames kpagecgroup charges to it (not its children: subtree_kb
+    adds them, to compare with memory.current).
+    """
+    res = _run("memory", stores, store, skip_bad, lambda st: st.memory(
+        by=by.value, snapshot=snapshot, host=host, columns=split_columns(columns)), dict(host=host, ids=(snapshot,)))
+    amount_cols = {c for c in res.columns if c.endswith("_kb") or c == "kb"}
+    _echo(res.rows, res.columns, fmt, amount_columns=amount_cols, abbreviate=abbreviate,
+          numeric_columns=("frames", "pids", "procs", "cgroups", "percent", "memcg_ino"))
     for n in res.notes:
         err(f"note: {n}")
 

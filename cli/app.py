@@ -17,7 +17,8 @@ from . import options
 #: analysis commands.  ``tests/test_cli.py`` checks this table against what the modules register.
 COMMANDS = {
     "record": "record", "compact": "compact", "push": "push", "snapshots": "analyse", "sizes": "analyse",
-    "diff": "analyse", "trend": "analyse", "shared": "analyse", "report": "analyse", "sql": "sqlcmd", "query": "sqlcmd",
+    "diff": "analyse", "trend": "analyse", "shared": "analyse", "report": "analyse",
+    "memory": "analyse", "sql": "sqlcmd", "query": "sqlcmd",
     "export-db": "sqlcmd", "import": "record",
 }
 

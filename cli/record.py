@@ -19,6 +19,13 @@ from .options import OneStoreArg, OneStoreOpt, err, fail, one_store, stderr_cons
 DEFAULT_SOURCES = ("maps", "smaps", "smaps_rollup", "pagemap", "kpage")
 
 
+def _sources(text: str) -> tuple[str, ...]:
+    """--sources: a comma-separated list, or ``+a,b`` for the default sources plus a and b."""
+    extra = text.strip().startswith("+")
+    named = tuple(s.strip() for s in text.strip().lstrip("+").split(",") if s.strip())
+    return tuple(dict.fromkeys(DEFAULT_SOURCES + named)) if extra else named
+
+
 class ImpactMode(str, Enum):
     auto = "auto"
     low = "low"
@@ -53,6 +60,7 @@ def summary(res, fmt: RecordFmt, quiet: bool) -> str:
                     "  memsnap record --interval 60 --count 0  # every minute until stopped (SIGTERM, Ctrl-C)\n\n"
                     "  memsnap record --match 'python|gunicorn' --sources smaps_rollup,smaps\n\n"
                     "  memsnap record --impact low --nice 19 --ionice idle   # no smaps walks at all\n\n"
+                    "  memsnap record --sources +physmem   # and every frame of the machine, for memsnap memory\n\n"
                     "  memsnap record --impact-threshold-mb 512 --budget-ms 200   # low impact above 512 MiB\n\n"
                     "  memsnap record memsnap-store --format json | python3 -m json.tool")
 def record(
@@ -65,9 +73,13 @@ def record(
                                         "Never matched: the recorder itself, and the commands that started it with "
                                         "this pattern on their command line (time, sudo, bash -c ...)."),
     sources: str = typer.Option(",".join(DEFAULT_SOURCES), "--sources",
-                                help="Comma-separated: maps, smaps, smaps_rollup, pagemap, kpage. kpage "
+                                help="Comma-separated: maps, smaps, smaps_rollup, pagemap, kpage, physmem, cgroups. kpage "
                                      "(kpagecount/kpageflags/kpagecgroup) needs pagemap. "
-                                     "Cheapest useful: smaps_rollup."),
+                                     "Cheapest useful: smaps_rollup. Opt-in: physmem (every frame of the machine "
+                                     "classified and counted per memory cgroup, for `memsnap memory`; about 7 s "
+                                     "and 100 MiB peak on a 24 GiB host, BENCHMARKS.md) and cgroups (the memory "
+                                     "cgroups; physmem records them too). A leading + adds to the default: "
+                                     "--sources +physmem."),
     host: Optional[str] = typer.Option(None, "--host", help="Host name for the store partition. Default: hostname."),
     impact: ImpactMode = typer.Option(
         ImpactMode.auto, "--impact",
@@ -133,7 +145,7 @@ def record(
     except MemsnapError as e:
         fail(e)
     opts = Options(store=one_store("record", store_arg, store), host=host, pids=tuple(pid), match=match,
-                   sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
+                   sources=_sources(sources),
                    smaps_max_rss_kb=smaps_max_rss_mb * 1024 if smaps_max_rss_mb is not None else None,
                    process_budget_ms=budget_ms, procfs=procfs, impact=impact.value,
                    impact_threshold_kb=impact_threshold_mb * 1024,

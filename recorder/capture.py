@@ -39,15 +39,17 @@ from common import layout
 from common.layout import new_snapshot_id, partition_date
 from common.errors import AccessDenied, Interrupted, MemsnapError, NothingRecorded, ParseError, ProcessGone
 from .procfs import (PF_KTHREAD, ProcFS, classify_oserror, merge_ranges, parse_cgroup, parse_cmdline,
-                     parse_maps, parse_meminfo, parse_smaps_columns, parse_smaps_rollup, parse_stat,
-                     parse_status, parse_sysfs_choice, rows_to_columns)
+                     parse_maps, parse_memory_cgroup, parse_meminfo, parse_smaps_columns, parse_smaps_rollup,
+                     parse_stat, parse_status, parse_sysfs_choice, rows_to_columns)
 from .memlimit import MemoryGuard
 from .privacy import redact_cmdline, redact_path
 from .rows import map_items, meminfo_columns, snapshot_row
 from .store import SnapshotWriter, TableWriter, _storage_error, apply_retention, recover, safe_host
 
-ALL_SOURCES = ("maps", "smaps", "smaps_rollup", "pagemap", "kpage")
-DEFAULT_SOURCES = ALL_SOURCES
+ALL_SOURCES = ("maps", "smaps", "smaps_rollup", "pagemap", "kpage", "physmem", "cgroups")
+#: physmem (every frame of the machine, recorder/physmem.py) and cgroups (the memory cgroups) are opt-in;
+#: physmem records cgroups too (its frames are charged to them)
+DEFAULT_SOURCES = ("maps", "smaps", "smaps_rollup", "pagemap", "kpage")
 
 # pagemap bits, https://docs.kernel.org/admin-guide/mm/pagemap.html
 PM_PRESENT = 1 << 63
@@ -141,6 +143,8 @@ class Options:
     #: store keyed pseudonyms instead of physical frame numbers
     pseudonymize_pfns: bool = False
     key_file: str | None = None
+    #: the memory cgroup hierarchy to record (a fake tree in tests); None: found from <procfs>/self/mounts
+    cgroup_root: str | None = None
     #: retention after each commit: keep the newest N snapshots of the host / cap the store size
     keep: int | None = None
     max_store_bytes: int | None = None
@@ -571,7 +575,10 @@ class _ProcessCapture:
         for key, parts, fn in (("cmdline", ("cmdline",), lambda b: parse_cmdline(b) or None),
                                ("cgroup", ("cgroup",), lambda b: parse_cgroup(b, fs.path(pid, "cgroup")))):
             try:
-                row[key] = fn(fs.read(pid, *parts))
+                data = fs.read(pid, *parts)
+                row[key] = fn(data)
+                if key == "cgroup":  # the memory controller's path: joins cgroups.path (recorder/physmem.py)
+                    row["memory_cgroup"] = parse_memory_cgroup(data)
             except AccessDenied:
                 row[key] = None
         for key, parts in (("exe", ("exe",)), ("pid_ns", ("ns", "pid"))):
@@ -1191,9 +1198,39 @@ class Recorder:
         finally:
             pages.close()
         self.sinks = pages, maps, frames  # for the tests: the bounds they record (max_batch_rows, ...)
+        whole = self._whole_memory(writer, sid, info["page_size_bytes"], res.warnings)
         snap = self._snapshot_row(res, info, start, len(pids), frames)
+        snap.update(whole)
         bg.wait()  # the last page rows are written
         res.bytes_written = writer.commit(snap)
+
+    def _whole_memory(self, writer: SnapshotWriter, sid: str, page_size: int, warnings: list[str]) -> dict:
+        """The opt-in sources physmem (every frame, classified and counted) and cgroups (the memory cgroups):
+        recorder/physmem.py.  Returns their snapshots columns."""
+        from . import physmem
+
+        opts, out = self.opts, {}
+        if "physmem" in opts.sources or "cgroups" in opts.sources:
+            found = (opts.cgroup_root, None) if opts.cgroup_root else physmem.find_memory_hierarchy(self.fs.root)
+            if found is None:
+                warnings.append("cgroups: no memory cgroup hierarchy mounted (none in /proc/self/mounts)")
+            else:
+                version = found[1] or physmem.hierarchy_version(found[0])
+                t = writer.table("cgroups")
+                rows = [dict(r, snapshot_id=sid) for r in physmem.read_cgroups(found[0], version)]
+                t.write(pa.Table.from_pylist(rows, schema=t.schema))
+                out["cgroup_version"] = version
+        if "physmem" in opts.sources:
+            # at most one chunk's buffers and Arrow temporaries are held (PHYSMEM_CHUNK frames)
+            self.guard.check("reading every frame (physmem)", pending=physmem.PEAK_BYTES, force=True)
+            reader = physmem.PhysmemReader(self.fs.root, page_size)
+            cols = reader.run(warnings)
+            n = len(cols["class"])
+            t = writer.table("physmem")
+            t.write(pa.table({"snapshot_id": pa.repeat(sid, n), **cols}, schema=t.schema))
+            out.update(physmem_frames=reader.frames, physmem_ms=reader.seconds * 1000)
+            self.physmem = reader  # for the tests and the bench: its bounds and times
+        return out
 
     def _record_processes(self, writer: SnapshotWriter, pids: list[int], sid: str, page_size: int,
                           pages: _PageSink, maps: _MappingSink) -> dict:

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from common import catalog, layout
 from common.errors import StoreCorrupt, StoreError
-from schema import META_VERSION, SCHEMA_VERSION, TABLES, arrow_schema
+from schema import META_VERSION, OPTIONAL_TABLES, SCHEMA_VERSION, TABLES, arrow_schema
 
 from .store import SnapshotWriter, _makedirs, _storage_error, prune_superseded, recover
 
@@ -151,6 +151,9 @@ def compact_partition(store: str, host: str, date: str, min_segments: int = 2, n
             for table in TABLES:
                 if table == layout.COMMIT_TABLE:
                     continue
+                if table in OPTIONAL_TABLES and not any(
+                        os.path.exists(layout.data_path(store, table, host, date, s.name)) for s in segs):
+                    continue  # an opt-in source no merged snapshot recorded: no file, as in the inputs
                 schema = arrow_schema(table)
                 groups = _RowGroups(w.table(table))
                 for s in segs:

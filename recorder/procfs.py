@@ -500,6 +500,21 @@ def parse_cgroup(data: bytes | str, path: str = "cgroup") -> str | None:
     return "\n".join(lines) or None
 
 
+def parse_memory_cgroup(data: bytes | str, path: str = "cgroup") -> str | None:
+    """The path of the memory controller's cgroup: the v1 line naming ``memory`` among its controllers
+    (``4:memory:/a``), else the v2 ``0::`` line; None when neither is there."""
+    v2 = None
+    for line in _lines(_text(data)):
+        parts = line.split(":", 2)
+        if len(parts) < 3:
+            continue
+        if "memory" in parts[1].split(","):
+            return parts[2]
+        if parts[0] == "0" and parts[1] == "":
+            v2 = parts[2]
+    return v2
+
+
 def parse_cmdline(data: bytes | str) -> str:
     """Arguments joined by spaces; bytes that are not UTF-8 become ``\\xNN`` escapes."""
     return _text(data).rstrip("\0").replace("\0", " ")

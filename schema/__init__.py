@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Parquet key-value metadata keys carried by every file.
 META_VERSION = b"memsnap.schema_version"
 META_TABLE = b"memsnap.table"
@@ -193,6 +193,11 @@ SNAPSHOTS = Table(
           "(record --pseudonymize-pfns): equal within and across snapshots of the host, not physical.", since=2),
         C("redacted", STR, None, "What `record --redact` hid: cmdline and/or paths (keyed hashes), or NULL.",
           since=2),
+        C("physmem_frames", I64, "pages", "Frames read by the physmem source (every PFN of /proc/kpageflags), or "
+          "NULL when it was not selected. `physmem` holds their classes.", since=3),
+        C("physmem_ms", F64, "ms", "Wall time of the physmem source (read, classify, aggregate).", since=3),
+        C("cgroup_version", I32, None, "Version (1 or 2) of the memory cgroup hierarchy recorded in `cgroups`, "
+          "or NULL when none was recorded.", since=3),
     ),
     key=("snapshot_id",),
 )
@@ -227,6 +232,8 @@ PROCESSES = Table(
         C("cmdline", STR, None, "Command line, arguments joined by spaces (NUL separators replaced)."),
         C("exe", STR, None, "Target of /proc/<pid>/exe, NULL when unreadable."),
         C("cgroup", STR, None, "cgroup v2 path (the 0:: line of /proc/<pid>/cgroup), or the whole file for v1."),
+        C("memory_cgroup", STR, None, "Path of the process's memory cgroup: the `memory` controller's line of "
+          "/proc/<pid>/cgroup on cgroup v1, else the `0::` line (v2). Joins `cgroups.path`.", since=3),
         C("pid_ns", U64, None, "Inode of the pid namespace (/proc/<pid>/ns/pid)."),
         C("threads", I32, None, "Number of threads (status Threads:)."),
         C("kernel_thread", BOOL, None, "True for kernel threads (PF_KTHREAD in stat flags); they have no user memory."),
@@ -305,9 +312,66 @@ FRAMES = Table(
     encodings=(("pfn", "DELTA_BINARY_PACKED"),),
 )
 
-TABLES: dict[str, Table] = {t.name: t for t in (SNAPSHOTS, MEMINFO, PROCESSES, MAPPINGS, PAGES, FRAMES)}
-#: tables written per snapshot before the commit row
+#: physmem classes, in the order of the rules that decide them (the first that applies wins; docs/design.md,
+#: "Whole memory"): what `physmem.class` holds
+PHYSMEM_CLASSES = ("hole", "reserved", "free", "offline", "slab", "pagetable", "hugetlb", "zero_page", "ksm",
+                   "swapcache", "anon", "shmem", "file_mapped", "file_unmapped", "other_kernel")
+
+PHYSMEM = Table(
+    "physmem", "combination of (class, memory cgroup, mapped, dirty, writeback, active) among the machine's frames",
+    "Every physical frame of the machine (every PFN of /proc/kpageflags, read with kpagecount and kpagecgroup), "
+    "classified into exactly one class and counted, not listed (record --sources ...,physmem). The frames of a "
+    "snapshot add up to `snapshots.physmem_frames`.",
+    (
+        SNAPSHOT_ID,
+        C("class", STR, None, "One of " + ", ".join(PHYSMEM_CLASSES) + " (docs/design.md, \"Whole memory\": the "
+          "kpageflags bits that decide each, on Linux 6.18).", False),
+        C("memcg_ino", U64, None, "kpagecgroup: inode of the memory cgroup charged (`cgroups.ino`); 0 for none; "
+          "NULL when kpagecgroup could not be read."),
+        C("mapped", BOOL, None, "Mapped into a page table (kpageflags MMAP, bit 11, or kpagecount > 0).", False),
+        C("dirty", BOOL, None, "kpageflags DIRTY (bit 4).", False),
+        C("writeback", BOOL, None, "kpageflags WRITEBACK (bit 8).", False),
+        C("active", BOOL, None, "kpageflags ACTIVE (bit 6): on an active LRU list.", False),
+        C("frames", I64, "pages", "Number of frames (each of page_size_bytes) with these values.", False),
+    ),
+    key=("snapshot_id", "class", "memcg_ino", "mapped", "dirty", "writeback", "active"),
+)
+
+CGROUPS = Table(
+    "cgroups", "memory cgroup (a directory of the memory controller's hierarchy)",
+    "Every memory cgroup with its inode (the number /proc/kpagecgroup reports) and its memory controller's "
+    "figures, read at capture (cgroup v2: memory.current/max/peak/stat/events; v1: memory.usage_in_bytes/"
+    "limit_in_bytes/max_usage_in_bytes/stat, failcnt and oom_control). Processes join on "
+    "`processes.memory_cgroup = path`.",
+    (
+        SNAPSHOT_ID,
+        C("path", STR, None, "Path in the hierarchy as /proc/<pid>/cgroup shows it: `/` for the root, "
+          "`/system.slice/nginx.service`.", False),
+        C("ino", U64, None, "Inode number of the cgroup's directory (what kpagecgroup reports for frames charged "
+          "to it).", False),
+        C("version", I32, None, "1 (the v1 memory controller) or 2 (the unified hierarchy).", False),
+        C("procs", I32, None, "Number of processes in the cgroup itself (lines of cgroup.procs), not its "
+          "children."),
+        C("memory_current_bytes", I64, "bytes", "v2 memory.current, v1 memory.usage_in_bytes: memory charged to "
+          "the cgroup and its descendants."),
+        C("memory_max_bytes", I64, "bytes", "v2 memory.max, v1 memory.limit_in_bytes; NULL when unlimited "
+          "(`max`, or v1's PAGE_COUNTER_MAX)."),
+        C("memory_peak_bytes", I64, "bytes", "v2 memory.peak, v1 memory.max_usage_in_bytes."),
+        C("stat", KB_MAP, None, "memory.stat as printed (v2: bytes, but *_pages style counters and event counts "
+          "are numbers; v1: bytes, total_* hierarchical)."),
+        C("events", KB_MAP, None, "v2 memory.events (low, high, max, oom, oom_kill, ...); v1 memory.failcnt as "
+          "`failcnt` and memory.oom_control (oom_kill_disable, under_oom, oom_kill)."),
+    ),
+    key=("snapshot_id", "path"),
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (SNAPSHOTS, MEMINFO, PROCESSES, MAPPINGS, PAGES, FRAMES, PHYSMEM,
+                                                CGROUPS)}
+#: tables written per snapshot before the commit row (a file each, even empty: "no rows" is data too)
 DATA_TABLES = ("meminfo", "processes", "mappings", "pages", "frames")
+#: tables of opt-in sources (physmem, cgroups): a snapshot has their files only when it recorded them; a missing
+#: file reads as no rows, as for stores older than the table
+OPTIONAL_TABLES = ("physmem", "cgroups")
 
 
 def arrow_type(t: str):

@@ -178,6 +178,26 @@ MUTANTS = [
      "if False:", ["tests/test_memlimit.py", "-k", "fails_clean"]),
     ("memlimit-held-page-rows-not-counted", "recorder/capture.py", "        return self._raw_slots + self._buf_rows\n",
      "        return 0\n", ["tests/test_memlimit.py", "-k", "fails_clean"]),
+    # issue 16: the physmem source, cgroups and memsnap memory (tests/test_physmem.py)
+    ("physmem-unmapped-shmem-dropped-to-file", "recorder/physmem.py", '("shmem", ("swapbacked",)),',
+     '("shmem", ("swapbacked", "mapped")),', ["tests/test_physmem.py", "-k", "every_frame"]),
+    ("physmem-uptodate-not-page-cache", "recorder/physmem.py",
+     '("file_unmapped", ("any:lru|unevictable|uptodate|dirty|writeback",)),',
+     '("file_unmapped", ("any:lru|unevictable|dirty|writeback",)),', ["tests/test_physmem.py", "-k", "every_frame"]),
+    ("physmem-holes-ignored", "recorder/physmem.py", '("hole", ("any:nopage|!ram",)),', '("hole", ("nopage",)),',
+     ["tests/test_physmem.py", "-k", "holes"]),
+    ("physmem-cgroup-inode-mismatched", "recorder/physmem.py", '"ino": os.stat(d).st_ino,',
+     '"ino": os.stat(d).st_ino + 1,', ["tests/test_physmem.py", "-k", "v2_cgroups or live"]),
+    ("physmem-service-crio-regex-broken", "analyzer/services.py", 'rf"^crio-{_ID}\\.scope$"', 'rf"^crio_{_ID}\\.scope$"',
+     ["tests/test_physmem.py", "-k", "service"]),
+    ("physmem-by-cgroup-unmapped-file-miscounted", "queries/physmem_cgroups.sql",
+     "sum(CASE WHEN class = 'file_unmapped' THEN frames ELSE 0 END) AS file_unmapped",
+     "sum(CASE WHEN class = 'file_unmapped' AND dirty THEN frames ELSE 0 END) AS file_unmapped",
+     ["tests/test_physmem.py", "-k", "live"]),
+    ("physmem-memtotal-difference-row-dropped", "queries/physmem_classes.sql", "m.memtotal - t.kb, NULL, NULL",
+     "0, NULL, NULL", ["tests/test_physmem.py", "-k", "live"]),
+    ("physmem-v1-process-cgroup-from-unified-line", "recorder/procfs.py", 'if "memory" in parts[1].split(","):',
+     'if False:', ["tests/test_physmem.py", "-k", "memory_cgroup_of or live"]),
 ]
 
 

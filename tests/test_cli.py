@@ -139,7 +139,7 @@ print(lazy)
 
 
 #: the commands, in the order --help lists them (a new command is added here and to cli.app.COMMANDS)
-COMMANDS_LISTED = ("record", "compact", "push", "snapshots", "sizes", "diff", "trend", "shared", "report", "sql", "query",
+COMMANDS_LISTED = ("record", "compact", "push", "snapshots", "sizes", "diff", "trend", "shared", "report", "memory", "sql", "query",
                    "export-db", "import")
 
 

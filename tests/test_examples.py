@@ -68,6 +68,7 @@ def sandbox(tmp_path, tools):
     """A fresh copy per example: what one example records or writes cannot change another's answer."""
     shutil.copytree(SAMPLE_STORE, tmp_path / "memsnap-store")
     shutil.copytree(SAMPLE_STORE, tmp_path / "sample_data" / "store")
+    shutil.copytree(SAMPLE_STORE.parent / "physmem", tmp_path / "sample_data" / "physmem")  # memsnap memory's
     shutil.copy(tools / "capture.tar.gz", tmp_path)
     (tmp_path / "bin").mkdir()
     os.symlink(tools / "memsnap", tmp_path / "bin" / "memsnap")

@@ -126,7 +126,7 @@ def contents(store) -> tuple[dict, list]:
     import pyarrow.parquet as pq
 
     from common import catalog, layout
-    from schema import TABLES
+    from schema import OPTIONAL_TABLES, TABLES
 
     cat = catalog.scan(str(store), TABLES)
     rows: dict = {k: dict.fromkeys(TABLES, 0) for k in cat.winners}
@@ -134,8 +134,9 @@ def contents(store) -> tuple[dict, list]:
     for seg in cat.segments():
         have = {layout.table_of(str(store), p) for p in catalog.segment_files(str(store), seg.host, seg.date,
                                                                               seg.name, TABLES)}
-        if have != set(TABLES):
-            problems.append(f"partial: {seg.host}/{seg.date}/{seg.name} lacks {sorted(set(TABLES) - have)}")
+        required = set(TABLES) - set(OPTIONAL_TABLES)  # the opt-in sources' tables exist only when recorded
+        if not required <= have:
+            problems.append(f"partial: {seg.host}/{seg.date}/{seg.name} lacks {sorted(required - have)}")
     for t, files in cat.files.items():
         for p in files:
             ids = Counter(pq.read_table(p, columns=["snapshot_id"]).column(0).to_pylist())
