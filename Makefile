@@ -27,15 +27,17 @@ recorder-pyz: setup
 	mv $(PYZ).tmp $(PYZ)
 	@ls -l $(PYZ)
 
-# Debian packages the tests use: smem (the peer we compare with) and chromium (renders the HTML report).
-APT_PKGS := smem chromium
+# Debian packages the tests use, as command:package: smem (the peer we compare with), chromium (renders the
+# HTML report) and a Java runtime for Spark (the `spark` tests run pyspark in local mode and on a standalone
+# master and worker; any java on PATH will do, Spark 4 needs 17 or newer).
+APT_PKGS := smem:smem chromium:chromium java:openjdk-17-jre-headless
 # A failed install stops `make test` with an error: the tests that need them are the strongest oracles.
 apt-deps:
-	@missing=""; for p in $(APT_PKGS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@missing=""; for cp in $(APT_PKGS); do command -v $${cp%%:*} >/dev/null || missing="$$missing $${cp#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  (command -v apt-get >/dev/null && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
-	  || { echo "error: could not install$$missing (apt-get install$$missing); the smem peer and browser tests need them" >&2; exit 1; }; \
-	  for p in $$missing; do command -v $$p >/dev/null || { echo "error: $$p is still not on PATH after apt-get install" >&2; exit 1; }; done; \
+	  || { echo "error: could not install$$missing (apt-get install$$missing); the smem peer, browser and Spark tests need them" >&2; exit 1; }; \
+	  for cp in $(APT_PKGS); do command -v $${cp%%:*} >/dev/null || { echo "error: $${cp%%:*} is still not on PATH after apt-get install $${cp#*:}" >&2; exit 1; }; done; \
 	fi
 
 demo: setup
