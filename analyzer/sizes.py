@@ -127,12 +127,17 @@ class View:
 
 
 _SMEM = ("swap", "uss", "pss", "rss")
+#: a group column from the view process_commands (queries/process_commands.sql), not from processes
+_PROGRAM = "process_commands.command"
 VIEWS = {v.name: v for v in (
     View("process", (("pid", "pid"), ("starttime", "starttime_ticks"), ("user", "user"), ("uid", "euid"),
-                     ("command", "cmdline"), ("name", "comm"), ("cgroup", "cgroup")), (("maps", "maps"),),
+                     ("command", "cmdline"), ("name", "comm"), ("cgroup", "cgroup"), ("exe", "exe"),
+                     ("program", _PROGRAM)), (("maps", "maps"),),
          ("pid", "user", "command", *_SMEM)),
     View("user", (("user", "user"), ("uid", "euid")), (("count", "pids"),), ("user", "count", *_SMEM)),
-    View("command", (("command", "comm"),), (("count", "pids"),), ("command", "count", *_SMEM)),
+    # the name people call a program by: for an interpreter or launcher the program it runs, else comm
+    # (queries/process_commands.sql; docs/smem.md, "Command names")
+    View("command", (("command", _PROGRAM),), (("count", "pids"),), ("command", "count", *_SMEM)),
     View("cgroup", (("cgroup", "cgroup"),), (("count", "pids"),), ("cgroup", "count", *_SMEM)),
     View("mapping", (("map", "map"),), (("count", "maps"), ("pids", "pids")), ("map", "pids", "avgpss", "pss")),
     # internal (diff --by mapping): one row per process x mapping (path, perms, offset)
@@ -446,7 +451,9 @@ def _query(con, view: View, src, snaps: list[Snapshot], numeric: bool, filters: 
     sql, params = src.facts_sql(cols, snaps)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _facts AS {sql}", params)
     s1 = stage1.subquery("s1")
-    groups = {name: (procs.c[col] if col in procs.c else s1.c[col]) for name, col in view.keys}
+    cmds = sa.Table("process_commands", md, *[sa.Column(c) for c in ("host", "snapshot_id", "pid", "command")])
+    groups = {name: (cmds.c.command if col == _PROGRAM else procs.c[col] if col in procs.c else s1.c[col])
+              for name, col in view.keys}
     if numeric and "user" in groups:  # the uid instead of the name: a number per process, text per user
         groups["user"] = procs.c.euid if view.name == "process" else sa.cast(procs.c.euid, sa.String)
     counts = {"maps": _kb(s1.c.maps), "pids": sa.func.count(sa.distinct(procs.c.pid))}
@@ -455,6 +462,9 @@ def _query(con, view: View, src, snaps: list[Snapshot], numeric: bool, filters: 
            *[src.total(a, view, s1, procs).label(a.name) for a in amounts]]
     j = s1.join(procs, sa.and_(procs.c.host == s1.c.host, procs.c.snapshot_id == s1.c.snapshot_id,
                                procs.c.pid == s1.c.pid))
+    if _PROGRAM in dict(view.keys).values():
+        j = j.join(cmds, sa.and_(cmds.c.host == procs.c.host, cmds.c.snapshot_id == procs.c.snapshot_id,
+                                 cmds.c.pid == procs.c.pid))
     stmt = sa.select(*sel).select_from(j).where(*_process_filters(procs, filters)).group_by(
         procs.c.snapshot_id, procs.c.host, *groups.values())
     cur = con.execute(*_compile(stmt))

@@ -156,6 +156,11 @@ MUTANTS = [
      "if False:", ["tests/test_memlimit.py", "-k", "fails_clean"]),
     ("memlimit-held-page-rows-not-counted", "recorder/capture.py", "        return self._raw_slots + self._buf_rows\n",
      "        return 0\n", ["tests/test_memlimit.py", "-k", "fails_clean"]),
+    # issue 16 (i-proc): command names, exact per-process smaps figures, the observer left out
+    ("i16-command-module-ignored", "queries/process_commands.sql", "(?:-m\\s*)?(?:[^\\s-]\\S*/)?",
+     "(?:[^\\s-]\\S*/)?", ["tests/test_commands.py"]),
+    ("i16-command-groups-by-comm", "analyzer/sizes.py", 'View("command", (("command", _PROGRAM),)',
+     'View("command", (("command", "comm"),)', ["tests/test_commands.py", "-k", "prefork"]),
 ]
 
 
