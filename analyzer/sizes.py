@@ -3,7 +3,8 @@
 Two sources, one object each in :data:`SOURCES` (what differs between them: the per-mapping facts query,
 whether a snapshot holds the data, how a fact becomes kB):
 
-* ``smaps`` — the kernel's own accounting as recorded (sum of the smaps entries, as smem does);
+* ``smaps`` — the kernel's own accounting as recorded: per process its smaps_rollup where recorded (exact),
+  per mapping the smaps entries, and the sum of the smaps entries as smem does for imports without a rollup;
 * ``pages`` — recomputed from pagemap + kpagecount + kpageflags with the kernel's rules
   (``queries/page_mapping_facts.sql``).  PSS is kept in the kernel's fixed point
   (bytes << 12) until the output group is known, then floored once per group, as
@@ -56,6 +57,10 @@ class Amount:
     fallback: tuple[str, ...] = ()  # smaps: processes columns (added) for a process recorded without smaps
     per_process: tuple[str, ...] = ()  # smaps: processes columns used instead in views of whole processes
     average_of: str | None = None  # smem's per-process average of another amount (total / pids)
+    #: smaps: the process's smaps_rollup figure, used instead of the sum of its smaps entries in views of whole
+    #: processes where it was recorded (exact: the rollup floors once per process, smaps once per mapping);
+    #: groups sum their processes' figures (docs/smem.md, "Per-process figures")
+    rollup: str | None = None
     from_maps: bool = False  # known from maps alone: the same for processes recorded without smaps
 
     def from_pages(self, view: View) -> bool:
@@ -77,13 +82,14 @@ class Amount:
 REGISTRY = (
     Amount("swap", "swap_kb", "swap_pages", _ALL, fallback=("rollup_swap_kb",)),
     Amount("uss", "uss_kb", "uss_pages", _ALL, fallback=("rollup_private_clean_kb", "rollup_private_dirty_kb")),
-    Amount("pss", "pss_kb", "pss_fp", _ALL, fallback=("rollup_pss_kb",)),
+    Amount("pss", "pss_kb", "pss_fp", _ALL, fallback=("rollup_pss_kb",), rollup="rollup_pss_kb"),
     Amount("rss", "rss_kb", "rss_pages", _ALL, fallback=("rollup_rss_kb",)),
     Amount("vss", "vss_kb", "vss_kb", _ALL, from_maps=True),
     Amount("avgpss", None, None, ("mapping",), average_of="pss"),
     Amount("avguss", None, None, ("mapping",), average_of="uss"),
     Amount("avgrss", None, None, ("mapping",), average_of="rss"),
-    Amount("swappss", "swap_pss_kb", "swap_pss_fp", _ALL, fallback=("rollup_swap_pss_kb",)),
+    Amount("swappss", "swap_pss_kb", "swap_pss_fp", _ALL, fallback=("rollup_swap_pss_kb",),
+           rollup="rollup_swap_pss_kb"),
     # the kernel reports PSS by kind and RSS by kind only per process (smaps_rollup, status)
     Amount("pss_anon", None, "pss_anon_fp", ("process", "cgroup"), per_process=("rollup_pss_anon_kb",)),
     Amount("pss_file", None, "pss_file_fp", ("process", "cgroup"), per_process=("rollup_pss_file_kb",)),
@@ -226,10 +232,13 @@ class _Smaps:
         """Stage 1 (per process or process x mapping): the facts summed, or None if stage 2 does not use them."""
         return None if (a.per_process and not view.per_mapping) or not a.smaps else sa.func.sum(f.c[a.smaps])
 
-    def total(self, a: Amount, view: View, s1, procs):
-        """Stage 2 (per output group): kB."""
+    def total(self, a: Amount, view: View, s1, procs, whole: bool = True):
+        """Stage 2 (per output group): kB.  ``whole``: every mapping counted (no -M filter), so a process's
+        smaps_rollup figure stands for it."""
         if a.per_process and not view.per_mapping:
             return _kb(_added(procs, a.per_process))
+        if a.rollup and whole and not view.per_mapping:  # exact per process; smemcap imports have no rollup
+            return _kb(sa.func.coalesce(procs.c[a.rollup], s1.c[a.name]))
         return _kb(sa.func.coalesce(s1.c[a.name], _added(procs, a.fallback)) if a.fallback else s1.c[a.name])
 
     def notes(self, con) -> list[str]:
@@ -267,7 +276,7 @@ class _Pages:
         col = f.c[a.pages]
         return sa.func.sum(col * (f.c.page_size_bytes / 1024) if a.pages.endswith("_pages") else col)
 
-    def total(self, a: Amount, view: View, s1, procs):
+    def total(self, a: Amount, view: View, s1, procs, whole: bool = True):
         return (_fp if a.fixed_point else _kb)(s1.c[a.name])
 
     def notes(self, con) -> list[str]:
@@ -303,8 +312,8 @@ class _SmapsWithPages(_Smaps):
         return [(a.name + "_pages", pages.fact(a, view, f)) for a in amounts if a.from_pages(view)] + \
             [("from_pages", sa.func.bool_or(f.c.from_pages))]
 
-    def total(self, a: Amount, view: View, s1, procs):
-        smaps = super().total(a, view, s1, procs)
+    def total(self, a: Amount, view: View, s1, procs, whole: bool = True):
+        smaps = super().total(a, view, s1, procs, whole)
         if not a.from_pages(view):
             return smaps
         pages = (_fp if a.fixed_point else _kb)(s1.c[a.name + "_pages"])
@@ -459,7 +468,7 @@ def _query(con, view: View, src, snaps: list[Snapshot], numeric: bool, filters: 
     counts = {"maps": _kb(s1.c.maps), "pids": sa.func.count(sa.distinct(procs.c.pid))}
     sel = [procs.c.snapshot_id.label("snapshot_id"), procs.c.host.label("host"),
            *[c.label(n) for n, c in groups.items()], *[counts[kind].label(n) for n, kind in view.counts],
-           *[src.total(a, view, s1, procs).label(a.name) for a in amounts]]
+           *[src.total(a, view, s1, procs, not filters["mapfilter"]).label(a.name) for a in amounts]]
     j = s1.join(procs, sa.and_(procs.c.host == s1.c.host, procs.c.snapshot_id == s1.c.snapshot_id,
                                procs.c.pid == s1.c.pid))
     if _PROGRAM in dict(view.keys).values():

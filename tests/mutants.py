@@ -161,6 +161,13 @@ MUTANTS = [
      "(?:[^\\s-]\\S*/)?", ["tests/test_commands.py"]),
     ("i16-command-groups-by-comm", "analyzer/sizes.py", 'View("command", (("command", _PROGRAM),)',
      'View("command", (("command", "comm"),)', ["tests/test_commands.py", "-k", "prefork"]),
+    ("i16-smaps-pss-sum-not-rollup", "analyzer/sizes.py", 'fallback=("rollup_pss_kb",), rollup="rollup_pss_kb")',
+     'fallback=("rollup_pss_kb",))', ["tests/test_sizes_live.py", "-k", "smaps_source_is_rollup"]),
+    ("i16-smaps-rollup-even-with-mapfilter", "analyzer/sizes.py", "if a.rollup and whole and not view.per_mapping",
+     "if a.rollup and not view.per_mapping", ["tests/test_sizes_live.py", "-k", "smaps_source_is_rollup"]),
+    ("i16-smaps-rollup-no-fallback-for-imports", "analyzer/sizes.py",
+     "return _kb(sa.func.coalesce(procs.c[a.rollup], s1.c[a.name]))", "return _kb(procs.c[a.rollup])",
+     ["tests/test_smem_peer.py"]),
 ]
 
 

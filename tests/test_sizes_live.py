@@ -188,22 +188,31 @@ def _check_per_mapping(tmp_path, w):
 
 
 @needs_root
-def test_smaps_source_is_sum_of_smaps_entries_and_filters(tmp_path, workload):
+def test_smaps_source_is_rollup_per_process_and_filters(tmp_path, workload):
+    """--source smaps per process: the kernel's smaps_rollup Pss and SwapPss to the kB (floored once), the other
+    amounts the sums of the smaps entries (equal to the rollup's); with -M, the sums of the chosen entries;
+    per mapping, smaps itself.  PSS is then never below its parts (pss_anon + pss_file + pss_shmem)."""
     w = workload("--workers", "2")
     record_pids(tmp_path, w.pids)
-    rows = _by_pid(json.loads(memsnap("sizes", str(tmp_path), "-c", "pid name swap uss pss rss vss maps",
-                                      "-f", "json").stdout))
+    rows = _by_pid(json.loads(memsnap("sizes", str(tmp_path), "-c", "pid name swap uss pss rss vss maps swappss "
+                                      "pss_anon pss_file pss_shmem", "-f", "json").stdout))
+    by_map = json.loads(memsnap("sizes", str(tmp_path), "-M", ".", "-c", "pid pss maps", "-f", "json").stdout)
     with open_store(str(tmp_path)) as st:
         want = {pid: dict(zip(("pss", "rss", "vss", "maps"), rest)) for pid, *rest in st.execute(
             "SELECT pid, sum(pss_kb), sum(rss_kb), sum(size_kb), count(*) FROM mappings GROUP BY pid").fetchall()}
         rollup = _by_pid(st.sql("SELECT * FROM processes").to_arrow_table().to_pylist())
     for pid in w.pids:
         r, k = rows[pid], rollup[pid]
-        assert {c: r[c] for c in ("pss", "rss", "vss", "maps")} == want[pid]
+        assert {c: r[c] for c in ("rss", "vss", "maps")} == {c: want[pid][c] for c in ("rss", "vss", "maps")}
+        assert r["pss"] == k["rollup_pss_kb"] and r["swappss"] == k["rollup_swap_pss_kb"], pid  # exact
+        parts = r["pss_anon"] + r["pss_file"] + r["pss_shmem"]
+        assert parts <= r["pss"] <= parts + 2, (pid, r)  # the rollup floors each part and the total once
+        # -M (here every mapping) sums the chosen smaps entries, as smem does: each floored
+        assert {x["pid"]: x["pss"] for x in by_map}[pid] == want[pid]["pss"], pid
         # independent of the mappings table: the kernel's own rollup, and /proc/<pid>/maps of the paused workload
         assert r["uss"] == k["rollup_private_clean_kb"] + k["rollup_private_dirty_kb"], pid
         assert r["swap"] == k["rollup_swap_kb"] and r["rss"] == k["rollup_rss_kb"], pid
-        assert 0 <= k["rollup_pss_kb"] - r["pss"] < r["maps"], pid  # smaps floors per mapping, the rollup once
+        assert 0 <= r["pss"] - want[pid]["pss"] < r["maps"], pid  # smaps floors per mapping, the rollup once
         with open(f"/proc/{pid}/maps") as f:
             lines = f.read().splitlines()
         spans = [ln.split()[0].split("-") for ln in lines]
