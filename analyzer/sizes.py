@@ -348,6 +348,21 @@ class _SmapsWithPages(_Smaps):
         return out
 
 
+def observer_note(store: Store, snaps: list[Snapshot], applied: bool = False) -> str:
+    """One line on the observer's effect (docs/design.md, "The observer"): how many frames of the recorded
+    processes the recorder itself mapped while it read kpagecount, and whether the figures leave it out."""
+    effect = store.recorder_effect(snaps)
+    if not effect:
+        return "the recorder's own references to frames were not recorded (a store before schema 3, or no PFNs): " \
+               "page figures are as the kernel counted them during the capture, the recorder's mappings included"
+    frames = sum(r[2] for r in effect)
+    refs = sum(r[3] for r in effect)
+    return (f"the recorder itself mapped {frames:,} of the recorded processes' frames ({refs:,} references: "
+            "shared libraries such as libc and the Python runtime), lowering their PSS during the capture; "
+            + ("--without-recorder: page figures leave those references out" if applied else
+               "sizes --source pages --without-recorder leaves them out"))
+
+
 def _pids(rows: list[tuple], most: int = 8) -> str:
     shown = ", ".join(f"{r[2]} ({r[3]})" for r in rows[:most]) + (f" and {len(rows) - most} more" if len(rows) > most
                                                                   else "")

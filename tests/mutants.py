@@ -168,6 +168,13 @@ MUTANTS = [
     ("i16-smaps-rollup-no-fallback-for-imports", "analyzer/sizes.py",
      "return _kb(sa.func.coalesce(procs.c[a.rollup], s1.c[a.name]))", "return _kb(procs.c[a.rollup])",
      ["tests/test_smem_peer.py"]),
+    ("i16-observer-not-subtracted", "queries/frames_without_recorder.sql", "mapcount - coalesce(recorder_refs, 0) AS",
+     "mapcount AS", ["tests/test_sizes_live.py", "-k", "without_recorder"]),
+    ("i16-observer-own-pages-not-read", "recorder/capture.py",
+     "own = own_frame_refs(self.fs, os.getpid(), info[\"page_size_bytes\"])", "own = None",
+     ["tests/test_sizes_live.py", "-k", "without_recorder"]),
+    ("i16-observer-first-mapping-only", "recorder/capture.py", "        for first, last in merge_ranges(spans, page_size):",
+     "        for first, last in merge_ranges(spans, page_size)[:1]:", ["tests/test_sizes_live.py", "-k", "without_recorder"]),
 ]
 
 
