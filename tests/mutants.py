@@ -175,6 +175,8 @@ MUTANTS = [
      ["tests/test_sizes_live.py", "-k", "without_recorder"]),
     ("i16-observer-first-mapping-only", "recorder/capture.py", "        for first, last in merge_ranges(spans, page_size):",
      "        for first, last in merge_ranges(spans, page_size)[:1]:", ["tests/test_sizes_live.py", "-k", "without_recorder"]),
+    ("i16-report-costs-members-uss", "analyzer/report.py", '"uss_kb": r["uss_kb"], "pss_kb": r["pss_kb"],',
+     '"uss_kb": r["members_uss_kb"], "pss_kb": r["pss_kb"],', ["tests/test_report.py", "-k", "what_things_cost"]),
 ]
 
 
