@@ -25,7 +25,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from common import catalog, layout  # noqa: E402
 from recorder.store import SnapshotWriter  # noqa: E402
-from schema import TABLES  # noqa: E402
+from schema import TABLES, arrow_schema  # noqa: E402
 
 
 def load_latest(source: str) -> dict[str, pa.Table]:
@@ -37,7 +37,11 @@ def load_latest(source: str) -> dict[str, pa.Table]:
     for t in TABLES:
         p = layout.data_path(source, t, host, seg.date, seg.name)
         tbl = pq.read_table(p)
-        out[t] = tbl.filter(pa.compute.equal(tbl.column("snapshot_id"), sid))
+        tbl = tbl.filter(pa.compute.equal(tbl.column("snapshot_id"), sid))
+        for f in arrow_schema(t):  # columns added to the schema since the source was written: nulls
+            if f.name not in tbl.column_names:
+                tbl = tbl.append_column(f, pa.nulls(tbl.num_rows, f.type))
+        out[t] = tbl
     return out
 
 
