@@ -24,14 +24,20 @@ class Store(_store.Store):
     def sizes(self, *, by: str = "process", source: str = "smaps", snapshot: str | None = "latest",
               host: str | None = None, processfilter: str | None = None, userfilter: str | None = None,
               mapfilter: str | None = None, sort: str | None = None, reverse: bool = False, columns=None,
-              numeric: bool = False, limit: int | None = None) -> _sizes.SizesResult:
-        """Set sizes of ``snapshot`` (``latest``: the last of each host), per ``by`` view."""
+              numeric: bool = False, limit: int | None = None,
+              without_recorder: bool = False) -> _sizes.SizesResult:
+        """Set sizes of ``snapshot`` (``latest``: the last of each host), per ``by`` view.  ``without_recorder``:
+        page figures as if the recorder were not running (:meth:`Store.without_recorder`)."""
         from . import sizes as _sizes
 
         snaps = self.resolve(snapshot, host)
+        if without_recorder:
+            self.without_recorder()
         res = _sizes.sizes(self, snaps, by=by, source=source, processfilter=processfilter, userfilter=userfilter,
                            mapfilter=mapfilter, sort=sort, reverse=reverse, columns=columns, numeric=numeric,
                            limit=limit)
+        if without_recorder:
+            res.notes.append(_sizes.observer_note(self, snaps, applied=True))
         hosts = sorted({s.host for s in snaps})
         if len(hosts) > 1:
             which = "latest snapshot of each" if snapshot in (None, "latest") else f"snapshot {snapshot!r} of each"

@@ -53,24 +53,23 @@ def get(name: str) -> NamedQuery:
 
 
 def install_views(con) -> None:
-    """Create every ``kind: macro`` file (a CREATE MACRO statement), then every ``kind: view`` as a view.
-    DuckDB binds a macro's body when it is created, so a macro that uses another (``member_frames`` uses
-    ``snapshot_pages``) waits until that one exists: macros are created in rounds, in name order within a
-    round, until none is left; a round that creates none raises the first error."""
-    pending = [q for q in all_queries().values() if q.kind == "macro"]
+    """Create every ``kind: macro`` file (a CREATE MACRO statement) and every ``kind: view`` as a view.
+    DuckDB binds a macro's or a view's body when it is created, so one that uses another (``member_frames``
+    uses ``snapshot_pages``, ``shared_members`` the view ``process_commands``) waits until that one exists:
+    they are created in rounds, macros first and in name order within a round, until none is left; a round
+    that creates none raises the first error."""
+    pending = [q for q in all_queries().values() if q.kind == "macro"] + \
+        [q for q in all_queries().values() if q.kind == "view"]
     while pending:
         failed = []
         for q in pending:
             try:
-                con.execute(q.sql)
-            except Exception as e:  # duckdb.CatalogException: a macro it uses is not there yet
+                con.execute(q.sql if q.kind == "macro" else f'CREATE OR REPLACE VIEW "{q.name}" AS {q.sql}')
+            except Exception as e:  # duckdb.CatalogException: a macro or view it uses is not there yet
                 failed.append((q, e))
         if len(failed) == len(pending):
             raise failed[0][1]
         pending = [q for q, _ in failed]
-    for q in all_queries().values():
-        if q.kind == "view":
-            con.execute(f'CREATE OR REPLACE VIEW "{q.name}" AS {q.sql}')
 
 
 def run(con, name: str, params: dict | None = None):

@@ -122,6 +122,13 @@ class _Context:
     rep: Report = field(default_factory=lambda: Report(""))
     parts: list[str] = field(default_factory=list)
     sized: dict = field(default_factory=dict)
+    grouped: dict = field(default_factory=dict)
+
+    def groups(self, by: str):
+        """``shared --groups by`` of the last snapshot, computed once (the costs and sharing sections)."""
+        if by not in self.grouped:
+            self.grouped[by] = shared(self.store, self.after, "groups", groups=by)
+        return self.grouped[by]
 
     def sizes(self, snap: Snapshot, by: str, source: str) -> SizesResult:
         """One snapshot's sizes (default sort), computed once for every section that needs them."""
@@ -174,6 +181,54 @@ def _caveats(sid, host, kernel, t, sources, pfn, recorded, denied, vanished, par
         (vanished, f"{sid}: {_n(vanished or 0, 'process', 'processes')} exited during the capture"),
         (partial, f"{sid}: {_n(partial or 0, 'process', 'processes')} partially captured (impact limits)"))
         if cond]
+
+
+#: what the report opens with: each grouping's real cost (``shared --groups``), in this order
+COST_GROUPS = ("command",)
+#: the whole-memory breakdowns (issue 16: the physmem source, by class and by cgroup), as (table, render)
+#: entries: ``render(ctx)`` runs only when ``table`` is a table of the store and holds rows of the last
+#: snapshot, so a snapshot without that source shows nothing.  Empty until the physmem source registers here.
+WHOLE_MEMORY: list[tuple[str, object]] = []
+
+
+def _costs(ctx: _Context) -> None:
+    """What things really cost, first: per group, the frames only it maps (USS of the whole group: freed if it
+    all exited), its PSS, and its RSS (which counts shared pages fully); then the observer's effect."""
+    from .sizes import observer_note
+
+    after = ctx.after
+    ctx.parts.append("<h2>What things really cost</h2>")
+    for by in COST_GROUPS:
+        if after.has_pages:
+            gr = ctx.groups(by)
+            rows = [{by: r["group"], "processes": r["processes"], "uss_kb": r["uss_kb"], "pss_kb": r["pss_kb"],
+                     "rss_kb": r["rss_kb"]} for r in gr.rows[:ctx.top]]
+            note = ("USS: the frames only the group maps, freed if it all exited; PSS: its share of every frame it "
+                    "maps; RSS: every frame it maps, shared ones counted fully (from pages, distinct frames).")
+        else:
+            res = ctx.sizes(after, by, "smaps")
+            rows = [{by: r[by], "processes": r["count"], "uss_kb": r["uss"], "pss_kb": r["pss"], "rss_kb": r["rss"]}
+                    for r in sort_rows(res.rows, "pss", True, by)[:ctx.top]]
+            note = ("No PFNs in this snapshot: USS is the sum of the members' own USS, not the group's (a frame "
+                    "shared only inside the group is not counted); RSS counts shared pages fully.")
+        cols = [by, "processes", "uss_kb", "pss_kb", "rss_kb"]
+        ctx.rep.tables["costs"] = rows
+        ctx.parts.append(f"<h3>By {by}</h3>" + _table("t-costs", rows, cols, numeric=set(cols) - {by}) +
+                         f'<p class="note">{_esc(note)}</p>')
+    ctx.parts.append(f'<p class="note">Observer: {_esc(observer_note(ctx.store, [after]))}.</p>')
+
+
+def _whole_memory(ctx: _Context) -> None:
+    """The whole-memory breakdown, when the snapshot has the physmem source (:data:`WHOLE_MEMORY`)."""
+    from schema import TABLES
+
+    for table, render in WHOLE_MEMORY:
+        if table not in TABLES:
+            continue
+        n = ctx.store.con.execute(f'SELECT count(*) FROM "{table}" WHERE host = ? AND snapshot_id = ?',
+                                  [ctx.after.host, ctx.after.snapshot_id]).fetchone()[0]
+        if n:
+            render(ctx)
 
 
 def _consumers(ctx: _Context) -> None:
@@ -262,7 +317,7 @@ def _sharing(ctx: _Context) -> None:
     pr = Table("pairs", after, *top_pairs(ctx.store, after, top, every, totals))
     heat = heatmap_pairs(ctx.store, after, min(top, 20), every, totals)
     ctx.parts.append(_svg(lambda p: plot.pairs_heatmap(heat, p, after)))
-    gr = shared(ctx.store, after, "groups", groups="command")
+    gr = ctx.groups("command")
     ctx.parts.append(_svg(lambda p: plot.groups_chart(gr.rows[:top], p, after, "command")))
     ctx.parts.append("<h3>Group costs by command (USS of the whole group = freed if it all exited)</h3>" +
                      _table("t-groups", gr.rows[:top], gr.columns, numeric=set(gr.columns) - {"group"}))
@@ -287,8 +342,8 @@ def _reconcile(ctx: _Context) -> None:
 
 
 #: the report's sections, in order; each appends its HTML to the page
-SECTIONS = (("header", _header), ("consumers", _consumers), ("changes", _changes), ("trend", _trend),
-            ("sharing", _sharing), ("reconcile", _reconcile))
+SECTIONS = (("header", _header), ("costs", _costs), ("memory", _whole_memory), ("consumers", _consumers),
+            ("changes", _changes), ("trend", _trend), ("sharing", _sharing), ("reconcile", _reconcile))
 #: progress steps: the sections, then writing the page
 STEPS = (*(name for name, _ in SECTIONS), "write")
 

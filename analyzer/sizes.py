@@ -3,7 +3,8 @@
 Two sources, one object each in :data:`SOURCES` (what differs between them: the per-mapping facts query,
 whether a snapshot holds the data, how a fact becomes kB):
 
-* ``smaps`` — the kernel's own accounting as recorded (sum of the smaps entries, as smem does);
+* ``smaps`` — the kernel's own accounting as recorded: per process its smaps_rollup where recorded (exact),
+  per mapping the smaps entries, and the sum of the smaps entries as smem does for imports without a rollup;
 * ``pages`` — recomputed from pagemap + kpagecount + kpageflags with the kernel's rules
   (``queries/page_mapping_facts.sql``).  PSS is kept in the kernel's fixed point
   (bytes << 12) until the output group is known, then floored once per group, as
@@ -56,6 +57,10 @@ class Amount:
     fallback: tuple[str, ...] = ()  # smaps: processes columns (added) for a process recorded without smaps
     per_process: tuple[str, ...] = ()  # smaps: processes columns used instead in views of whole processes
     average_of: str | None = None  # smem's per-process average of another amount (total / pids)
+    #: smaps: the process's smaps_rollup figure, used instead of the sum of its smaps entries in views of whole
+    #: processes where it was recorded (exact: the rollup floors once per process, smaps once per mapping);
+    #: groups sum their processes' figures (docs/smem.md, "Per-process figures")
+    rollup: str | None = None
     from_maps: bool = False  # known from maps alone: the same for processes recorded without smaps
 
     def from_pages(self, view: View) -> bool:
@@ -77,13 +82,14 @@ class Amount:
 REGISTRY = (
     Amount("swap", "swap_kb", "swap_pages", _ALL, fallback=("rollup_swap_kb",)),
     Amount("uss", "uss_kb", "uss_pages", _ALL, fallback=("rollup_private_clean_kb", "rollup_private_dirty_kb")),
-    Amount("pss", "pss_kb", "pss_fp", _ALL, fallback=("rollup_pss_kb",)),
+    Amount("pss", "pss_kb", "pss_fp", _ALL, fallback=("rollup_pss_kb",), rollup="rollup_pss_kb"),
     Amount("rss", "rss_kb", "rss_pages", _ALL, fallback=("rollup_rss_kb",)),
     Amount("vss", "vss_kb", "vss_kb", _ALL, from_maps=True),
     Amount("avgpss", None, None, ("mapping",), average_of="pss"),
     Amount("avguss", None, None, ("mapping",), average_of="uss"),
     Amount("avgrss", None, None, ("mapping",), average_of="rss"),
-    Amount("swappss", "swap_pss_kb", "swap_pss_fp", _ALL, fallback=("rollup_swap_pss_kb",)),
+    Amount("swappss", "swap_pss_kb", "swap_pss_fp", _ALL, fallback=("rollup_swap_pss_kb",),
+           rollup="rollup_swap_pss_kb"),
     # the kernel reports PSS by kind and RSS by kind only per process (smaps_rollup, status)
     Amount("pss_anon", None, "pss_anon_fp", ("process", "cgroup"), per_process=("rollup_pss_anon_kb",)),
     Amount("pss_file", None, "pss_file_fp", ("process", "cgroup"), per_process=("rollup_pss_file_kb",)),
@@ -127,12 +133,17 @@ class View:
 
 
 _SMEM = ("swap", "uss", "pss", "rss")
+#: a group column from the view process_commands (queries/process_commands.sql), not from processes
+_PROGRAM = "process_commands.command"
 VIEWS = {v.name: v for v in (
     View("process", (("pid", "pid"), ("starttime", "starttime_ticks"), ("user", "user"), ("uid", "euid"),
-                     ("command", "cmdline"), ("name", "comm"), ("cgroup", "cgroup")), (("maps", "maps"),),
+                     ("command", "cmdline"), ("name", "comm"), ("cgroup", "cgroup"), ("exe", "exe"),
+                     ("program", _PROGRAM)), (("maps", "maps"),),
          ("pid", "user", "command", *_SMEM)),
     View("user", (("user", "user"), ("uid", "euid")), (("count", "pids"),), ("user", "count", *_SMEM)),
-    View("command", (("command", "comm"),), (("count", "pids"),), ("command", "count", *_SMEM)),
+    # the name people call a program by: for an interpreter or launcher the program it runs, else comm
+    # (queries/process_commands.sql; docs/smem.md, "Command names")
+    View("command", (("command", _PROGRAM),), (("count", "pids"),), ("command", "count", *_SMEM)),
     View("cgroup", (("cgroup", "cgroup"),), (("count", "pids"),), ("cgroup", "count", *_SMEM)),
     View("mapping", (("map", "map"),), (("count", "maps"), ("pids", "pids")), ("map", "pids", "avgpss", "pss")),
     # internal (memsnap memory --by cgroup): per memory cgroup (processes.memory_cgroup, schema 3)
@@ -224,10 +235,13 @@ class _Smaps:
         """Stage 1 (per process or process x mapping): the facts summed, or None if stage 2 does not use them."""
         return None if (a.per_process and not view.per_mapping) or not a.smaps else sa.func.sum(f.c[a.smaps])
 
-    def total(self, a: Amount, view: View, s1, procs):
-        """Stage 2 (per output group): kB."""
+    def total(self, a: Amount, view: View, s1, procs, whole: bool = True):
+        """Stage 2 (per output group): kB.  ``whole``: every mapping counted (no -M filter), so a process's
+        smaps_rollup figure stands for it."""
         if a.per_process and not view.per_mapping:
             return _kb(_added(procs, a.per_process))
+        if a.rollup and whole and not view.per_mapping:  # exact per process; smemcap imports have no rollup
+            return _kb(sa.func.coalesce(procs.c[a.rollup], s1.c[a.name]))
         return _kb(sa.func.coalesce(s1.c[a.name], _added(procs, a.fallback)) if a.fallback else s1.c[a.name])
 
     def notes(self, con) -> list[str]:
@@ -265,7 +279,7 @@ class _Pages:
         col = f.c[a.pages]
         return sa.func.sum(col * (f.c.page_size_bytes / 1024) if a.pages.endswith("_pages") else col)
 
-    def total(self, a: Amount, view: View, s1, procs):
+    def total(self, a: Amount, view: View, s1, procs, whole: bool = True):
         return (_fp if a.fixed_point else _kb)(s1.c[a.name])
 
     def notes(self, con) -> list[str]:
@@ -301,8 +315,8 @@ class _SmapsWithPages(_Smaps):
         return [(a.name + "_pages", pages.fact(a, view, f)) for a in amounts if a.from_pages(view)] + \
             [("from_pages", sa.func.bool_or(f.c.from_pages))]
 
-    def total(self, a: Amount, view: View, s1, procs):
-        smaps = super().total(a, view, s1, procs)
+    def total(self, a: Amount, view: View, s1, procs, whole: bool = True):
+        smaps = super().total(a, view, s1, procs, whole)
         if not a.from_pages(view):
             return smaps
         pages = (_fp if a.fixed_point else _kb)(s1.c[a.name + "_pages"])
@@ -335,6 +349,21 @@ class _SmapsWithPages(_Smaps):
             out.append(f"{_pids(rows)} recorded in low-impact mode (no smaps, no smaps_rollup) in snapshot {sid}, "
                        f"which has no page data ({why}): their rss, pss, uss and swap are unknown (empty)")
         return out
+
+
+def observer_note(store: Store, snaps: list[Snapshot], applied: bool = False) -> str:
+    """One line on the observer's effect (docs/design.md, "The observer"): how many frames of the recorded
+    processes the recorder itself mapped while it read kpagecount, and whether the figures leave it out."""
+    effect = store.recorder_effect(snaps)
+    if not effect:
+        return "the recorder's own references to frames were not recorded (a store before schema 3, or no PFNs): " \
+               "page figures are as the kernel counted them during the capture, the recorder's mappings included"
+    frames = sum(r[2] for r in effect)
+    refs = sum(r[3] for r in effect)
+    return (f"the recorder itself mapped {frames:,} of the recorded processes' frames ({refs:,} references: "
+            "shared libraries such as libc and the Python runtime), lowering their PSS during the capture; "
+            + ("--without-recorder: page figures leave those references out" if applied else
+               "sizes --source pages --without-recorder leaves them out"))
 
 
 def _pids(rows: list[tuple], most: int = 8) -> str:
@@ -449,15 +478,20 @@ def _query(con, view: View, src, snaps: list[Snapshot], numeric: bool, filters: 
     sql, params = src.facts_sql(cols, snaps)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _facts AS {sql}", params)
     s1 = stage1.subquery("s1")
-    groups = {name: (procs.c[col] if col in procs.c else s1.c[col]) for name, col in view.keys}
+    cmds = sa.Table("process_commands", md, *[sa.Column(c) for c in ("host", "snapshot_id", "pid", "command")])
+    groups = {name: (cmds.c.command if col == _PROGRAM else procs.c[col] if col in procs.c else s1.c[col])
+              for name, col in view.keys}
     if numeric and "user" in groups:  # the uid instead of the name: a number per process, text per user
         groups["user"] = procs.c.euid if view.name == "process" else sa.cast(procs.c.euid, sa.String)
     counts = {"maps": _kb(s1.c.maps), "pids": sa.func.count(sa.distinct(procs.c.pid))}
     sel = [procs.c.snapshot_id.label("snapshot_id"), procs.c.host.label("host"),
            *[c.label(n) for n, c in groups.items()], *[counts[kind].label(n) for n, kind in view.counts],
-           *[src.total(a, view, s1, procs).label(a.name) for a in amounts]]
+           *[src.total(a, view, s1, procs, not filters["mapfilter"]).label(a.name) for a in amounts]]
     j = s1.join(procs, sa.and_(procs.c.host == s1.c.host, procs.c.snapshot_id == s1.c.snapshot_id,
                                procs.c.pid == s1.c.pid))
+    if _PROGRAM in dict(view.keys).values():
+        j = j.join(cmds, sa.and_(cmds.c.host == procs.c.host, cmds.c.snapshot_id == procs.c.snapshot_id,
+                                 cmds.c.pid == procs.c.pid))
     stmt = sa.select(*sel).select_from(j).where(*_process_filters(procs, filters)).group_by(
         procs.c.snapshot_id, procs.c.host, *groups.values())
     cur = con.execute(*_compile(stmt))

@@ -186,6 +186,21 @@ class Store:
         self._check_versions()
         self.con = queries.ViewsOnUse(self.con)  # named views and macros: created when first used
 
+    def without_recorder(self) -> None:
+        """From now on ``frames`` gives each frame's mapcount less the recorder's own references
+        (queries/frames_without_recorder.sql): every page figure as if the recorder were not running
+        (docs/design.md, "The observer").  Stores before schema 3 have no such count and are unchanged."""
+        self.con.execute("CREATE OR REPLACE VIEW frames AS SELECT * FROM frames_without_recorder")
+
+    def recorder_effect(self, snaps) -> list[tuple]:
+        """Per snapshot: (host, snapshot_id, frames the recorded processes share with the recorder, their
+        recorder references), or no row for stores before schema 3."""
+        return self.con.execute(
+            "SELECT host, snapshot_id, count(*) FILTER (WHERE recorder_refs > 0), coalesce(sum(recorder_refs), 0) "
+            "FROM _raw_frames WHERE (host, snapshot_id) IN (SELECT unnest(?), unnest(?)) "
+            "AND recorder_refs IS NOT NULL GROUP BY host, snapshot_id",
+            [[s.host for s in snaps], [s.snapshot_id for s in snaps]]).fetchall()
+
     # ------------------------------------------------------------------ views
     def _files(self, table: str) -> list[str]:
         return self._good[table]

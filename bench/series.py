@@ -25,7 +25,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from common import catalog, layout  # noqa: E402
 from recorder.store import SnapshotWriter  # noqa: E402
-from schema import TABLES  # noqa: E402
+from schema import TABLES, arrow_schema  # noqa: E402
 
 
 def load_latest(source: str) -> dict[str, pa.Table]:

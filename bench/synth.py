@@ -1075,7 +1075,8 @@ def _write_frames(writer, sid, counts, perm, r_start, r_kind, r_memcg, chunk_row
     invperm = np.argsort(perm)
     n = 0
     # the zero page comes first (lowest PFN)
-    fw.write({"snapshot_id": [sid], "pfn": [ZERO_PFN], "mapcount": [0], "flags": [ZERO_FLAGS], "memcg_ino": [0]})
+    fw.write({"snapshot_id": [sid], "pfn": [ZERO_PFN], "mapcount": [0], "flags": [ZERO_FLAGS], "memcg_ino": [0],
+              "recorder_refs": [None]})  # no recorder ran: its references unknown, as in a store before schema 3
     n += 1
     flags_lut = np.array([FLAGS_BY_KIND[k] for k in range(4)], np.uint64)
     step = max(1, chunk_rows // PFN_CHUNK)
@@ -1099,7 +1100,8 @@ def _write_frames(writer, sid, counts, perm, r_start, r_kind, r_memcg, chunk_row
         offsets = np.arange(m + 1, dtype=np.int32) * len(sid_b)
         fw.write(pa.table({"snapshot_id": pa.StringArray.from_buffers(m, pa.py_buffer(offsets), pa.py_buffer(sid_b * m)),
                            "pfn": pfn, "mapcount": mcount, "flags": flags,
-                           "memcg_ino": r_memcg[ri].astype(np.uint64)}, schema=fw.schema))
+                           "memcg_ino": r_memcg[ri].astype(np.uint64), "recorder_refs": pa.nulls(m, pa.int64())},
+                          schema=fw.schema))
         n += m
     return n
 

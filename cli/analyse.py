@@ -111,6 +111,7 @@ def _percent_of(res, amount_cols):
                     "  memsnap sizes --by user -t -k              # per user, totals, human units\n\n"
                     "  memsnap sizes --by mapping -M 'libc|libssl'  # who pays for these libraries\n\n"
                     "  memsnap sizes --source pages -c 'pid command pss uss pss_anon pss_file pss_shmem'\n\n"
+                    "  memsnap sizes --source pages --without-recorder  # as if the recorder were not running\n\n"
                     "  memsnap sizes --by system                  # meminfo breakdown, unaccounted row")
 def sizes(
     stores: StoresArg = None, store: StoreOpt = [], skip_bad: SkipBad = False,
@@ -128,6 +129,9 @@ def sizes(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Show only the top N rows by the sort key."),
     fmt: Format = OutFmt.table,
     list_columns: bool = typer.Option(False, "--list-columns", help="List the columns of the --by view and exit."),
+    without_recorder: bool = typer.Option(
+        False, "--without-recorder", help="Page figures (--source pages) as if the recorder were not running: "
+        "each frame's mapcount less the recorder's own references to it (stores of schema 3 and later)."),
 ):
     """Set sizes: VSS, RSS, PSS, USS and swap per process, user, command, cgroup, mapping or system.
 
@@ -143,7 +147,8 @@ def sizes(
     res = _run("sizes", stores, store, skip_bad, lambda st: st.sizes(
         by=by.value, source=source.value, snapshot=snapshot, host=host,
         processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter, sort=sort, reverse=reverse,
-        columns=split_columns(columns), numeric=numeric, limit=limit), dict(host=host, ids=(snapshot,)))
+        columns=split_columns(columns), numeric=numeric, limit=limit, without_recorder=without_recorder),
+        dict(host=host, ids=(snapshot,)))
     from analyzer.sizes import AMOUNTS
 
     amount_cols = set(AMOUNTS)

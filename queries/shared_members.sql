@@ -1,11 +1,12 @@
 -- name: shared_members
 -- kind: macro
--- description: Table macro shared_members(h, sid, grp_by, pat, pfilter, ufilter): the processes of one snapshot that pass the -P/-U filters (kernel threads excluded), with their group under grp_by = user | command | cgroup | regex (pat on the command line) | name (pat on the command name, comm); with regex and name the rest is '(other)'.
+-- description: Table macro shared_members(h, sid, grp_by, pat, pfilter, ufilter): the processes of one snapshot that pass the -P/-U filters (kernel threads excluded), with their group under grp_by = user | command (the name of process_commands: the program an interpreter runs, else comm) | cgroup | regex (pat on the command line) | name (pat on the command name, comm); with regex and name the rest is '(other)'.
 CREATE OR REPLACE MACRO shared_members(h, sid, grp_by, pat, pfilter, ufilter) AS TABLE
 SELECT pid, comm, cmdline, "user",
        CASE grp_by
            WHEN 'user' THEN coalesce("user", CAST(euid AS VARCHAR))
-           WHEN 'command' THEN coalesce(comm, '?')
+           WHEN 'command' THEN coalesce((SELECT c.command FROM process_commands c WHERE c.host = h
+                                         AND c.snapshot_id = sid AND c.pid = processes.pid), comm, '?')
            WHEN 'cgroup' THEN coalesce(cgroup, '?')
            WHEN 'regex' THEN CASE WHEN regexp_matches(coalesce(cmdline, comm, ''), coalesce(pat, ''))
                                   THEN 'regex:' || pat ELSE '(other)' END

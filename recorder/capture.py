@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 import pyarrow as pa
-from pyarrow._compute import CastOptions, call_function, get_function
+from pyarrow._compute import CastOptions, SetLookupOptions, call_function, get_function
 
 from common import layout
 from common.layout import new_snapshot_id, partition_date
@@ -1050,6 +1050,45 @@ class _MappingSink:
             self._n = 0
 
 
+def own_frame_refs(fs: ProcFS, pid: int, page_size: int):
+    """The observer's own references to frames (issue 16 item 5; docs/design.md, "The observer"): how many
+    present pages of process ``pid`` (the recorder itself) map each PFN, from its own maps and pagemap, read
+    in PAGEMAP_CHUNK_PAGES windows.  Returns ``(pfns, refs)`` (distinct PFNs, uint64; counts, int64), or None
+    when they cannot be read (a fake procfs without the recorder's pid, no PFNs).  Bounded by the recorder's
+    own RSS (one PFN per present page, about 40k here), not by the machine."""
+    try:
+        maps = fs.read(pid, "maps").decode("utf-8", "replace")
+        spans = []
+        for line in maps.splitlines():
+            f = line.split()
+            if f and not line.endswith("[vsyscall]"):  # above TASK_SIZE: not in pagemap
+                lo, _, hi = f[0].partition("-")
+                spans.append((int(lo, 16), int(hi, 16)))
+        path = fs.path(pid, "pagemap")
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (OSError, MemsnapError, ValueError):
+        return None
+    found = []
+    try:
+        for first, last in merge_ranges(spans, page_size):
+            for v in range(first, last, PAGEMAP_CHUNK_PAGES):
+                n = min(last - v, PAGEMAP_CHUNK_PAGES)
+                buf = os.pread(fd, n * 8, v * 8)
+                a = u64_array(buf[:len(buf) // 8 * 8])
+                present = pc.bit_wise_and(pc.filter(a, pc.greater_equal(a, _PRESENT)), _PFN_MASK)
+                if len(present):
+                    found.append(present)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    pfns = pa.concat_arrays(found) if found else pa.array([], _U64)
+    if not len(pfns) or pc.max(pfns).as_py() == 0:  # PFNs hidden (no CAP_SYS_ADMIN): nothing to subtract
+        return None
+    vc = pc.value_counts(pfns)
+    return vc.field("values"), pc.cast(vc.field("counts"), pa.int64())
+
+
 class _FramesWriter:
     """The ``frames`` table: for each distinct PFN seen, its /proc/kpagecount, kpageflags and kpagecgroup
     values, read by :class:`_KpageRuns` and written FRAMES_WINDOW PFNs at a time (bounded memory).
@@ -1057,8 +1096,9 @@ class _FramesWriter:
     (kernel without CONFIG_MEMCG) leaves memcg_ino NULL.  With pseudonymized PFNs each window's rows are in
     pseudonym order."""
 
-    def __init__(self, fs: ProcFS, table: TableWriter, snapshot_id: str, pseudo):
+    def __init__(self, fs: ProcFS, table: TableWriter, snapshot_id: str, pseudo, own=None):
         self.fs, self.table, self.snapshot_id, self.pseudo = fs, table, snapshot_id, pseudo
+        self.own = own  # own_frame_refs() of the recorder, read just before the kpage* reads, or None
         self.kpage_ok = self.cgroup_ok = True  # until a read fails (then not tried again)
         self.max_window = 0  # the most PFNs read and written at once (bounded by FRAMES_WINDOW + a merge piece)
         self._sid_col: pa.Array | None = None
@@ -1111,13 +1151,16 @@ class _FramesWriter:
                 cols["memcg_ino"] = runs.read(fs.path("kpagecgroup"))
             except OSError:
                 self.cgroup_ok = False  # kernel without CONFIG_MEMCG: memcg_ino stays NULL
+        if self.own is not None and "mapcount" in cols:  # the recorder's own references to these frames
+            own_pfns, own_refs = self.own
+            cols["recorder_refs"] = pc.fill_null(pc.take(own_refs, pc.index_in(pfns, options=SetLookupOptions(own_pfns))), 0)
         return cols
 
     def _write_rows(self, pfns: pa.Array, cols: dict[str, pa.Array]) -> None:
         n = len(pfns)
         if self._sid_col is None or len(self._sid_col) < n:
             self._sid_col = pa.repeat(self.snapshot_id, n)
-        types = {"mapcount": pa.int64(), "flags": pa.uint64(), "memcg_ino": pa.uint64()}
+        types = {"mapcount": pa.int64(), "flags": pa.uint64(), "memcg_ino": pa.uint64(), "recorder_refs": pa.int64()}
         data = {"snapshot_id": self._sid_col.slice(0, n), "pfn": pfns}
         for k, t in types.items():
             data[k] = cols[k] if k in cols else pa.nulls(n, t)
@@ -1193,7 +1236,9 @@ class Recorder:
             if "kpage" in opts.sources and res.pfn_available:
                 self.guard.check("reading kpage* of the frames", pending=FRAMES_WINDOW * FRAME_PEAK_BYTES,
                                  force=True)  # at most FRAMES_WINDOW frames are held at once
-                frames = _FramesWriter(self.fs, writer.table("frames"), sid, self.pseudo)
+                # the observer's own pages, read just before kpagecount (docs/design.md, "The observer")
+                own = own_frame_refs(self.fs, os.getpid(), info["page_size_bytes"])
+                frames = _FramesWriter(self.fs, writer.table("frames"), sid, self.pseudo, own)
                 res.frames = frames.write(pages.pfns(), res.warnings)
         finally:
             pages.close()

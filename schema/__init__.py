@@ -160,8 +160,8 @@ SNAPSHOTS = Table(
         C("capture_end", TS, None, "UTC time the capture ended (before writing the commit row).", False),
         C("uptime_s", F64, "s", "/proc/uptime at capture start."),
         C("recorder_version", STR, None, "memsnap version that wrote the snapshot.", False),
-        C("recorder_pid", I32, None, "PID of the recorder. It is not recorded itself, but its mappings raise the "
-          "mapcount of shared file pages of other processes."),
+        C("recorder_pid", I32, None, "PID of the recorder. It is not recorded as a process, but its mappings raise "
+          "the mapcount of shared file pages of other processes: frames.recorder_refs counts them."),
         C("recorder_uid", I32, None, "Effective uid of the recorder."),
         C("schema_version", I32, None, "Schema version the files were written with.", False),
         C("options_json", STR, None, "Recorder options as JSON (sources, filters, limits)."),
@@ -307,6 +307,10 @@ FRAMES = Table(
         C("flags", U64, None, "kpageflags bits: ANON=12, SWAPBACKED=14, HUGE=17, KSM=21, THP=22, ZERO_PAGE=24, "
           "IDLE=25; bit 34 anon-exclusive. https://docs.kernel.org/admin-guide/mm/pagemap.html"),
         C("memcg_ino", U64, None, "kpagecgroup: inode of the memory cgroup charged for the frame."),
+        C("recorder_refs", I64, None, "How many present pages of the recorder itself map the frame (its own "
+          "/proc/self/pagemap, read just before kpagecount): `mapcount - recorder_refs` is the mapcount as if the "
+          "recorder were not running (`sizes --without-recorder`). 0 for frames it does not map; NULL before "
+          "schema 3 or when its own pagemap could not be read.", since=3),
     ),
     key=("snapshot_id", "pfn"),
     encodings=(("pfn", "DELTA_BINARY_PACKED"),),

@@ -198,6 +198,27 @@ MUTANTS = [
      "0, NULL, NULL", ["tests/test_physmem.py", "-k", "live"]),
     ("physmem-v1-process-cgroup-from-unified-line", "recorder/procfs.py", 'if "memory" in parts[1].split(","):',
      'if False:', ["tests/test_physmem.py", "-k", "memory_cgroup_of or live"]),
+    # issue 16 (i-proc): command names, exact per-process smaps figures, the observer left out
+    ("i16-command-module-ignored", "queries/process_commands.sql", "(?:-m\\s*)?(?:[^\\s-]\\S*/)?",
+     "(?:[^\\s-]\\S*/)?", ["tests/test_commands.py"]),
+    ("i16-command-groups-by-comm", "analyzer/sizes.py", 'View("command", (("command", _PROGRAM),)',
+     'View("command", (("command", "comm"),)', ["tests/test_commands.py", "-k", "prefork"]),
+    ("i16-smaps-pss-sum-not-rollup", "analyzer/sizes.py", 'fallback=("rollup_pss_kb",), rollup="rollup_pss_kb")',
+     'fallback=("rollup_pss_kb",))', ["tests/test_sizes_live.py", "-k", "smaps_source_is_rollup"]),
+    ("i16-smaps-rollup-even-with-mapfilter", "analyzer/sizes.py", "if a.rollup and whole and not view.per_mapping",
+     "if a.rollup and not view.per_mapping", ["tests/test_sizes_live.py", "-k", "smaps_source_is_rollup"]),
+    ("i16-smaps-rollup-no-fallback-for-imports", "analyzer/sizes.py",
+     "return _kb(sa.func.coalesce(procs.c[a.rollup], s1.c[a.name]))", "return _kb(procs.c[a.rollup])",
+     ["tests/test_smem_peer.py"]),
+    ("i16-observer-not-subtracted", "queries/frames_without_recorder.sql", "mapcount - coalesce(recorder_refs, 0) AS",
+     "mapcount AS", ["tests/test_sizes_live.py", "-k", "without_recorder"]),
+    ("i16-observer-own-pages-not-read", "recorder/capture.py",
+     "own = own_frame_refs(self.fs, os.getpid(), info[\"page_size_bytes\"])", "own = None",
+     ["tests/test_sizes_live.py", "-k", "without_recorder"]),
+    ("i16-observer-first-mapping-only", "recorder/capture.py", "        for first, last in merge_ranges(spans, page_size):",
+     "        for first, last in merge_ranges(spans, page_size)[:1]:", ["tests/test_sizes_live.py", "-k", "without_recorder"]),
+    ("i16-report-costs-members-uss", "analyzer/report.py", '"uss_kb": r["uss_kb"], "pss_kb": r["pss_kb"],',
+     '"uss_kb": r["members_uss_kb"], "pss_kb": r["pss_kb"],', ["tests/test_report.py", "-k", "what_things_cost"]),
 ]
 
 

@@ -116,7 +116,7 @@ def test_reboot_refuses_process_matching(tmp_path):
     assert cp.returncode != 0 and "reboot" in cp.stderr and "--by command" in cp.stderr
     assert "Traceback" not in cp.stderr
     ok = memsnap("diff", str(store), "--by", "command", "-f", "json")
-    assert json.loads(ok.stdout)[0]["command"] == "python"
+    assert json.loads(ok.stdout)[0]["command"] == "workload.py"  # python workload.py: named by its script (process_commands)
 
 
 @needs_root
@@ -134,7 +134,7 @@ def test_cross_host_diff_by_command_and_mapping_normalizes_names(tmp_path, workl
     assert cp.returncode != 0 and "different hosts" in cp.stderr and "--by command" in cp.stderr
     rows = json.loads(memsnap("diff", str(tmp_path), "--from", ids[0], "--to", ids[1], "--by", "command",
                               "-f", "json").stdout)
-    assert [(r["command"], r["count_before"], r["count_after"]) for r in rows] == [("python", 3, 3)]
+    assert [(r["command"], r["count_before"], r["count_after"]) for r in rows] == [("workload.py", 3, 3)]
     maps = {r["map"]: r for r in json.loads(memsnap("diff", str(tmp_path), "--from", ids[0], "--to", ids[1],
                                                      "--by", "mapping", "-f", "json").stdout)}
     libc = [m for m in maps if m.endswith("/libc.so")]

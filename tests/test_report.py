@@ -88,6 +88,19 @@ def test_wiring_report_numbers_equal_the_cli(report):
     assert [r["kb"] for r in t["t-histogram"]] == [r["kb"] for r in hist]
 
 
+def test_report_opens_with_what_things_cost(report):
+    """Issue 16 item 6: the first section after the header is each command's real cost from shared --groups
+    (the group's USS, freed if it all exited; PSS; RSS counting shared pages fully), then the observer's line;
+    the whole-memory section shows nothing for a snapshot without the physmem source."""
+    _, text, t = report
+    assert re.findall(r"<h2>([^<]*)</h2>", text)[0] == "What things really cost"
+    groups = json.loads(memsnap("shared", str(SAMPLE_STORE), "--groups", "command", "-f", "json").stdout)
+    assert t["t-costs"] == [{"command": g["group"], "processes": g["processes"], "uss_kb": g["uss_kb"],
+                             "pss_kb": g["pss_kb"], "rss_kb": g["rss_kb"]} for g in groups[:15]]
+    assert t["t-costs"][0]["uss_kb"] > 0 and "freed if it all exited" in text and "counted fully" in text
+    assert len(re.findall(r"Observer: [^<]*recorder", text)) == 1
+
+
 def test_report_is_self_contained(report):
     _, text, _ = report
     assert "<svg" in text and text.count("<svg") >= 5  # charts inline

@@ -122,10 +122,11 @@ def latest(snaps) -> str:
 
 
 def expected_processes(sid: str) -> dict[int, dict]:
-    """Per-process sums of the smaps entries (what --source smaps reports) plus identity and rollup fields."""
+    """Per-process sums of the smaps entries (what --source smaps reports; PSS: the rollup's where recorded,
+    docs/smem.md "Per-process figures") plus identity and rollup fields."""
     rows = q("""
         SELECT p.pid, p.user, p.euid, p.comm, p.cgroup, p.kernel_thread,
-               sum(m.rss_kb), sum(m.pss_kb), sum(m.private_clean_kb + m.private_dirty_kb), sum(m.swap_kb),
+               sum(m.rss_kb), coalesce(any_value(p.rollup_pss_kb), sum(m.pss_kb)), sum(m.private_clean_kb + m.private_dirty_kb), sum(m.swap_kb),
                sum(m.size_kb), count(m.idx),
                any_value(p.rollup_rss_kb), any_value(p.rollup_pss_kb), any_value(p.rollup_pss_anon_kb),
                any_value(p.rollup_pss_file_kb), any_value(p.rollup_pss_shmem_kb),

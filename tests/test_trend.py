@@ -139,7 +139,7 @@ def test_leak_ranked_first_with_known_slope(leak_store):
 def test_leaks_by_command_sums_processes(leak_store):
     s = leak_store
     ranking = _json(s["dir"], "--leaks", "--by", "command", "--min-points", "3")
-    assert [r["command"] for r in ranking] == ["python"]  # every sample process is python
+    assert [r["command"] for r in ranking] == ["workload.py"]  # every sample process runs python workload.py
     noisy = s["added"][s["noisy"]]
     leak = s["added"][s["leak"]]
     series = _json(s["dir"], "--by", "command")
