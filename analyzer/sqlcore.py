@@ -271,6 +271,9 @@ class _Join(_From):
     def from_sql(self, ctx: _Ctx) -> str:
         return f"{self.left.from_sql(ctx)} JOIN {self.right.from_sql(ctx)} ON {self.on.sql(ctx)}"
 
+    def join(self, other, on) -> _Join:  # a JOIN b ON ... JOIN c ON ..., unparenthesised as SQLAlchemy writes it
+        return _Join(self, other, on)
+
 
 class Select(Element):
     def __init__(self, columns):
