@@ -52,14 +52,16 @@ def get(name: str) -> NamedQuery:
         raise MemsnapError(f"no named query {name!r}", hint="list them with `memsnap query --list`") from None
 
 
-def install_views(con) -> None:
-    """Create every ``kind: macro`` file (a CREATE MACRO statement) and every ``kind: view`` as a view.
-    DuckDB binds a macro's or a view's body when it is created, so one that uses another (``member_frames``
-    uses ``snapshot_pages``, ``shared_members`` the view ``process_commands``) waits until that one exists:
-    they are created in rounds, macros first and in name order within a round, until none is left; a round
-    that creates none raises the first error."""
-    pending = [q for q in all_queries().values() if q.kind == "macro"] + \
-        [q for q in all_queries().values() if q.kind == "view"]
+def install_views(con, names=None) -> set[str]:
+    """Create the ``kind: macro`` files (CREATE MACRO statements) and ``kind: view`` files as views: all of them,
+    or ``names`` and the named views and macros their text uses (:func:`uses`).  DuckDB binds a macro's or a
+    view's body when it is created, so one that uses another (``member_frames`` uses ``snapshot_pages``,
+    ``shared_members`` the view ``process_commands``) waits until that one exists: they are created in rounds,
+    macros first and in name order within a round, until none is left; a round that creates none raises the
+    first error.  Returns the names created."""
+    named = {q.name: q for q in all_queries().values() if q.kind in ("macro", "view")}
+    want = set(named) if names is None else _closure(set(names) & set(named))
+    pending = sorted((named[n] for n in want), key=lambda q: (q.kind != "macro", q.name))
     while pending:
         failed = []
         for q in pending:
@@ -70,6 +72,29 @@ def install_views(con) -> None:
         if len(failed) == len(pending):
             raise failed[0][1]
         pending = [q for q, _ in failed]
+    return want
+
+
+def _name_pattern(names) -> re.Pattern:
+    return re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(names, key=len, reverse=True))) + r")\b", re.I)
+
+
+@lru_cache(maxsize=None)
+def uses() -> dict[str, frozenset[str]]:
+    """For each named view and macro, the other named views and macros its text mentions."""
+    named = {q.name: q for q in all_queries().values() if q.kind in ("macro", "view")}
+    pat = _name_pattern(named)
+    return {n: frozenset(m.lower() for m in pat.findall(q.sql) if m.lower() != n) for n, q in named.items()}
+
+
+def _closure(names: set[str]) -> set[str]:
+    deps, todo = set(), list(names)
+    while todo:
+        n = todo.pop()
+        if n not in deps:
+            deps.add(n)
+            todo += uses().get(n, ())
+    return deps
 
 
 def run(con, name: str, params: dict | None = None):
@@ -89,25 +114,36 @@ _CATALOG = ("information_schema", "duckdb_views", "duckdb_functions", "duckdb_ma
 
 class ViewsOnUse:
     """A DuckDB connection whose named views and macros (``kind: view|macro``) are created the first time a
-    statement names one (or looks at the catalog), all at once, by :func:`install_views`.  Binding them costs
-    70-250 ms here, and most commands (snapshots, sizes, diff, trend) use none (issue 15; docs/design.md,
-    "Start-up").  Anything else asked of the connection (relations, cursors, ...) creates them first; the
-    real connection is :attr:`raw`."""
+    statement names one: that one and those it uses (:func:`install_views`).  A statement that looks at the
+    catalog creates them all.  Binding them all costs 70-250 ms here, and most commands (snapshots, sizes,
+    diff, trend) use none or one (issue 15; docs/design.md, "Start-up").  Anything else asked of the
+    connection (relations, cursors, ...) creates them all first; the real connection is :attr:`raw`."""
 
     def __init__(self, con):
         self.raw = con
-        names = [q.name for q in all_queries().values() if q.kind in ("view", "macro")] + list(_CATALOG)
-        self._pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, names)) + r")\b", re.I)
+        self._views = _name_pattern(q.name for q in all_queries().values() if q.kind in ("view", "macro"))
+        self._catalog = _name_pattern(_CATALOG)
+        self._done: set[str] = set()
         self._installed = False
 
-    def install(self) -> None:
-        if not self._installed:
+    def install(self, names=None) -> None:
+        if self._installed:
+            return
+        if names is None:
             self._installed = True
             install_views(self.raw)
+        elif not set(names) <= self._done:
+            self._done |= install_views(self.raw, set(names) - self._done)
 
     def _for(self, query) -> None:
-        if not self._installed and (not isinstance(query, str) or self._pattern.search(query)):
+        if self._installed:
+            return
+        if not isinstance(query, str) or self._catalog.search(query):
             self.install()
+        else:
+            found = {m.lower() for m in self._views.findall(query)}
+            if found:
+                self.install(found)
 
     def execute(self, query, *args, **kw):
         self._for(query)
