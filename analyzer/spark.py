@@ -370,6 +370,24 @@ class SparkRelation:
     arrow = to_arrow_table
 
 
+def register(spark, paths, **kw) -> SparkConnection:
+    """For an existing Spark deployment (spark-submit, a notebook): on the SparkSession ``spark``, register the
+    stored tables and memsnap's views as temp views over the visible files of the stores ``paths`` (chosen as
+    the CLI chooses them), and return the connection: ``con.execute(duckdb_sql, params).fetchall()`` runs a
+    query, ``translate(queries.get(NAME).sql)`` gives the Spark text of a named query to run yourself::
+
+        from analyzer.spark import register, translate
+        from analyzer import queries
+        con = register(spark, "/data/memsnap-central")
+        spark.sql(translate(queries.get("page_mapping_facts").sql), args={"snapshot_ids": ["..."]}).show()
+
+    ``paths`` are local or shared-filesystem directories: the file listing is done by this process."""
+    from .store import Store
+
+    st = Store(paths, **kw)
+    return SparkConnection(spark, st._good, st.con)
+
+
 def attach(store, master: str | None = None) -> None:
     """Put ``store`` (an opened :class:`analyzer.store.Store`) on Spark: its views over the same files."""
     store.con = SparkConnection(session(master), store._good, store.con)
