@@ -19,6 +19,7 @@ Rewrites on top of sqlglot (each has no Spark spelling, or sqlglot's is wrong):
 * several ``unnest`` in one select list (DuckDB zips them) -> ``inline(arrays_zip(...))``;
 * ``list(x ORDER BY x)`` / ``list(DISTINCT x ORDER BY x)`` -> ``array_sort(collect_list|collect_set(x))``;
 * ``(a, b) IN (SELECT (x, y) ...)`` -> ``(a, b) IN (SELECT x, y ...)``;
+* ``list_contains($param, x)``: the parameter cast to ARRAY<BIGINT> (it may be bound to NULL);
 * casts to UBIGINT -> BIGINT; ``list_position`` -> ``array_position``; ``to_microseconds(n)`` -> an
   interval of n microseconds.
 
@@ -187,6 +188,11 @@ def _rewrite(node):
         if len(keys) != 1 or keys[0].this != inner or keys[0].args.get("desc"):
             raise MemsnapError(f"Spark engine: list(... ORDER BY ...) other than by the listed value: {node.sql()}")
         return fn(this="array_sort", expressions=[fn(this=agg, expressions=[inner])])
+    if isinstance(node, exp.ArrayContains) and isinstance(node.this, exp.Placeholder):
+        # a list parameter may be bound to NULL (`$pids IS NULL OR list_contains($pids, pid)`): Spark types a
+        # NULL argument as VOID and refuses it; a list of integers is what memsnap binds there
+        node.set("this", exp.cast(node.this, exp.DataType.build("ARRAY<BIGINT>", dialect="spark")))
+        return node
     if isinstance(node, exp.ArrayOverlaps):  # list_has_any: sqlglot writes `a && b`, which Spark lacks
         return fn(this="arrays_overlap", expressions=[node.this, node.expression])
     if isinstance(node, exp.Anonymous):

@@ -156,6 +156,16 @@ MUTANTS = [
      "if False:", ["tests/test_memlimit.py", "-k", "fails_clean"]),
     ("memlimit-held-page-rows-not-counted", "recorder/capture.py", "        return self._raw_slots + self._buf_rows\n",
      "        return 0\n", ["tests/test_memlimit.py", "-k", "fails_clean"]),
+    # the Spark engine (tests/test_spark.py): one restructuring of the shared text undone, one translation step
+    # dropped, the unsigned view of 64-bit results dropped
+    ("spark-bit63-compared-signed", "queries/page_mapping_facts.sql", "((p.entry >> 63) & 1) = 1 AS present",
+     "(p.entry >> 63) = 1 AS present", ["tests/test_spark.py", "-k", "sizes_equal and process-pages"]),
+    ("spark-ordered-list-unsorted", "analyzer/spark.py",
+     'return fn(this="array_sort", expressions=[fn(this=agg, expressions=[inner])])',
+     'return fn(this="reverse", expressions=[fn(this=agg, expressions=[inner])])',
+     ["tests/test_spark.py", "-k", "named_queries"]),
+    ("spark-unsigned-results-signed", "analyzer/spark.py", "        return v + (1 << 64)\n", "        return v\n",
+     ["tests/test_spark.py", "-k", "named_queries"]),
 ]
 
 
