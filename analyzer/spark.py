@@ -20,6 +20,7 @@ Rewrites on top of sqlglot (each has no Spark spelling, or sqlglot's is wrong):
 * ``list(x ORDER BY x)`` / ``list(DISTINCT x ORDER BY x)`` -> ``array_sort(collect_list|collect_set(x))``;
 * ``(a, b) IN (SELECT (x, y) ...)`` -> ``(a, b) IN (SELECT x, y ...)``;
 * ``list_contains($param, x)``: the parameter cast to ARRAY<BIGINT> (it may be bound to NULL);
+* ``date_diff('millisecond'|'second'|'microsecond', a, b)``: boundaries crossed, as DuckDB counts them;
 * casts to UBIGINT -> BIGINT; ``list_position`` -> ``array_position``; ``to_microseconds(n)`` -> an
   interval of n microseconds.
 
@@ -193,6 +194,13 @@ def _rewrite(node):
         # NULL argument as VOID and refuses it; a list of integers is what memsnap binds there
         node.set("this", exp.cast(node.this, exp.DataType.build("ARRAY<BIGINT>", dialect="spark")))
         return node
+    if isinstance(node, exp.DateDiff) and str(node.args.get("unit") or "").upper() in _US_PER:
+        # DuckDB's date_diff counts unit boundaries crossed (0.2265 s -> 0.227 s between .x6 and .x3 ms);
+        # Spark's timestampdiff truncates the difference (0.226): both ends truncated to the unit first
+        per = exp.Literal.number(_US_PER[str(node.args["unit"]).upper()])
+        return exp.Sub(this=exp.IntDiv(this=fn(this="unix_micros", expressions=[node.this]), expression=per),
+                       expression=exp.IntDiv(this=fn(this="unix_micros", expressions=[node.expression]),
+                                             expression=per.copy()))
     if isinstance(node, exp.ArrayOverlaps):  # list_has_any: sqlglot writes `a && b`, which Spark lacks
         return fn(this="arrays_overlap", expressions=[node.this, node.expression])
     if isinstance(node, exp.Anonymous):
@@ -203,6 +211,9 @@ def _rewrite(node):
             return exp.Mul(this=exp.paren(node.expressions[0]),
                            expression=exp.Interval(this=exp.Literal.string("0.000001"), unit=exp.var("SECOND")))
     return node
+
+
+_US_PER = {"MICROSECOND": 1, "MILLISECOND": 1000, "SECOND": 1000000}
 
 
 @lru_cache(maxsize=512)
