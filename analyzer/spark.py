@@ -198,9 +198,9 @@ def _rewrite(node):
         # DuckDB's date_diff counts unit boundaries crossed (0.2265 s -> 0.227 s between .x6 and .x3 ms);
         # Spark's timestampdiff truncates the difference (0.226): both ends truncated to the unit first
         per = exp.Literal.number(_US_PER[str(node.args["unit"]).upper()])
-        return exp.Sub(this=exp.IntDiv(this=fn(this="unix_micros", expressions=[node.this]), expression=per),
+        return exp.paren(exp.Sub(this=exp.IntDiv(this=fn(this="unix_micros", expressions=[node.this]), expression=per),
                        expression=exp.IntDiv(this=fn(this="unix_micros", expressions=[node.expression]),
-                                             expression=per.copy()))
+                                             expression=per.copy())))
     if isinstance(node, exp.ArrayOverlaps):  # list_has_any: sqlglot writes `a && b`, which Spark lacks
         return fn(this="arrays_overlap", expressions=[node.this, node.expression])
     if isinstance(node, exp.Anonymous):
