@@ -119,10 +119,23 @@ class Store(_store.Store):
 
 
 def open_store(paths, *, memory_limit: str | None = None, threads: int | None = None,
-               skip_bad: bool = False, scope=None) -> Store:
+               skip_bad: bool = False, scope=None, engine: str | None = None,
+               spark_master: str | None = None) -> Store:
     """Open one or more stores (paths or globs; several merge) for analysis.  ``scope``
-    (:class:`common.catalog.Scope`, or :func:`scope_for`): only the partitions and files a question needs."""
-    return Store(paths, memory_limit=memory_limit, threads=threads, skip_bad=skip_bad, scope=scope)
+    (:class:`common.catalog.Scope`, or :func:`scope_for`): only the partitions and files a question needs.
+    ``engine``: ``duckdb`` (default, or $MEMSNAP_ENGINE) or ``spark`` (:mod:`analyzer.spark`, on
+    ``spark_master``, default $MEMSNAP_SPARK_MASTER or ``local[*]``): the same queries, the same answers."""
+    engine = _store.engine_of(engine)
+    st = Store(paths, memory_limit=memory_limit, threads=threads, skip_bad=skip_bad, scope=scope)
+    if engine == "spark":
+        from . import spark
+
+        try:
+            spark.attach(st, spark_master)
+        except BaseException:
+            st.close()
+            raise
+    return st
 
 
 def scope_for(*, host: str | None = None, ids=(), latest: int | None = None, since=None, until=None,

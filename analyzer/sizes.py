@@ -474,7 +474,7 @@ def _query(con, view: View, src, snaps: list[Snapshot], numeric: bool, filters: 
     # only the fact columns this view uses (DuckDB then computes and reads no other: the mapping name of
     # every row, for one, is a string per mapping that a per-process or per-command view never needs)
     used = {c.name for c in sa.sql.visitors.iterate(stage1) if isinstance(c, sa.Column) and c.table is f}
-    cols = ", ".join(c for c in dict.fromkeys(src.columns) if c in used or c in src.kept)
+    cols = ", ".join(f'"{c}"' for c in dict.fromkeys(src.columns) if c in used or c in src.kept)  # "map": quoted
     sql, params = src.facts_sql(cols, snaps)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _facts AS {sql}", params)
     s1 = stage1.subquery("s1")

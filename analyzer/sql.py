@@ -51,6 +51,8 @@ def lock_configuration(store: Store, allow_files: bool = False) -> None:
     Parquet files working and refuses every other path, globs and ``..`` included).  The first call decides, for
     the life of the connection."""
     con = store.con
+    if store.engine_name == "spark":  # Spark reads no path named in SQL (spark.sql.runSQLOnFiles=false), and
+        return                        # the statement-kind guard refuses the rest (analyzer/spark.py CONF)
     if con.execute("SELECT current_setting('lock_configuration')").fetchone()[0]:
         return
     if not allow_files:

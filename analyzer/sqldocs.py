@@ -184,6 +184,16 @@ def render(store_path: Path | str = SAMPLE_STORE, cookbook_path: Path | str = CO
         "parameters (`$name` with `--param name=VALUE`; JSON lists, numbers and null are typed), never spliced into "
         "the SQL text.",
         "",
+        "**On Spark** (`memsnap --engine spark sql|query ...`, docs/fleet.md) the same text runs: memsnap "
+        "translates DuckDB's SQL to Spark SQL (sqlglot, plus its own rewrites: table macros expanded, `ASOF JOIN` "
+        "as a range join, unsigned 64-bit columns as BIGINT holding the same bits). Write your SQL in DuckDB's "
+        "dialect. Differences: regular expressions (`regexp_matches`, -P/-U/-M) are Java's on Spark, RE2's on "
+        "DuckDB (the common syntax means the same; Java also has backreferences and lookaround, RE2 refuses "
+        "them); UINT64 columns (`entry`, `pfn`, `flags`, `vpn`, addresses) are signed BIGINT inside Spark, so test "
+        "bits as `((x >> k) & 1) = 1`, never `x >> 63 = 1` or `x > 2^63`; results in columns so named are given "
+        "back unsigned; a list without ORDER BY, and rows without ORDER BY, come in no defined order on either "
+        "engine; DuckDB-only functions sqlglot cannot translate fail with one line naming the Spark text.",
+        "",
         "Every query runs on the committed snapshots only. A snapshot is identified by `(host, snapshot_id)`: "
         "stores merged from several hosts (or copies) can hold the same id under several hosts, so join on both. "
         "Snapshot ids sort by capture time. Column types below are DuckDB's, read by running each view and query "

@@ -105,6 +105,17 @@ def resolve_stores(paths) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+ENGINES = ("duckdb", "spark")
+
+
+def engine_of(engine: str | None = None) -> str:
+    """The engine asked for (``--engine``, else $MEMSNAP_ENGINE, else duckdb); docs/fleet.md."""
+    engine = (engine or os.environ.get("MEMSNAP_ENGINE") or "duckdb").lower()
+    if engine not in ENGINES:
+        raise MemsnapError(f"unknown engine {engine!r}", hint="use --engine duckdb or --engine spark")
+    return engine
+
+
 #: DuckDB memory limit unless MEMSNAP_MEMORY_LIMIT or memory_limit= says otherwise
 DEFAULT_MEMORY_LIMIT = "1GB"
 
@@ -149,7 +160,9 @@ def committed_view_sql(table: str, resolved: bool = True) -> str:
 
 
 class Store:
-    """DuckDB views over one or more stores.  ``con`` is the DuckDB connection."""
+    """DuckDB views over one or more stores.  ``con`` is the DuckDB connection (or, ``engine_name`` spark,
+    :class:`analyzer.spark.SparkConnection` with the same surface over the same files)."""
+    engine_name = "duckdb"
 
     def __init__(self, paths, *, memory_limit: str | None = None, threads: int | None = None,
                  skip_bad: bool = False, scope: catalog.Scope | None = None):
@@ -341,7 +354,10 @@ class Store:
         return self.con.execute(query, params or [])
 
     def memory_limit_bytes(self) -> int | None:
-        """DuckDB's memory limit in bytes (it reports e.g. '953.6 MiB'); None if it cannot be read."""
+        """DuckDB's memory limit in bytes (it reports e.g. '953.6 MiB'); None if it cannot be read (or on Spark,
+        which spills by itself)."""
+        if self.engine_name != "duckdb":
+            return None
         text = self.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
         m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGTP]i?B|bytes?)?\s*", str(text))
         if not m:

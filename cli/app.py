@@ -143,7 +143,7 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(skip_bad: options.SkipBad = False,
+def _root(skip_bad: options.SkipBad = False, engine: options.Engine = None, spark_master: options.SparkMaster = None,
           version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
                                        help="Print the version and exit.")):
     """memsnap: record process memory into Parquet, analyse it with DuckDB.
@@ -151,6 +151,7 @@ def _root(skip_bad: options.SkipBad = False,
     Shell completion: `memsnap --install-completion` (bash, zsh, fish), then open a new shell.
     """
     options.STATE["skip_bad"] = skip_bad
+    options.STATE["engine"], options.STATE["spark_master"] = engine, spark_master
 
 
 def _duckdb_error(e: Exception) -> str:

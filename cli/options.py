@@ -16,7 +16,7 @@ import typer
 from common.errors import MemsnapError
 from common.settings import default_store
 
-STATE = {"skip_bad": False}
+STATE = {"skip_bad": False, "engine": None, "spark_master": None}
 
 #: the analyzer's libraries; a recorder-only install lacks them
 ANALYZER_MODULES = ("duckdb", "sqlalchemy", "duckdb_engine", "matplotlib")
@@ -55,6 +55,12 @@ StoresArg = Annotated[Optional[List[str]], typer.Argument(
 StoreOpt = Annotated[List[str], typer.Option(
     "--store", "-S", help="Store directory (repeatable); the same as giving it as the first argument.",
     show_default=False, metavar="DIR")]
+Engine = Annotated[Optional[str], typer.Option(
+    "--engine", envvar="MEMSNAP_ENGINE", help="Query engine of the analyzer commands: duckdb (default) or spark "
+                                              "(pyspark, Java 17+; docs/fleet.md). Same answers.")]
+SparkMaster = Annotated[Optional[str], typer.Option(
+    "--spark-master", envvar="MEMSNAP_SPARK_MASTER", help="With --engine spark: local[N] or spark://HOST:PORT "
+                                                          "(default local[*]).")]
 SkipBad = Annotated[bool, typer.Option(
     "--skip-bad", help="Leave out snapshots with a damaged, foreign or too-new file (each is reported) instead "
                        "of stopping. Accepted before or after the command.")]
@@ -89,7 +95,8 @@ def open_store(command: str, stores, store, skip_bad: bool = False, scope: dict 
     from analyzer.api import scope_for
 
     st = _open(store_paths(stores, store), skip_bad=skip_bad or STATE["skip_bad"],
-               scope=scope_for(**scope) if scope else None)
+               scope=scope_for(**scope) if scope else None, engine=STATE["engine"],
+               spark_master=STATE["spark_master"])
     for f, why in st.skipped:
         err(f"warning: skipped {f}: {why} (the snapshot(s) in it are left out)")
     return st

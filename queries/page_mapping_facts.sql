@@ -30,7 +30,7 @@ m AS (
 ),
 p AS (
     SELECT snap.sk, p.pid, p.vpn, snap.ps,
-           (p.entry >> 63) = 1 AS present,
+           ((p.entry >> 63) & 1) = 1 AS present,
            ((p.entry >> 62) & 1) = 1 AS swapped,
            p.entry & 36028797018963967 AS pfn_or_swap
     FROM pages p JOIN snap USING (host, snapshot_id)

@@ -8,8 +8,8 @@ pf AS (
     WHERE $pids IS NULL OR list_contains($pids, pid)
 ),
 sets AS (SELECT list(pid ORDER BY pid) AS pids FROM pf GROUP BY pfn HAVING count(*) >= 2),
-setc AS (SELECT row_number() OVER () AS set_id, pids, count(*) OVER (PARTITION BY pids) AS frames
-         FROM sets QUALIFY row_number() OVER (PARTITION BY pids) = 1),
+-- one row per distinct set (a GROUP BY, not a window: Spark numbers rows only in a defined order)
+setc AS (SELECT row_number() OVER (ORDER BY pids) AS set_id, pids, count(*) AS frames FROM sets GROUP BY pids),
 members AS (SELECT set_id, frames, unnest(pids) AS pid FROM setc),
 -- the self-join streams into an aggregate of at most processes^2 groups: no per-frame expansion is stored
 pairs AS (

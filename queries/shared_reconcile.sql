@@ -19,16 +19,18 @@ v AS (SELECT (SELECT value_kb FROM mi WHERE key = 'MemTotal') AS total,
              (SELECT value_kb FROM mi WHERE key = 'AnonPages') AS anonpages,
              (SELECT value_kb FROM mi WHERE key = 'Mapped') AS mapped,
              (SELECT value_kb FROM mi WHERE key = 'Shmem') AS shmem_mi)
-SELECT * FROM (VALUES
-    (1, 'anonymous frames mapped', (SELECT anon FROM k), 'AnonPages', (SELECT anonpages FROM v)),
-    (2, 'file frames mapped', (SELECT file FROM k), NULL, NULL),
-    (3, 'shmem/tmpfs frames mapped', (SELECT shmem FROM k), 'Shmem', (SELECT shmem_mi FROM v)),
-    (4, 'file + shmem frames mapped', (SELECT file + shmem FROM k), 'Mapped', (SELECT mapped FROM v)),
-    (5, 'all frames mapped by recorded processes', (SELECT all_frames FROM k), 'MemTotal - MemFree',
-        (SELECT total - free FROM v)),
-    (6, 'unaccounted: used, not mapped by a recorded process (kernel, unmapped cache, other processes)',
-        (SELECT total - free FROM v) - (SELECT all_frames FROM k), NULL, NULL),
-    (7, 'free', (SELECT free FROM v), 'MemFree', (SELECT free FROM v)),
-    (8, 'total (rows 5 + 6 + 7)', (SELECT total FROM v), 'MemTotal', (SELECT total FROM v))
-) AS t(ord, area, kb, meminfo_key, meminfo_kb)
+SELECT * FROM (
+    -- one SELECT per row, not VALUES: Spark takes only constants in VALUES
+    SELECT 1 AS ord, 'anonymous frames mapped' AS area, (SELECT anon FROM k) AS kb, 'AnonPages' AS meminfo_key,
+           (SELECT anonpages FROM v) AS meminfo_kb
+    UNION ALL SELECT 2, 'file frames mapped', (SELECT file FROM k), NULL, NULL
+    UNION ALL SELECT 3, 'shmem/tmpfs frames mapped', (SELECT shmem FROM k), 'Shmem', (SELECT shmem_mi FROM v)
+    UNION ALL SELECT 4, 'file + shmem frames mapped', (SELECT file + shmem FROM k), 'Mapped', (SELECT mapped FROM v)
+    UNION ALL SELECT 5, 'all frames mapped by recorded processes', (SELECT all_frames FROM k), 'MemTotal - MemFree',
+        (SELECT total - free FROM v)
+    UNION ALL SELECT 6, 'unaccounted: used, not mapped by a recorded process (kernel, unmapped cache, other processes)',
+        (SELECT total - free FROM v) - (SELECT all_frames FROM k), NULL, NULL
+    UNION ALL SELECT 7, 'free', (SELECT free FROM v), 'MemFree', (SELECT free FROM v)
+    UNION ALL SELECT 8, 'total (rows 5 + 6 + 7)', (SELECT total FROM v), 'MemTotal', (SELECT total FROM v)
+) AS t
 ORDER BY ord

@@ -224,6 +224,16 @@ MUTANTS = [
      "        for first, last in merge_ranges(spans, page_size)[:1]:", ["tests/test_sizes_live.py", "-k", "without_recorder"]),
     ("i16-report-costs-members-uss", "analyzer/report.py", '"uss_kb": r["uss_kb"], "pss_kb": r["pss_kb"],',
      '"uss_kb": r["members_uss_kb"], "pss_kb": r["pss_kb"],', ["tests/test_report.py", "-k", "what_things_cost"]),
+    # the Spark engine (tests/test_spark.py): one restructuring of the shared text undone, one translation step
+    # dropped, the unsigned view of 64-bit results dropped
+    ("spark-bit63-compared-signed", "queries/page_mapping_facts.sql", "((p.entry >> 63) & 1) = 1 AS present",
+     "(p.entry >> 63) = 1 AS present", ["tests/test_spark.py", "-k", "sizes_equal and process-pages"]),
+    ("spark-ordered-list-unsorted", "analyzer/spark.py",
+     'return fn(this="array_sort", expressions=[fn(this=agg, expressions=[inner])])',
+     'return fn(this="reverse", expressions=[fn(this=agg, expressions=[inner])])',
+     ["tests/test_spark.py", "-k", "named_queries"]),
+    ("spark-unsigned-results-signed", "analyzer/spark.py", "        return v + (1 << 64)\n", "        return v\n",
+     ["tests/test_spark.py", "-k", "named_queries"]),
 ]
 
 
