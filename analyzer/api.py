@@ -22,7 +22,7 @@ class Store(_store.Store):
     """A store (SQL, views, snapshots, SQLAlchemy tables) with the CLI's operations."""
 
     def sizes(self, *, by: str = "process", source: str = "smaps", snapshot: str | None = "latest",
-              host: str | None = None, processfilter: str | None = None, userfilter: str | None = None,
+              host: str | list[str] | None = None, processfilter: str | None = None, userfilter: str | None = None,
               mapfilter: str | None = None, sort: str | None = None, reverse: bool = False, columns=None,
               numeric: bool = False, limit: int | None = None,
               without_recorder: bool = False) -> _sizes.SizesResult:
@@ -44,7 +44,7 @@ class Store(_store.Store):
             res.notes.append(f"{len(hosts)} hosts: {which} ({', '.join(hosts)})")
         return res
 
-    def diff(self, *, from_id: str | None = None, to_id: str | None = None, host: str | None = None,
+    def diff(self, *, from_id: str | None = None, to_id: str | None = None, host: str | list[str] | None = None,
              by: str = "process", source: str = "smaps", processfilter: str | None = None,
              userfilter: str | None = None, mapfilter: str | None = None, min_change: int = 0,
              sort: str | None = None, reverse: bool = False, normalize: bool | None = None,
@@ -58,7 +58,7 @@ class Store(_store.Store):
                           userfilter=userfilter, mapfilter=mapfilter, min_change=min_change, sort=sort,
                           reverse=reverse, normalize=normalize)
 
-    def memory(self, *, by: str = "class", snapshot: str | None = "latest", host: str | None = None,
+    def memory(self, *, by: str = "class", snapshot: str | None = "latest", host: str | list[str] | None = None,
                columns=None):
         """Where the memory went (physmem source): by frame class, memory cgroup or service."""
         from . import memory as _memory
@@ -66,7 +66,7 @@ class Store(_store.Store):
         snap = _snapshots.resolve_one(self.snapshots(host), snapshot, host=host, where=self.where)
         return _memory.memory(self, snap, by=by, columns=columns)
 
-    def shared(self, view: str = "groups", *, snapshot: str | None = "latest", host: str | None = None,
+    def shared(self, view: str = "groups", *, snapshot: str | None = "latest", host: str | list[str] | None = None,
                groups: str = "command", processfilter: str | None = None, userfilter: str | None = None,
                mapfilter: str | None = None, detail: bool = False, limit: int | None = None) -> _shared.Table:
         """Shared-page attribution: ``view`` is groups | pairs | mapping | histogram | flags | reconcile."""
@@ -76,7 +76,7 @@ class Store(_store.Store):
         return _shared.shared(self, snap, view, groups=groups, processfilter=processfilter, userfilter=userfilter,
                               mapfilter=mapfilter, detail=detail, limit=limit)
 
-    def trend(self, *, by: str = "process", host: str | None = None, last: int | None = None, since=None,
+    def trend(self, *, by: str = "process", host: str | list[str] | None = None, last: int | None = None, since=None,
               until=None, source: str = "smaps", processfilter: str | None = None, userfilter: str | None = None,
               mapfilter: str | None = None, progress=None) -> _trend.TrendResult:
         """A series over the snapshots captured ``since``..``until`` (the ``last`` N of each host)."""
@@ -100,7 +100,7 @@ class Store(_store.Store):
         """``since``/``until`` (ISO or relative) as datetimes, None where not given."""
         return _snapshots.parse_range(since, until)
 
-    def report(self, *, from_id: str | None = None, to_id: str | None = None, host: str | None = None,
+    def report(self, *, from_id: str | None = None, to_id: str | None = None, host: str | list[str] | None = None,
                by: str = "command", top: int = 15, progress=None, since=None, until=None) -> _report.Report:
         """The HTML report on ``from_id`` -> ``to_id`` (default: the host's last two snapshots; with
         ``since``/``until``, the first and the last of that range, and the range's trend)."""
@@ -138,7 +138,7 @@ def open_store(paths, *, memory_limit: str | None = None, threads: int | None = 
     return st
 
 
-def scope_for(*, host: str | None = None, ids=(), latest: int | None = None, since=None, until=None,
+def scope_for(*, host: str | list[str] | None = None, ids=(), latest: int | None = None, since=None, until=None,
               tables=None):
     """The scope of a question: ``since``/``until`` (as the commands take them) -> their UTC times; else ids
     or prefixes -> the snapshots they can name ('latest' among them: the last of each host); else ``latest``
@@ -147,6 +147,10 @@ def scope_for(*, host: str | None = None, ids=(), latest: int | None = None, sin
 
     from common.catalog import Scope
     from common.layout import ID_TIME
+
+    host = _snapshots.host_spec(host)
+    if not isinstance(host, str):  # --host repeated or a ~regex: every host's files, chosen among later
+        host = None
 
     if since is not None or until is not None:
         lo, hi = _snapshots.parse_range(since, until)

@@ -606,3 +606,28 @@ def _system_rows(store: Store, snaps) -> list[dict]:
             if r["snapshot_id"] == sid and r["host"] == host:
                 r["percent"] = round(100.0 * r["kb"] / total, 2) if total and r["kb"] is not None else None
     return rows
+
+
+#: the views whose rows add up across hosts (a group's processes on every host): amounts and counts are sums
+ACROSS_HOSTS_VIEWS = ("user", "command", "cgroup")
+
+
+def across_hosts(res: SizesResult) -> list[dict]:
+    """Per group of a --by user/command/cgroup result, one row summing it over every host it appears on:
+    ``host`` is ``*``, ``snapshot_id`` the number of hosts (``--across-hosts``: what a service costs on each host,
+    and in total).  Rows in the order their groups first appear."""
+    if res.by not in ACROSS_HOSTS_VIEWS:
+        raise BadColumn(f"--across-hosts needs --by {', '.join(ACROSS_HOSTS_VIEWS)}, not --by {res.by}",
+                        hint="processes and mappings belong to one host; group them with --by command")
+    keys = [k for k, _ in VIEWS[res.by].keys if k in res.columns]
+    summed = [c for c in res.columns if c not in keys and c not in ("host", "snapshot_id")]
+    out: dict[tuple, dict] = {}
+    hosts: dict[tuple, set] = {}
+    for r in res.rows:
+        g = tuple(r.get(k) for k in keys)
+        t = out.setdefault(g, {**{k: r.get(k) for k in keys}, **{c: None for c in summed}})
+        hosts.setdefault(g, set()).add(r.get("host"))
+        for c in summed:
+            if r.get(c) is not None:
+                t[c] = (t[c] or 0) + r[c]
+    return [{**t, "host": "*", "snapshot_id": f"{len(hosts[g])} hosts"} for g, t in out.items()]

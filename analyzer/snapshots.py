@@ -60,7 +60,46 @@ class BadOption(MemsnapError):
     pass
 
 
-def _none_committed(where: str, host: str | None, hint: str) -> SnapshotNotFound:
+def host_spec(spec):
+    """``--host`` as given (None, a name, or a list of names and ``~regex`` entries) in its simplest form: None,
+    a name (one plain entry, which narrows the files read to that host's partitions), or the list."""
+    if not spec:
+        return None
+    if isinstance(spec, str):
+        return spec
+    spec = list(spec)
+    return spec[0] if len(spec) == 1 and not spec[0].startswith("~") else spec
+
+
+def match_hosts(hosts, spec) -> list[str] | None:
+    """The hosts ``spec`` (``--host``, repeatable) chooses among ``hosts``: None (every host), one name, or a
+    list whose entries are exact names or, after a ``~``, regular expressions (Python's ``re``, matching the
+    whole name: ``~web-[0-9]+``).  An entry that matches no host is an error naming the hosts there are."""
+    if spec is None:
+        return None
+    hosts = sorted(set(hosts))
+    chosen: list[str] = []
+    for entry in ([spec] if isinstance(spec, str) else spec):
+        if entry.startswith("~"):
+            try:
+                rx = re.compile(entry[1:])
+            except re.error as e:
+                raise BadOption(f"--host {entry!r} is not a valid regular expression ({e})",
+                                hint="write --host '~REGEX' (Python syntax, matching the whole name), e.g. "
+                                     "--host '~web-[0-9]+'") from None
+            found = [h for h in hosts if rx.fullmatch(h)]
+        else:
+            found = [entry] if entry in hosts else []
+        if not found:
+            raise SnapshotNotFound(f"--host {entry!r} matches no host of the stores ({', '.join(hosts) or 'none'})",
+                                   hint="give a host name as `memsnap snapshots` lists it, or ~REGEX")
+        chosen += [h for h in found if h not in chosen]
+    return chosen
+
+
+def _none_committed(where: str, host, hint: str) -> SnapshotNotFound:
+    host = host_spec(host)
+    host = host if host is None or isinstance(host, str) else " ".join(host)
     return SnapshotNotFound(f"{where}: no committed snapshots{f' for host {host!r}' if host else ''}", hint=hint)
 
 

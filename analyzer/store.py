@@ -367,11 +367,19 @@ class Store:
                  "KB": 10 ** 3, "MB": 10 ** 6, "GB": 10 ** 9, "TB": 10 ** 12, "PB": 10 ** 15}.get(unit)
         return int(float(m[1]) * scale) if scale else None
 
-    def snapshots(self, host: str | None = None) -> list[Snapshot]:
+    def snapshots(self, host: str | list[str] | None = None) -> list[Snapshot]:
+        """Committed snapshots in capture order: of every host, of one (``host`` a name), or of the hosts a
+        list of names and ``~regex`` entries chooses (``--host``, repeatable; :func:`analyzer.snapshots.match_hosts`)."""
+        host = snapshots.host_spec(host)
+        one = host if isinstance(host, str) else None
         rows = self.con.execute(
             "SELECT snapshot_id, host, capture_start, boot_id, pfn_available, kpage_available, page_size_bytes, "
-            "pages_rows, json_extract_string(options_json, '$.format') FROM snapshots WHERE ? IS NULL OR host = ? ORDER BY capture_start, snapshot_id", [host, host]).fetchall()
-        return [Snapshot(*r) for r in rows]
+            "pages_rows, json_extract_string(options_json, '$.format') FROM snapshots WHERE ? IS NULL OR host = ? ORDER BY capture_start, snapshot_id", [one, one]).fetchall()
+        snaps = [Snapshot(*r) for r in rows]
+        if host is None or one is not None:
+            return snaps
+        chosen = set(snapshots.match_hosts([s.host for s in snaps], host))
+        return [s for s in snaps if s.host in chosen]
 
     def resolve(self, snapshot: str | None = "latest", host: str | None = None) -> list[Snapshot]:
         """``latest`` (per host), an exact id, or a unique id prefix (see :func:`analyzer.snapshots.resolve`)."""

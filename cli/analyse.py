@@ -54,12 +54,19 @@ def snapshots(stores: StoresArg = None, store: StoreOpt = [], skip_bad: SkipBad 
               since: Since = None, until: Until = None, fmt: Format = OutFmt.table):
     """List committed snapshots: id, host, time, processes, pages, frames, bytes on disk."""
     def call(st):
+        from analyzer.snapshots import host_spec, match_hosts
+
         lo, hi = st.time_range(since, until)
+        one = host_spec(host) if isinstance(host_spec(host), str) else None
         cur = st.execute("SELECT * FROM snapshot_list WHERE (? IS NULL OR host = ?) AND "
                          "(?::TIMESTAMPTZ IS NULL OR capture_start >= ?::TIMESTAMPTZ) AND "
-                         "(?::TIMESTAMPTZ IS NULL OR capture_start <= ?::TIMESTAMPTZ)", [host, host, lo, lo, hi, hi])
+                         "(?::TIMESTAMPTZ IS NULL OR capture_start <= ?::TIMESTAMPTZ)", [one, one, lo, lo, hi, hi])
         names = [d[0] for d in cur.description]
-        return names, [dict(zip(names, r)) for r in cur.fetchall()]
+        rows = [dict(zip(names, r)) for r in cur.fetchall()]
+        if host and one is None:  # several --host, or a ~regex: the hosts they choose among the store's
+            chosen = set(match_hosts([s.host for s in st.snapshots()], host))
+            rows = [r for r in rows if r["host"] in chosen]
+        return names, rows
 
     names, rows = _run("snapshots", stores, store, skip_bad, call,
                        dict(host=host, since=since, until=until, tables=("snapshots",)))  # snapshot_list's table
@@ -112,7 +119,8 @@ def _percent_of(res, amount_cols):
                     "  memsnap sizes --by mapping -M 'libc|libssl'  # who pays for these libraries\n\n"
                     "  memsnap sizes --source pages -c 'pid command pss uss pss_anon pss_file pss_shmem'\n\n"
                     "  memsnap sizes --source pages --without-recorder  # as if the recorder were not running\n\n"
-                    "  memsnap sizes --by system                  # meminfo breakdown, unaccounted row")
+                    "  memsnap sizes --by system                  # meminfo breakdown, unaccounted row\n\n"
+                    "  memsnap sizes --by command --host '~web-.*' --across-hosts  # each web host, and in total")
 def sizes(
     stores: StoresArg = None, store: StoreOpt = [], skip_bad: SkipBad = False,
     by: By = typer.Option(By.process, "--by", "-b", help="Group rows by process, user, command (all processes of "
@@ -122,6 +130,9 @@ def sizes(
     columns: Columns = None, processfilter: ProcessFilter = None, userfilter: UserFilter = None,
     mapfilter: MapFilter = None, sort: Sort = None, reverse: Reverse = False,
     totals: bool = typer.Option(False, "--totals", "-t", help="Add a totals row."),
+    across_hosts: bool = typer.Option(
+        False, "--across-hosts", help="With --by user, command or cgroup: after the rows of each host, one row per "
+        "group summed over every host (host *, snapshot_id 'N hosts')."),
     percent: bool = typer.Option(False, "--percent", "-p", help="Amounts as % of MemTotal (swap: of SwapTotal)."),
     abbreviate: bool = typer.Option(False, "--abbreviate", "-k", help="Amounts with units (K, M, G)."),
     numeric: bool = typer.Option(False, "--numeric", "-n", help="Numeric user ids."),
@@ -149,7 +160,13 @@ def sizes(
         processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter, sort=sort, reverse=reverse,
         columns=split_columns(columns), numeric=numeric, limit=limit, without_recorder=without_recorder),
         dict(host=host, ids=(snapshot,)))
-    from analyzer.sizes import AMOUNTS
+    from analyzer.sizes import AMOUNTS, across_hosts as _across
+
+    if across_hosts:
+        try:
+            res.rows = res.rows + _across(res)
+        except MemsnapError as e:
+            fail(e)
 
     amount_cols = set(AMOUNTS)
     tot = _totals(res, by.value, amount_cols) if totals else None

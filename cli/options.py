@@ -117,7 +117,10 @@ class Source(str, Enum):
 
 Format = Annotated[OutFmt, typer.Option("--format", "-f", help="table, csv, json (amounts are integer kB) or "
                                                                 "markdown.")]
-Host = Annotated[Optional[str], typer.Option("--host", help="Only this host (needed when the stores hold several).")]
+Host = Annotated[Optional[List[str]], typer.Option(
+    "--host", help="Only this host (repeatable: --host a --host b), or the hosts a regular expression after ~ "
+                   "matches whole (--host '~web-[0-9]+', Python syntax). Needed by diff and report when the "
+                   "stores hold several.")]
 Snapshot = Annotated[str, typer.Option("--snapshot", help="Snapshot id (or unique prefix), or 'latest' (the latest "
                                                           "of each host).")]
 Since = Annotated[Optional[str], typer.Option(

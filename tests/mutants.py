@@ -234,6 +234,13 @@ MUTANTS = [
      ["tests/test_spark.py", "-k", "named_queries"]),
     ("spark-unsigned-results-signed", "analyzer/spark.py", "        return v + (1 << 64)\n", "        return v\n",
      ["tests/test_spark.py", "-k", "named_queries"]),
+    # issue 14 item 4: --host repeatable or ~regex, sizes --across-hosts (tests/test_hosts.py)
+    ("hosts-only-first-entry", "analyzer/snapshots.py", "for entry in ([spec] if isinstance(spec, str) else spec):",
+     "for entry in ([spec] if isinstance(spec, str) else spec[:1]):", ["tests/test_hosts.py"]),
+    ("hosts-regex-partial-match", "analyzer/snapshots.py", "found = [h for h in hosts if rx.fullmatch(h)]",
+     "found = [h for h in hosts if rx.match(h)]", ["tests/test_hosts.py"]),
+    ("hosts-across-count-not-summed", "analyzer/sizes.py", "            if r.get(c) is not None:\n                t[c] = (t[c] or 0) + r[c]",
+     "            if r.get(c) is not None and c != \"count\":\n                t[c] = (t[c] or 0) + r[c]", ["tests/test_hosts.py"]),
 ]
 
 
