@@ -120,7 +120,7 @@ def _percent_of(res, amount_cols):
                     "  memsnap sizes --source pages -c 'pid command pss uss pss_anon pss_file pss_shmem'\n\n"
                     "  memsnap sizes --source pages --without-recorder  # as if the recorder were not running\n\n"
                     "  memsnap sizes --by system                  # meminfo breakdown, unaccounted row\n\n"
-                    "  memsnap sizes --by command --host '~web-.*' --across-hosts  # each web host, and in total")
+                    "  memsnap sizes --by command --host '~.*' --across-hosts  # each host (a ~regex), and in total")
 def sizes(
     stores: StoresArg = None, store: StoreOpt = [], skip_bad: SkipBad = False,
     by: By = typer.Option(By.process, "--by", "-b", help="Group rows by process, user, command (all processes of "
