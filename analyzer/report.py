@@ -187,7 +187,7 @@ def _caveats(sid, host, kernel, t, sources, pfn, recorded, denied, vanished, par
 COST_GROUPS = ("command",)
 #: the whole-memory breakdowns (issue 16: the physmem source, by class and by cgroup), as (table, render)
 #: entries: ``render(ctx)`` runs only when ``table`` is a table of the store and holds rows of the last
-#: snapshot, so a snapshot without that source shows nothing.  Empty until the physmem source registers here.
+#: snapshot, so a snapshot without that source shows nothing.
 WHOLE_MEMORY: list[tuple[str, object]] = []
 
 
@@ -229,6 +229,25 @@ def _whole_memory(ctx: _Context) -> None:
                                   [ctx.after.host, ctx.after.snapshot_id]).fetchone()[0]
         if n:
             render(ctx)
+
+
+def _memory_tables(ctx: _Context) -> None:
+    """Every frame of the machine by class (adding up to MemTotal), then by memory cgroup: what
+    ``memsnap memory --by class`` and ``--by cgroup`` show (analyzer/memory.py)."""
+    from .memory import DEFAULT_COLUMNS, memory
+
+    ctx.parts.append("<h2>Where the memory went (every frame)</h2>")
+    for by in ("class", "cgroup"):
+        res = memory(ctx.store, ctx.after, by=by)
+        rows = res.rows if by == "class" else res.rows[:ctx.top]
+        cols = list(DEFAULT_COLUMNS[by])
+        ctx.rep.tables[f"memory_{by}"] = rows
+        numeric = {c for c in cols if c not in ("class", "area", "meminfo_key", "cgroup", "explained")}
+        ctx.parts.append(f"<h3>By {by}</h3>" + _table(f"t-memory-{by}", rows, cols, numeric=numeric) +
+                         "".join(f'<p class="note">{_esc(n)}</p>' for n in res.notes))
+
+
+WHOLE_MEMORY.append(("physmem", _memory_tables))
 
 
 def _consumers(ctx: _Context) -> None:

@@ -241,6 +241,10 @@ MUTANTS = [
      "found = [h for h in hosts if rx.match(h)]", ["tests/test_hosts.py"]),
     ("hosts-across-count-not-summed", "analyzer/sizes.py", "            if r.get(c) is not None:\n                t[c] = (t[c] or 0) + r[c]",
      "            if r.get(c) is not None and c != \"count\":\n                t[c] = (t[c] or 0) + r[c]", ["tests/test_hosts.py"]),
+    ("i16-report-whole-memory-not-registered", "analyzer/report.py", 'WHOLE_MEMORY.append(("physmem", _memory_tables))',
+     "pass", ["tests/test_report.py", "-k", "physmem"]),
+    ("i16-report-whole-memory-class-rows-cut", "analyzer/report.py",
+     'rows = res.rows if by == "class" else res.rows[:ctx.top]', "rows = res.rows[:3]", ["tests/test_report.py", "-k", "physmem"]),
 ]
 
 

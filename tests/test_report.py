@@ -158,3 +158,27 @@ def test_browser_check_catches_fetches_and_console_errors(report, tmp_path):
                         capture_output=True, text=True, timeout=120)
     assert any(":CONSOLE" in ln for ln in cp.stderr.splitlines())
     assert page_requests(netlog) == ["http://127.0.0.1:9/x.png"]
+
+
+def test_report_shows_every_frame_when_the_snapshot_has_physmem(tmp_path):
+    """Issue 16 item 6: after the costs, a snapshot recorded with the physmem source gets the whole-memory
+    breakdown, by class and by cgroup: the tables `memsnap memory` prints (a wiring test; tests/test_physmem.py
+    checks the numbers against the kernel). The sample store (no physmem) has no such section (above)."""
+    physmem = SAMPLE_STORE.parent / "physmem"
+    out = tmp_path / "r.html"
+    memsnap("report", str(physmem), "-o", str(out), "--top", "15")
+    text = out.read_text()
+    p = Tables()
+    p.feed(text)
+    heads = re.findall(r"<h2>([^<]*)</h2>", text)
+    assert heads[:2] == ["What things really cost", "Where the memory went (every frame)"]
+    by_class = json.loads(memsnap("memory", str(physmem), "--by", "class", "-f", "json").stdout)
+    assert [(r["class"], r["kb"]) for r in p.tables["t-memory-class"]] == [(r["class"], r["kb"]) for r in by_class]
+    by_cgroup = json.loads(memsnap("memory", str(physmem), "--by", "cgroup", "-f", "json").stdout)[:15]
+    assert [(r["cgroup"], r["charged_kb"], r["pss_kb"]) for r in p.tables["t-memory-cgroup"]] == \
+        [(r["cgroup"], r["charged_kb"], r["pss_kb"]) for r in by_cgroup]
+
+
+def test_report_without_physmem_has_no_whole_memory_section(report):
+    _, text, t = report
+    assert "Where the memory went" not in text and "t-memory-class" not in t
