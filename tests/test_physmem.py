@@ -338,8 +338,10 @@ def test_live_v1_cgroup_page_cache_anon_and_memtotal(tmp_path, v1_cgroup):
 #: anon/file frames against meminfo: meminfo is read at capture start and after the capture, the frames in
 #: between (~7-15 s of kpage* reads, 2 cores shared).  Against the start alone the spread measured here was 37
 #: and 100 MiB for anon, 2 MiB for file (busy machine, four helpers running tests: BENCHMARKS.md, "Whole memory");
-#: bracketed by both readings, what is left is what moved and came back during the read: 32 MiB.
-SLACK_KB = 32 << 10
+#: bracketed by both readings, what is left is what moved and came back during the read. A clean-clone run of
+#: the suite (session 8, other test processes exiting beside it) read anon frames 43 MiB above the higher of the
+#: two readings (343,408 kB against 292,980..300,248), over the 32 MiB first chosen: 96 MiB.
+SLACK_KB = 96 << 10
 
 
 def _meminfo() -> dict:

@@ -427,9 +427,9 @@ def test_sigkill_at_random_moments(tmp_path, source_tables, moto, bucket, to):
     per_segment = max(0.02, (time.monotonic() - t - startup) / 12)
     kills, completed, attempts, moved, copying = 0, 0, 0, 0, 0
     before: set = set()
-    while kills < 12:
+    while kills < 12 or copying < 4:  # at least 4 of them while it copies (a loaded machine shifts the timing)
         attempts += 1
-        assert attempts < 80, f"only {kills} kills landed in {attempts} attempts"
+        assert attempts < 120, f"only {kills} kills landed in {attempts} attempts, {copying} while copying"
         host = rng.choice(sorted(srcs))
         move = rng.random() < 0.3
         p = subprocess.Popen([*argv, str(srcs[host]), dest, *(["--move"] if move else [])], cwd=ROOT, env=env,

@@ -198,7 +198,8 @@ def test_named_queries_and_views_equal(engines):
             continue
         p = {k: params[k] for k in q.params}
         got = _both(engines, lambda st: _json(sorted(map(list, st.query(q.name, p).fetchall()), key=_json)))
-        assert got != "[]" or q.name in ("shared_pair_totals",), q.name
+        # the fleet store records no physmem source: its queries compare empty results (test_physmem has data)
+        assert got != "[]" or q.name in ("shared_pair_totals",) or q.name.startswith("physmem_"), q.name
         checked.append(q.name)
     assert len(checked) >= 12
 
