@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -105,6 +106,43 @@ def run(con, name: str, params: dict | None = None):
         raise MemsnapError(f"query {name} needs parameter(s) {', '.join(sorted(missing))}",
                            hint="pass them with --param NAME=VALUE")
     return con.execute(q.sql, {k: params[k] for k in q.params})
+
+
+@contextmanager
+def materialised(con, name: str, args: tuple, columns: tuple[str, ...]):
+    """Within the block, the table macro ``name`` called with ``args`` reads ``columns`` of its rows from a temp
+    table computed once, instead of computing them again at every call (the report: every sharing section reads
+    ``snapshot_pages`` of one snapshot; issue 15).  A temp macro of the same name shadows the macro (DuckDB
+    looks in the temp schema first, for the calls inside other macros too); called with other arguments it
+    computes as before (``main.name``).  A statement reading a column not in ``columns`` fails to bind, it
+    never reads a wrong one.  On leaving, the temp macro and table are dropped."""
+    m = re.search(rf"CREATE\s+(?:OR\s+REPLACE\s+)?MACRO\s+{name}\s*\(([^)]*)\)", get(name).sql, re.I)
+    params = [p.strip() for p in m.group(1).split(",")]
+    table, computed = f"_materialised_{name}", f"_computed_{name}"
+    cols = ", ".join(f'"{c}"' for c in columns)
+    con.execute(f'CREATE OR REPLACE TEMP TABLE "{table}" AS SELECT {cols} FROM {name}'
+                f'({", ".join("?" for _ in args)})', list(args))
+    # the macro as it was, under another name (DuckDB refuses a macro that calls main.<its own name>)
+    con.execute(get(name).sql[m.start():].replace(m.group(0), f"CREATE OR REPLACE TEMP MACRO {computed}({m.group(1)})", 1))
+    same = " AND ".join(f"{p} IS NOT DISTINCT FROM {_literal(a)}" for p, a in zip(params, args))
+    con.execute(f'CREATE OR REPLACE TEMP MACRO {name}({", ".join(params)}) AS TABLE '
+                f'SELECT {cols} FROM "{table}" WHERE {same} UNION ALL '
+                f'SELECT {cols} FROM {computed}({", ".join(params)}) WHERE NOT ({same})')
+    try:
+        yield table
+    finally:
+        con.execute(f"DROP MACRO TABLE IF EXISTS temp.{name}")
+        con.execute(f"DROP MACRO TABLE IF EXISTS temp.{computed}")
+        con.execute(f'DROP TABLE IF EXISTS temp."{table}"')
+
+
+def _literal(v) -> str:
+    """A macro's argument as a SQL literal (a macro body takes no bound parameters)."""
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise TypeError(f"materialised: argument {v!r} is not an int, a str or None")
+    return str(v) if isinstance(v, int) else "'" + v.replace("'", "''") + "'"
 
 
 #: statements that look at the catalog itself: the named views and macros must be there to be listed

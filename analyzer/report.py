@@ -8,15 +8,16 @@ from __future__ import annotations
 import html
 import os
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from common.errors import MemsnapError
 
-from . import plot
+from . import plot, queries
 from .diff import diff, view_of
 from .shared import Table, heatmap_pairs, pair_totals, shared, top_pairs
-from .sizes import SizesResult, sizes, sort_rows
+from .sizes import SizesResult, page_facts_table, sizes, sort_rows
 from .snapshots import Snapshot
 from .store import Store
 from .trend import leak_suspects, trend
@@ -123,6 +124,7 @@ class _Context:
     parts: list[str] = field(default_factory=list)
     sized: dict = field(default_factory=dict)
     grouped: dict = field(default_factory=dict)
+    facts: str | None = None  # the temp table of both snapshots' page facts, once made (:meth:`sizes`)
 
     def groups(self, by: str):
         """``shared --groups by`` of the last snapshot, computed once (the costs and sharing sections)."""
@@ -134,8 +136,16 @@ class _Context:
         """One snapshot's sizes (default sort), computed once for every section that needs them."""
         key = (snap.host, snap.snapshot_id, by, source)
         if key not in self.sized:
-            self.sized[key] = sizes(self.store, [snap], by=by, source=source)
+            if source == "pages" and self.facts is None and self.store.engine_name == "duckdb":
+                # both snapshots' page facts in one statement, once: every view of every section reads them
+                self.facts = page_facts_table(self.store.con, [s for s in self.pair if s.has_pages], FACTS_TABLE)
+            self.sized[key] = sizes(self.store, [snap], by=by, source=source,
+                                    facts=self.facts if source == "pages" else None)
         return self.sized[key]
+
+    @property
+    def pair(self) -> list[Snapshot]:
+        return [self.after] if self.single else [self.before, self.after]
 
 
 def _header(ctx: _Context) -> None:
@@ -360,6 +370,27 @@ def _reconcile(ctx: _Context) -> None:
     ctx.rep.tables["reconcile"] = rc.rows
 
 
+#: the temp table of the pair's page facts (``queries/page_mapping_facts.sql``), made once per report
+FACTS_TABLE = "_report_page_facts"
+#: the table macros every sharing section (costs, sharing, reconcile) reads for the last snapshot, computed once
+#: per report (:func:`analyzer.queries.materialised`): (macro, its arguments after host and snapshot id, the
+#: columns the shared_* queries read)
+MATERIALISED = (("snapshot_pages", (), ("pid", "pfn", "mapcount", "flags", "ps", "counted", "kind")),
+                ("member_frames", (None, None), ("pid", "pfn")))
+
+
+def _shared_work(ctx: _Context, stack: ExitStack) -> None:
+    """What the sections share, computed once: the last snapshot's pages with their frames (DuckDB only; a
+    Spark store computes them per query)."""
+    st, after = ctx.store, ctx.after
+    if st.engine_name != "duckdb" or not after.has_pages:
+        return
+    st.con.install({name for name, _, _ in MATERIALISED})
+    for name, args, columns in MATERIALISED:
+        stack.enter_context(queries.materialised(st.con, name, (after.host, after.snapshot_id, *args), columns))
+    stack.callback(lambda: ctx.facts and st.con.execute(f'DROP TABLE IF EXISTS "{ctx.facts}"'))
+
+
 #: the report's sections, in order; each appends its HTML to the page
 SECTIONS = (("header", _header), ("costs", _costs), ("memory", _whole_memory), ("consumers", _consumers),
             ("changes", _changes), ("trend", _trend), ("sharing", _sharing), ("reconcile", _reconcile))
@@ -373,10 +404,13 @@ def build(store: Store, pair: list[Snapshot], span: list[Snapshot], *, by: str =
     ``span``: the snapshots the trend section covers (:func:`analyzer.snapshots.report_snapshots`)."""
     progress = progress or (lambda step, total: None)
     ctx = _Context(store, pair[0], pair[-1], list(span), len(pair) == 1, by, top)
-    for i, (name, section) in enumerate(SECTIONS):
-        progress(i, len(STEPS))
-        section(ctx)
-        ctx.rep.sections.append(name)
+    with ExitStack() as stack:
+        for i, (name, section) in enumerate(SECTIONS):
+            progress(i, len(STEPS))
+            if name == "costs":
+                _shared_work(ctx, stack)  # after the header: its time is the costs section's
+            section(ctx)
+            ctx.rep.sections.append(name)
     progress(len(SECTIONS), len(STEPS))
     title = f"memsnap report {ctx.after.host} {ctx.after.snapshot_id}"
     ctx.rep.html = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -291,6 +291,25 @@ class _Pages:
     facts_sql = _Smaps.facts_sql
 
 
+class _PagesFrom(_Pages):
+    """--source pages, the facts read from a table that holds ``page_mapping_facts`` of the snapshots already
+    (every column; :func:`page_facts_table`): what the report computes once for its sections."""
+
+    def __init__(self, table: str):
+        self.table = table
+
+    def facts_sql(self, cols: str, snaps: list[Snapshot]) -> tuple[str, dict]:
+        return f'SELECT {cols} FROM "{self.table}" WHERE {_CHOSEN}', _chosen(snaps)
+
+
+def page_facts_table(con, snaps: list[Snapshot], table: str) -> str:
+    """``page_mapping_facts`` of ``snaps`` (one statement for all of them) into the temp table ``table``, for
+    :func:`sizes` ``facts=table``."""
+    con.execute(f'CREATE OR REPLACE TEMP TABLE "{table}" AS SELECT * FROM (\n{queries.get("page_mapping_facts").sql}'
+                f"\n) WHERE {_CHOSEN}", _chosen(snaps))
+    return table
+
+
 SOURCES = {s.name: s for s in (_Smaps(), _Pages())}
 _PAGE_ONLY = tuple(c for c in _Pages.columns if c not in _FACT_KEYS and c != "vss_kb")
 
@@ -426,8 +445,9 @@ def _meminfo_totals(con, snaps: list[Snapshot]) -> tuple[dict, dict]:
 def sizes(store: Store, snaps: list[Snapshot], *, by: str = "process", source: str = "smaps",
           processfilter: str | None = None, userfilter: str | None = None, mapfilter: str | None = None,
           sort: str | None = None, reverse: bool = False, columns=None, numeric: bool = False,
-          limit: int | None = None) -> SizesResult:
-    """Set sizes of the snapshots ``snaps`` (several: one pass over all of them, rows per snapshot)."""
+          limit: int | None = None, facts: str | None = None) -> SizesResult:
+    """Set sizes of the snapshots ``snaps`` (several: one pass over all of them, rows per snapshot).  ``facts``
+    (--source pages): a table holding the snapshots' page facts already (:func:`page_facts_table`)."""
     if by not in BY and by not in ("pmap", "memcg"):
         raise BadColumn(f"unknown view --by {by}", hint=f"choose from {', '.join(BY)}")
     if source not in SOURCES:
@@ -448,6 +468,8 @@ def sizes(store: Store, snaps: list[Snapshot], *, by: str = "process", source: s
         return res
     view, src = VIEWS[by], SOURCES[source]
     src.check(snaps)
+    if facts and source == "pages":
+        src = _PagesFrom(facts)
     if source == "smaps":
         low = low_impact_processes(store.con, snaps)
         if low:
