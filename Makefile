@@ -62,6 +62,7 @@ bench-install: setup
 docs: setup
 	$(BIN)/python -m schema.docs
 	$(BIN)/python -m analyzer.sqldocs
+	$(BIN)/python -m cli.help_text
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -125,6 +125,7 @@ class _Context:
     sized: dict = field(default_factory=dict)
     grouped: dict = field(default_factory=dict)
     facts: str | None = None  # the temp table of both snapshots' page facts, once made (:meth:`sizes`)
+    share: bool = True  # compute what sections share once (False: each computes its own, as the CLI does)
 
     def groups(self, by: str):
         """``shared --groups by`` of the last snapshot, computed once (the costs and sharing sections)."""
@@ -136,7 +137,7 @@ class _Context:
         """One snapshot's sizes (default sort), computed once for every section that needs them."""
         key = (snap.host, snap.snapshot_id, by, source)
         if key not in self.sized:
-            if source == "pages" and self.facts is None and self.store.engine_name == "duckdb":
+            if source == "pages" and self.share and self.facts is None and self.store.engine_name == "duckdb":
                 # both snapshots' page facts in one statement, once: every view of every section reads them
                 self.facts = page_facts_table(self.store.con, [s for s in self.pair if s.has_pages], FACTS_TABLE)
             self.sized[key] = sizes(self.store, [snap], by=by, source=source,
@@ -383,7 +384,7 @@ def _shared_work(ctx: _Context, stack: ExitStack) -> None:
     """What the sections share, computed once: the last snapshot's pages with their frames (DuckDB only; a
     Spark store computes them per query)."""
     st, after = ctx.store, ctx.after
-    if st.engine_name != "duckdb" or not after.has_pages:
+    if not ctx.share or st.engine_name != "duckdb" or not after.has_pages:
         return
     st.con.install({name for name, _, _ in MATERIALISED})
     for name, args, columns in MATERIALISED:
@@ -399,11 +400,13 @@ STEPS = (*(name for name, _ in SECTIONS), "write")
 
 
 def build(store: Store, pair: list[Snapshot], span: list[Snapshot], *, by: str = "command", top: int = 15,
-          progress=None) -> Report:
+          progress=None, share: bool = True) -> Report:
     """The report on ``pair`` (``[before, after]``, or one snapshot: the sections that need two say so);
-    ``span``: the snapshots the trend section covers (:func:`analyzer.snapshots.report_snapshots`)."""
+    ``span``: the snapshots the trend section covers (:func:`analyzer.snapshots.report_snapshots`).
+    ``share``: compute the page facts of the pair and the last snapshot's pages once for every section (False:
+    each section's queries compute their own, the same bytes: tests/test_report.py)."""
     progress = progress or (lambda step, total: None)
-    ctx = _Context(store, pair[0], pair[-1], list(span), len(pair) == 1, by, top)
+    ctx = _Context(store, pair[0], pair[-1], list(span), len(pair) == 1, by, top, share=share)
     with ExitStack() as stack:
         for i, (name, section) in enumerate(SECTIONS):
             progress(i, len(STEPS))

@@ -119,7 +119,9 @@ def floors_child(store: str, threads: str, memory_limit: str) -> None:
 
 def report_child(store: str) -> None:
     t0 = time.perf_counter()
-    from analyzer import open_store
+    import matplotlib
+    matplotlib.rcParams["svg.hashsalt"] = "report_bench"  # the charts' ids (and, SOURCE_DATE_EPOCH, their date)
+    from analyzer import open_store                         # fixed: the trees' HTML compared byte for byte
     marks: list[tuple[int, float]] = []
     with open_store([store]) as st:
         t_open = time.perf_counter()
@@ -174,7 +176,7 @@ def main(argv=None) -> int:
 
     def report_run(tree: str) -> dict:
         env = {k: v for k, v in os.environ.items() if k not in ("MEMSNAP_STORE", "PYTHONDONTWRITEBYTECODE")}
-        env["PYTHONPATH"] = tree
+        env.update(PYTHONPATH=tree, SOURCE_DATE_EPOCH="0")
         r = run([sys.executable, __file__, "--report-child", store], env=env, cwd=tree)
         d = json.loads(r["stdout"].strip().splitlines()[-1])
         d.update(wall_s=r["wall_s"], cpu_s=r["cpu_s"], maxrss_kb=r["maxrss_kb"])

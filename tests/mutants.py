@@ -245,6 +245,19 @@ MUTANTS = [
      "pass", ["tests/test_report.py", "-k", "physmem"]),
     ("i16-report-whole-memory-class-rows-cut", "analyzer/report.py",
      'rows = res.rows if by == "class" else res.rows[:ctx.top]', "rows = res.rows[:3]", ["tests/test_report.py", "-k", "physmem"]),
+    # issue 15: the report computes what its sections share once; --help without typer
+    ("i15-report-facts-of-the-last-snapshot-only", "analyzer/report.py", "[s for s in self.pair if s.has_pages]",
+     "[self.after]", ["tests/test_report.py", "-k", "sharing_work"]),
+    ("i15-report-pages-shared-with-fewer-columns", "analyzer/report.py",
+     '("pid", "pfn", "mapcount", "flags", "ps", "counted", "kind")', '("pid", "pfn", "mapcount", "ps", "counted", "kind")',
+     ["tests/test_report.py", "-k", "sharing_work"]),
+    ("i15-materialised-whatever-the-arguments", "analyzer/queries.py",
+     """f'SELECT {cols} FROM "{table}" WHERE {same} UNION ALL '""", """f'SELECT {cols} FROM "{table}" UNION ALL '""",
+     ["tests/test_report.py", "-k", "materialised"]),
+    ("i15-help-text-stale", "cli/_help.py", "Show this message and exit.", "Show this message and exit!",
+     ["tests/test_cli.py", "-k", "root_help"]),
+    ("i15-help-served-at-any-width", "cli/help_text.py", "    if _click_width() != WIDTH:\n        return False\n",
+     "", ["tests/test_cli.py", "-k", "root_help"]),
 ]
 
 

@@ -165,3 +165,35 @@ def test_sizes_in_a_recorder_only_environment_names_the_install():
     assert cp.returncode == 1
     assert cp.stderr.strip().splitlines() == [
         "Error: memsnap sizes needs the analyzer, which this install does not have — pip install 'memsnap[analyze]'"]
+
+
+def test_root_help_is_served_without_typer_and_is_typers_text():
+    """Issue 15: ``memsnap --help`` (and ``-h``) prints typer's pre-rendered text (cli/_help.py, made by
+    ``python -m cli.help_text``) without importing typer; the oracle is typer rendering it in the same process
+    conditions: the same bytes at every terminal width (narrower than 80 columns typer renders it), and the
+    stored text is fresh."""
+    fast = ("import sys\nsys.argv = ['memsnap', *sys.argv[1:]]\nimport cli\ntry:\n    cli.main()\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('TYPER' if any(m.split('.')[0] == 'typer' for m in sys.modules) else 'NO-TYPER', file=sys.stderr)\n")
+    slow = ("import sys, importlib\nsys.argv = ['memsnap', *sys.argv[1:]]\nimportlib.import_module('cli.app').main()\n")
+    for columns, served in (("80", True), ("200", True), ("60", False)):
+        for arg in ("--help", "-h"):
+            env = {**os.environ, "COLUMNS": columns}
+            f = subprocess.run([sys.executable, "-c", fast, arg], capture_output=True, text=True, cwd=ROOT, env=env)
+            s = subprocess.run([sys.executable, "-c", slow, arg], capture_output=True, text=True, cwd=ROOT, env=env)
+            assert f.returncode == s.returncode == 0, f.stderr + s.stderr
+            assert f.stdout == s.stdout and f.stdout.startswith("Usage: memsnap"), (columns, arg)
+            assert f.stderr.strip().splitlines()[-1] == ("NO-TYPER" if served else "TYPER"), (columns, arg)
+    cp = subprocess.run([sys.executable, "-c", "from cli import help_text, _help\n"
+                         "assert _help.TEXT == help_text.render(), 'stale: run python -m cli.help_text'"],
+                        capture_output=True, text=True, cwd=ROOT)
+    assert cp.returncode == 0, cp.stderr[-2000:]
+
+
+def test_cli_app_is_the_typer_app_whatever_was_imported_first():
+    code = ("import importlib, sys\nfirst = sys.argv[1]\nif first == 'module':\n    importlib.import_module('cli.app')\n"
+            "import cli, typer\nassert isinstance(cli.app, typer.Typer), type(cli.app)\n"
+            "from cli import app\nassert isinstance(app, typer.Typer)\n")
+    for first in ("module", "package"):
+        cp = subprocess.run([sys.executable, "-c", code, first], capture_output=True, text=True, cwd=ROOT)
+        assert cp.returncode == 0, cp.stderr[-2000:]
