@@ -31,10 +31,23 @@ procs AS (
                                             regexp_extract(cmdline, '^(\S+)', 1)), '([^/]*)$', 1), comm, '') AS interpreter
     FROM processes
 ),
+-- each regex runs once per distinct value it reads, not per process: a pattern that is a column is compiled for
+-- every row it is applied to (1,000 processes x 8 rules: 2 s of `sizes` at 1,000 processes, issue 15)
+kinds AS (SELECT DISTINCT interpreter, argv0 FROM procs),
+matched AS (
+    SELECT k.interpreter, k.argv0, l.pri, l.rule, l.prog
+    FROM kinds k JOIN launchers l
+        ON regexp_extract(k.interpreter, l.interp, 0) <> '' AND regexp_extract(k.argv0, l.interp, 0) <> ''
+),
+progs AS (
+    SELECT c.cmdline, c.pri, regexp_extract(c.cmdline, c.prog, 1) AS program
+    FROM (SELECT DISTINCT p.cmdline, m.pri, m.prog FROM procs p JOIN matched m
+          ON m.interpreter = p.interpreter AND m.argv0 = p.argv0) c
+),
 named AS (
-    SELECT p.host, p.snapshot_id, p.pid, l.pri, l.rule, regexp_extract(p.cmdline, l.prog, 1) AS program
-    FROM procs p JOIN launchers l
-        ON regexp_extract(p.interpreter, l.interp, 0) <> '' AND regexp_extract(p.argv0, l.interp, 0) <> ''
+    SELECT p.host, p.snapshot_id, p.pid, m.pri, m.rule, g.program
+    FROM procs p JOIN matched m ON m.interpreter = p.interpreter AND m.argv0 = p.argv0
+    JOIN progs g ON g.cmdline = p.cmdline AND g.pri = m.pri
 ),
 firsts AS (
     SELECT host, snapshot_id, pid, rule, program,
