@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 
 from benchutil import loadavg, log, med, run  # noqa: E402  (bench/benchutil.py)
-from floor_bench import FLOOR_SQL, MASK, PRESENT, build, files, snapshot_ids  # noqa: E402
+from floor_bench import FLOOR_SQL, MASK, PRESENT, build, files, parse_count, snapshot_ids  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
                                  epilog="\n\n".join(__doc__.split("\n\n")[1:4]))
     ap.add_argument("--store", help="store with at least two snapshots of one host")
     ap.add_argument("--build", action="store_true", help="generate the two-snapshot store (floor_bench's) if none")
-    ap.add_argument("--pages", type=int, default=5_000_000)
+    ap.add_argument("--pages", type=parse_count, default=parse_count("5M"))
     ap.add_argument("--procs", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--repeat", type=int, default=3)
@@ -167,7 +167,6 @@ def main(argv=None) -> int:
         if not a.build:
             ap.error(f"{store} holds no snapshot: pass --build to generate one")
         result["generated"] = build(Path(store), a.pages, a.procs, a.seed)
-    from floor_bench import settings_child  # noqa: F401  (run as a child below)
     st = json.loads(run([sys.executable, str(HERE / "floor_bench.py"), "--settings-child", store])["stdout"]
                     .strip().splitlines()[-1])
     result["settings"] = st
