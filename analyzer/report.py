@@ -384,12 +384,12 @@ def _shared_work(ctx: _Context, stack: ExitStack) -> None:
     """What the sections share, computed once: the last snapshot's pages with their frames (DuckDB only; a
     Spark store computes them per query)."""
     st, after = ctx.store, ctx.after
+    stack.callback(lambda: ctx.facts and st.con.execute(f'DROP TABLE IF EXISTS "{ctx.facts}"'))  # made by sizes()
     if not ctx.share or st.engine_name != "duckdb" or not after.has_pages:
         return
     st.con.install({name for name, _, _ in MATERIALISED})
     for name, args, columns in MATERIALISED:
         stack.enter_context(queries.materialised(st.con, name, (after.host, after.snapshot_id, *args), columns))
-    stack.callback(lambda: ctx.facts and st.con.execute(f'DROP TABLE IF EXISTS "{ctx.facts}"'))
 
 
 #: the report's sections, in order; each appends its HTML to the page

@@ -196,7 +196,13 @@ def _report_html(share: bool) -> str:
     matplotlib.rcParams["svg.hashsalt"] = "test_report"
     with open_store([str(SAMPLE_STORE)]) as st:
         pair, span = report_snapshots(st.snapshots(), None, None, None)
-        return rp.build(st, pair, span, share=share).html
+        html = rp.build(st, pair, span, share=share).html
+        left = st.con.raw.execute(  # what the report made for its sections is gone with it
+            "SELECT table_name FROM duckdb_tables() WHERE temporary AND (table_name = ? OR table_name LIKE "
+            "'_materialised%') UNION ALL SELECT function_name FROM duckdb_functions() WHERE schema_name = 'temp'",
+            [rp.FACTS_TABLE]).fetchall()
+        assert left == []
+        return html
 
 
 def test_report_sharing_work_between_sections_changes_no_byte(monkeypatch):
