@@ -29,6 +29,9 @@ What it does, in one run:
 ``--quick`` (used by nothing else): 60 small processes, 5 x 100 MiB, 2 rounds.
 ``--floor-only``: part 1a only (the recorder against the kernel floor on the small processes), printed and
 written to ``<out>/live_floor.json`` (live.json and live.md are left as they are).
+``--base DIR`` (with ``--floor-only``): also the recorder of DIR, a checkout of another commit (the "before":
+e.g. ``git archive main | tar -x -C DIR``), in the same rounds: after each floor, this tree's recorder and
+DIR's (order alternating), so the two are compared against the same floors (keys ``"<sources> (base)"``).
 Results: ``<out>/live.json`` and ``<out>/live.md``.
 """
 from __future__ import annotations
@@ -120,29 +123,47 @@ class Small:
 
 # ---------------------------------------------------------------------------------------------- parts
 
-def floor_vs_recorder(pids: list[int], repeat: int, tmp: str) -> dict:
+def run_base_recorder(base: Path, pids: list[int], sources: str, store: str) -> dict:
+    """rb.run_recorder, with the recorder (and record_bench.py) of the checkout ``base``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
+    cmd = [sys.executable, str(base / "bench" / "record_bench.py"), "_child", store, sources, ",".join(map(str, pids))]
+    t0 = time.perf_counter()
+    cp = subprocess.run(cmd, capture_output=True, text=True, cwd=base, env=env)
+    wall = (time.perf_counter() - t0) * 1000
+    if cp.returncode != 0:
+        raise RuntimeError(f"base recorder child failed ({cp.returncode}):\n{cp.stderr}")
+    return dict(json.loads(cp.stdout.strip().splitlines()[-1]), process_wall_ms=wall)
+
+
+def floor_vs_recorder(pids: list[int], repeat: int, tmp: str, base: Path | None = None) -> dict:
     prep = rb.prepare_floor(pids)
     rb.floor_once(pids, prep, rb.DEFAULT_SOURCES)  # warm-up
-    rb.run_recorder(pids, "default", os.path.join(tmp, "warm"))
-    shutil.rmtree(os.path.join(tmp, "warm"), ignore_errors=True)
+    recorders = {"": lambda p, s, st: rb.run_recorder(p, s, st)}
+    if base is not None:
+        recorders[" (base)"] = lambda p, s, st: run_base_recorder(base, p, s, st)
+    for fn in recorders.values():
+        fn(pids, "default", os.path.join(tmp, "warm"))
+        shutil.rmtree(os.path.join(tmp, "warm"), ignore_errors=True)
     res = {}
     sets = ("default", "smaps")
-    samples = {s: {"floor_ms": [], "recorder_ms": [], "process_wall_ms": [], "peak_rss_kb": [], "counts": []}
-               for s in sets}
+    samples = {s + k: {"floor_ms": [], "recorder_ms": [], "process_wall_ms": [], "peak_rss_kb": [], "counts": []}
+               for s in sets for k in recorders}
     for r in range(repeat):
         for s in sets:
             fl = rb.floor_once(pids, prep, rb.SOURCE_SETS[s] or rb.DEFAULT_SOURCES)
-            st = os.path.join(tmp, f"fr-{s}")
-            rec = rb.run_recorder(pids, s, st)
-            shutil.rmtree(st, ignore_errors=True)
-            d = samples[s]
-            d["floor_ms"].append(fl)
-            d["recorder_ms"].append(rec["capture_ms"])
-            d["process_wall_ms"].append(rec["process_wall_ms"])
-            d["peak_rss_kb"].append(rec["ru_maxrss_kb"])
-            d["counts"].append(rec["counts"])
-            log(f"   round {r + 1} {s:8s}: floor {fl:7.1f} ms, recorder {rec['capture_ms']:7.1f} ms "
-                f"({rec['capture_ms'] / fl:.2f}x)")
+            order = list(recorders) if r % 2 == 0 else list(recorders)[::-1]
+            for k in order:
+                st = os.path.join(tmp, f"fr-{s}")
+                rec = recorders[k](pids, s, st)
+                shutil.rmtree(st, ignore_errors=True)
+                d = samples[s + k]
+                d["floor_ms"].append(fl)
+                d["recorder_ms"].append(rec["capture_ms"])
+                d["process_wall_ms"].append(rec["process_wall_ms"])
+                d["peak_rss_kb"].append(rec["ru_maxrss_kb"])
+                d["counts"].append(rec["counts"])
+                log(f"   round {r + 1} {s + k:15s}: floor {fl:7.1f} ms, recorder {rec['capture_ms']:7.1f} ms "
+                    f"({rec['capture_ms'] / fl:.2f}x)")
     for s, d in samples.items():
         fm, rm = med(d["floor_ms"]), med(d["recorder_ms"])
         res[s] = dict(d, floor_ms_median=fm, recorder_ms_median=rm, ratio=rm / fm,
@@ -249,8 +270,11 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="60 small processes, 5 x 100 MiB, 2 rounds")
     ap.add_argument("--floor-only", action="store_true",
                     help="only the small processes' recorder against the kernel floor (part 1a)")
+    ap.add_argument("--base", type=Path, help="with --floor-only: also the recorder of this checkout, same rounds")
     ap.add_argument("--out", default=str(HERE / "out"))
     a = ap.parse_args(argv)
+    if a.base is not None and not a.floor_only:
+        ap.error("--base goes with --floor-only")
     if a.quick:
         a.small, a.procs, a.mib, a.repeat = 60, 5, 100, 2
     out = Path(a.out)
@@ -272,11 +296,11 @@ def main(argv=None) -> int:
                                     "command": f"{Path(sys.executable).name} -S -c 'import time; time.sleep(10**6)' "
                                                f"{MARKER}"}
         log(f"== small processes: recorder vs floor ({rss / 1024:.0f} MiB RSS in total)")
-        result["small_floor"] = floor_vs_recorder(small.pids, a.repeat, tmp)
+        result["small_floor"] = floor_vs_recorder(small.pids, a.repeat, tmp, a.base and a.base.resolve())
         if a.floor_only:
-            for s in ("default", "smaps"):
+            for s in [k for k in result["small_floor"] if k != "distinct_pfns"]:
                 d = result["small_floor"][s]
-                log(f"   {s:8s}: floor {d['floor_ms_median']:.1f} ms, recorder {d['recorder_ms_median']:.1f} ms, "
+                log(f"   {s:15s}: floor {d['floor_ms_median']:.1f} ms, recorder {d['recorder_ms_median']:.1f} ms, "
                     f"ratio {d['ratio']:.2f}x (median of per-round ratios {d['ratio_per_round_median']:.2f}x)")
             result["loadavg_end"] = loadavg()
             (out / "live_floor.json").write_text(json.dumps(result, indent=1, default=str) + "\n")

@@ -258,7 +258,9 @@ def sorted_unique(a: pa.Array | pa.ChunkedArray) -> pa.Array:
     smallest to the largest below 8 per value), as a bitmap over that span: the values scattered onto their
     positions, whose indices are then the answer (pyarrow >= 20; on 128k PFNs 7x faster than hash + sort at
     one value per position, 2x at 4; even at 16, and it costs 8 B per position of the span: so 8 at most).
-    Otherwise hash, then sort the distinct."""
+    Otherwise sort all, then keep each value that differs from the one before it: on the 64k-PFN batches of
+    300 small processes (about 21k distinct each, spread over the machine) Arrow's hash ``unique`` took longer
+    than sorting the whole batch, so this is about 1.5x faster than hash, then sort the distinct."""
     n = len(a)
     lo = hi = None
     if n:
@@ -274,10 +276,13 @@ def sorted_unique(a: pa.Array | pa.ChunkedArray) -> pa.Array:
         seen = pc.scatter(pa.repeat(pa.scalar(True), n), idx, options=ScatterOptions(max_index=hi - lo))  # else null
         out = pc.cast(pc.indices_nonzero(pc.fill_null(seen, pa.scalar(False))), a.type)
         return pc.add(out, base) if lo else out
-    u = pc.unique(a)
-    if isinstance(u, pa.ChunkedArray):
-        u = u.combine_chunks()
-    return pc.take(u, pc.sort_indices(u))
+    if isinstance(a, pa.ChunkedArray):
+        a = a.combine_chunks()
+    s = pc.take(a, pc.array_sort_indices(a))
+    if n < 2:
+        return s
+    later = s.slice(1)
+    return pa.concat_arrays([s.slice(0, 1), pc.filter(later, pc.not_equal(later, s.slice(0, n - 1)))])
 
 
 def _temp_file(spill_dir: str | None):

@@ -845,6 +845,24 @@ def test_filter_pagemap_keeps_present_and_swapped_entries_at_their_vpn(raws):
         assert vpn.type == entry.type == capture._U64
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.integers(0, 300), st.integers(0, (1 << 63) - 1)), max_size=60), max_size=4),
+       st.integers(0, 1 << 40))
+def test_sorted_unique_is_the_sorted_set(chunks, shift):
+    """sorted_unique (the PFN runs of the frames table): the sorted distinct values, whether it takes the
+    bitmap path (values dense in their span) or the sort path (spread: PFNs of small processes), for an
+    array or a chunked array; the oracle is Python's sorted(set())."""
+    import pyarrow as pa
+
+    from recorder import capture
+    chunks = [[min(v + shift, (1 << 63) - 1) for v in c] for c in chunks]
+    want = sorted(set(v for c in chunks for v in c))
+    for a in (pa.chunked_array([pa.array(c, capture._U64) for c in chunks], capture._U64),
+              pa.array([v for c in chunks for v in c], capture._U64)):
+        got = capture.sorted_unique(a)
+        assert got.type == capture._U64 and got.to_pylist() == want
+
+
 def test_read_pagemap_in_batches_reads_what_one_pread_per_range_reads(monkeypatch):
     """A live process's pages as the recorder reads them, small processes filtered later in a batch of
     processes (_PageSink.add_raw) and big ones batch by batch (forced here with a tiny chunk), against one
