@@ -80,6 +80,7 @@ def session(master: str | None = None):
         if _session is not None and _session_master == master:
             return _session
         try:
+            from pyspark import SparkConf, SparkContext
             from pyspark.sql import SparkSession
         except ImportError:
             raise MemsnapError("--engine spark needs pyspark", hint="pip install 'memsnap[spark]' "
@@ -87,18 +88,50 @@ def session(master: str | None = None):
         if _session is not None:
             _session.stop()
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # else a warning that the hostname is loopback
-        b = SparkSession.builder.master(master).appName("memsnap")
-        for k, v in CONF.items():
-            b = b.config(k, v)
+        conf = SparkConf().setMaster(master).setAppName("memsnap").setAll(list(CONF.items()))
         try:
-            _session = b.getOrCreate()
+            sc = SparkContext(conf=conf, gateway=_gateway(conf))
+            _session = SparkSession(sc)
         except Exception as e:
             raise MemsnapError(f"cannot start Spark on {master}: {str(e).splitlines()[0][:200]}",
                                hint="check --spark-master (spark://HOST:PORT or local[N]) and that Java 17+ "
-                                    "is installed") from None
+                                    f"is installed; the JVM's output: {_jvm_log_path}") from None
         _session.sparkContext.setLogLevel("ERROR")
         _session_master = master
         return _session
+
+
+_gw = None
+_jvm_log_path = None
+
+
+def _gateway(conf):
+    """The process's one Py4J gateway (the driver JVM), its stdout and stderr going to a log file, not to
+    memsnap's: the JVM writes a module warning, log4j's start-up lines and WARNs (native Hadoop, loopback)
+    before any log level can be set, and memsnap's stderr carries only its own messages (and its stdout only
+    the answer).  The file: $MEMSNAP_SPARK_LOG, else memsnap-spark-<pid>.log in the temp directory, removed
+    at exit (kept when $MEMSNAP_SPARK_LOG names it)."""
+    global _gw, _jvm_log_path
+    if _gw is None:
+        import atexit
+        import tempfile
+
+        from pyspark.java_gateway import launch_gateway
+
+        _jvm_log_path = os.environ.get("MEMSNAP_SPARK_LOG") or \
+            os.path.join(tempfile.gettempdir(), f"memsnap-spark-{os.getpid()}.log")
+        with open(_jvm_log_path, "ab") as log:
+            _gw = launch_gateway(conf, popen_kwargs={"stdout": log, "stderr": log})
+        if not os.environ.get("MEMSNAP_SPARK_LOG"):
+            atexit.register(_drop_log, _jvm_log_path)
+    return _gw
+
+
+def _drop_log(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def stop() -> None:
