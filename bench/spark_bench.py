@@ -11,7 +11,8 @@ memory is the peak of the **sum** of the RSS of the child's whole process tree (
 the driver JVM it starts: a child of the CLI), sampled every 0.1 s from /proc (``ru_maxrss`` of children would
 give the largest single process, not the sum of the Python and the JVM running together).  The two engines' stdout must be byte-identical (and
 the JSON equal); Spark's stderr is checked for JVM log lines (log4j ``INFO``/``WARN``).  A run over
-``--timeout`` seconds is killed and reported as a lower bound (``>N``).  Rows read: page rows of the latest
+``--timeout`` seconds is killed and reported as a lower bound (``>N``).  CPU seconds (user + system) of the
+tree are sampled from /proc too: on a shared machine, rows per CPU-second is the figure least bent by others' load.  Rows read: page rows of the latest
 snapshot (sizes, shared) or of both (diff); per-core throughput = rows / (wall seconds x cores of the master).
 """
 from __future__ import annotations
@@ -61,6 +62,16 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime of one process (clock ticks), from /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def run(engine_args: list[str], op: list[str], store: str, timeout: float) -> dict:
     """Wall seconds, peak summed RSS of the process tree (MiB), return code, outputs."""
     cmd = [sys.executable, "-m", "cli", *engine_args, *op, "-S", store]
@@ -72,9 +83,14 @@ def run(engine_args: list[str], op: list[str], store: str, timeout: float) -> di
     peak = [0]
     done = threading.Event()
 
+    cpu: dict[int, int] = {}
+
     def sample():
         while not done.is_set():
-            peak[0] = max(peak[0], sum(_rss_kib(q) for q in _tree(p.pid)))
+            tree = _tree(p.pid)
+            peak[0] = max(peak[0], sum(_rss_kib(q) for q in tree))
+            for q in tree:
+                cpu[q] = max(cpu.get(q, 0), _cpu_ticks(q))
             done.wait(0.1)
 
     th = threading.Thread(target=sample, daemon=True)
@@ -89,7 +105,8 @@ def run(engine_args: list[str], op: list[str], store: str, timeout: float) -> di
     dt = time.perf_counter() - t
     done.set()
     th.join()
-    return {"s": dt, "peak_mib": peak[0] // 1024, "rc": p.returncode,
+    return {"s": dt, "peak_mib": peak[0] // 1024, "cpu_s": sum(cpu.values()) / os.sysconf("SC_CLK_TCK"),
+            "rc": p.returncode,
             "killed": killed, "out": out.decode(), "err": err.decode()}
 
 
@@ -143,10 +160,14 @@ def main() -> int:
         fmt = (lambda r: f">{r['s']:.0f} (killed)" if r["killed"] else f"{r['s']:.1f}")
         print(f"| {name} | {rows[name]:,} | {fmt(d)} | {d['peak_mib']} | {fmt(s)} | {s['peak_mib']} | "
               f"{'<' if s['killed'] else ''}{tput:,.0f} | {same} | {load()} |", flush=True)
+        print(f"  CPU seconds of the process tree (sampled every 0.1 s): DuckDB {d['cpu_s']:.1f}, Spark "
+              f"{s['cpu_s']:.1f}" + (f"; Spark page rows per CPU-second {rows[name] / s['cpu_s']:,.0f}"
+                                     if name != "sizes_smaps" and s["cpu_s"] else ""), flush=True)
         if noise:
             print(f"  Spark stderr: {len(noise)} JVM log lines, e.g. {noise[0][:160]!r}", flush=True)
         results.append({"op": name, "rows": rows[name], "cores": cores, "duckdb": {k: d[k] for k in
-                        ("s", "peak_mib", "rc", "killed")}, "spark": {k: s[k] for k in ("s", "peak_mib", "rc", "killed")},
+                        ("s", "peak_mib", "cpu_s", "rc", "killed")}, "spark": {k: s[k] for k in ("s", "peak_mib", "cpu_s", "rc",
+                                                                                 "killed")},
                         "same": same, "spark_stderr_log_lines": len(noise), "load": load(),
                         "spark_rows_per_core_s": tput})
         if a.json:
