@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -82,13 +83,16 @@ def _svg(draw) -> str:
     import matplotlib
 
     matplotlib.rcParams["svg.fonttype"] = "path"  # no font files to fetch
+    # the same report for the same data (on either engine): element ids from a fixed salt, not random, and no
+    # <metadata> block (matplotlib writes the time of drawing there)
+    matplotlib.rcParams["svg.hashsalt"] = "memsnap-report"
     with tempfile.TemporaryDirectory() as d:
         p = os.path.join(d, "c.svg")
         draw(p)
         with open(p) as f:
             text = f.read()
     start = text.find("<svg")
-    return f'<div class="chart">{text[start:]}</div>'
+    return f'<div class="chart">{re.sub(r"<metadata>.*?</metadata>", "", text[start:], count=1, flags=re.S)}</div>'
 
 
 def _n(count: int, noun: str, plural: str | None = None) -> str:

@@ -56,6 +56,11 @@ CONF = {
     "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
     "spark.sql.runSQLOnFiles": "false",  # `SELECT * FROM parquet.`/any/path``: user SQL reads the store only
     "spark.sql.adaptive.enabled": "true",
+    # no broadcast join planned from file sizes: memsnap's Parquet holds 0.6-2.3 B per page row, so a 10 MB pages
+    # file is millions of rows, and broadcasting it ran the 5M-page diff out of heap (bench/spark_bench.py);
+    # adaptive execution still broadcasts a side whose real (shuffled) size is under 10 MB
+    "spark.sql.autoBroadcastJoinThreshold": "-1",
+    "spark.sql.adaptive.autoBroadcastJoinThreshold": "10MB",
     "spark.driver.memory": "1g",
     "spark.ui.showConsoleProgress": "false",
     # Spark 4.3's vectorized reader fails on dictionary-encoded UINT64 pages ("Cannot call the method
@@ -80,6 +85,7 @@ def session(master: str | None = None):
         if _session is not None and _session_master == master:
             return _session
         try:
+            from pyspark import SparkConf, SparkContext
             from pyspark.sql import SparkSession
         except ImportError:
             raise MemsnapError("--engine spark needs pyspark", hint="pip install 'memsnap[spark]' "
@@ -87,18 +93,50 @@ def session(master: str | None = None):
         if _session is not None:
             _session.stop()
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # else a warning that the hostname is loopback
-        b = SparkSession.builder.master(master).appName("memsnap")
-        for k, v in CONF.items():
-            b = b.config(k, v)
+        conf = SparkConf().setMaster(master).setAppName("memsnap").setAll(list(CONF.items()))
         try:
-            _session = b.getOrCreate()
+            sc = SparkContext(conf=conf, gateway=_gateway(conf))
+            _session = SparkSession(sc)
         except Exception as e:
             raise MemsnapError(f"cannot start Spark on {master}: {str(e).splitlines()[0][:200]}",
                                hint="check --spark-master (spark://HOST:PORT or local[N]) and that Java 17+ "
-                                    "is installed") from None
+                                    f"is installed; the JVM's output: {_jvm_log_path}") from None
         _session.sparkContext.setLogLevel("ERROR")
         _session_master = master
         return _session
+
+
+_gw = None
+_jvm_log_path = None
+
+
+def _gateway(conf):
+    """The process's one Py4J gateway (the driver JVM), its stdout and stderr going to a log file, not to
+    memsnap's: the JVM writes a module warning, log4j's start-up lines and WARNs (native Hadoop, loopback)
+    before any log level can be set, and memsnap's stderr carries only its own messages (and its stdout only
+    the answer).  The file: $MEMSNAP_SPARK_LOG, else memsnap-spark-<pid>.log in the temp directory, removed
+    at exit (kept when $MEMSNAP_SPARK_LOG names it)."""
+    global _gw, _jvm_log_path
+    if _gw is None:
+        import atexit
+        import tempfile
+
+        from pyspark.java_gateway import launch_gateway
+
+        _jvm_log_path = os.environ.get("MEMSNAP_SPARK_LOG") or \
+            os.path.join(tempfile.gettempdir(), f"memsnap-spark-{os.getpid()}.log")
+        with open(_jvm_log_path, "ab") as log:
+            _gw = launch_gateway(conf, popen_kwargs={"stdout": log, "stderr": log})
+        if not os.environ.get("MEMSNAP_SPARK_LOG"):
+            atexit.register(_drop_log, _jvm_log_path)
+    return _gw
+
+
+def _drop_log(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def stop() -> None:
@@ -262,6 +300,30 @@ def _py(v, unsigned: bool):
     return v
 
 
+class _errors:
+    """Spark's and Py4J's exceptions as one :class:`SparkError` line (the statement, if given, in the hint)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, e, tb):
+        from py4j.protocol import Py4JError
+        from pyspark.errors import PySparkException
+
+        if e is None or not isinstance(e, (PySparkException, Py4JError)):
+            return False
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+        # Py4J's text starts "An error occurred while calling o123.collectToPython."; the Java cause follows
+        cause = next((ln for ln in lines if not ln.startswith("An error occurred while calling")), None)
+        msg = (cause or (lines[0] if lines else type(e).__name__)).lstrip(": ")
+        hint = ("the statement, translated from DuckDB's SQL: " + " ".join(self.text.split())[:300]) if self.text \
+            else f"while running a query; the JVM's log: {_jvm_log_path or 'not kept'} (set MEMSNAP_SPARK_LOG to keep it)"
+        raise SparkError(f"Spark: {msg[:300]}", hint=hint) from None
+
+
 class SparkCursor:
     def __init__(self, df):
         self._df = df
@@ -272,8 +334,9 @@ class SparkCursor:
     def _all(self):
         if self._rows is None:
             uns = [d[0] in UNSIGNED for d in self.description or []]
-            self._rows = [tuple(_py(v, u) for v, u in zip(r, uns)) for r in self._df.collect()] \
-                if self._df is not None else []
+            with _errors(""):  # a failure while running (out of memory, a lost executor): one line, not a trace
+                rows = self._df.collect() if self._df is not None else []
+            self._rows = [tuple(_py(v, u) for v, u in zip(r, uns)) for r in rows]
         return self._rows
 
     def fetchall(self):
@@ -334,14 +397,8 @@ class SparkConnection:
         df.createOrReplaceTempView("_raw_" + table)
 
     def _run(self, text: str, args):
-        from pyspark.errors import PySparkException
-
-        try:
+        with _errors(text):
             return self.spark.sql(text, args=args) if args else self.spark.sql(text)
-        except PySparkException as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise SparkError(f"Spark: {msg[:300]}", hint="the statement, translated from DuckDB's SQL: "
-                             + " ".join(text.split())[:300]) from None
 
     def execute(self, query: str, params=None) -> SparkCursor:
         m = _CREATE_TEMP.match(query)

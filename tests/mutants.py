@@ -237,6 +237,11 @@ MUTANTS = [
      ["tests/test_spark.py", "-k", "named_queries"]),
     ("spark-unsigned-results-signed", "analyzer/spark.py", "        return v + (1 << 64)\n", "        return v\n",
      ["tests/test_spark.py", "-k", "named_queries"]),
+    # issue 14: the report the same on both engines (deterministic SVG), the JVM's output off memsnap's stderr
+    ("spark-report-svg-random-ids", "analyzer/report.py", 'matplotlib.rcParams["svg.hashsalt"] = "memsnap-report"',
+     'matplotlib.rcParams["svg.hashsalt"] = None', ["tests/test_report.py", "-k", "deterministic"]),
+    ("spark-jvm-stderr-on-memsnaps", "analyzer/spark.py", 'popen_kwargs={"stdout": log, "stderr": log}',
+     'popen_kwargs={"stdout": log}', ["tests/test_spark.py", "-k", "standalone_cluster"]),
     # issue 14 item 4: --host repeatable or ~regex, sizes --across-hosts (tests/test_hosts.py)
     ("hosts-only-first-entry", "analyzer/snapshots.py", "for entry in ([spec] if isinstance(spec, str) else spec):",
      "for entry in ([spec] if isinstance(spec, str) else spec[:1]):", ["tests/test_hosts.py"]),

@@ -109,6 +109,15 @@ def test_report_is_self_contained(report):
     assert "<link" not in text and "@import" not in text and "url(http" not in text
 
 
+def test_report_is_deterministic(report, tmp_path):
+    """The same store gives the same report, byte for byte: the charts' SVG ids come from a fixed salt and no
+    drawing time is written (what lets tests/test_spark.py compare the two engines' reports whole)."""
+    _, text, _ = report
+    again = tmp_path / "again.html"
+    memsnap("report", str(SAMPLE_STORE), "-o", str(again), "--top", "15")
+    assert again.read_text() == text and "<metadata>" not in text
+
+
 def _needs_chromium():
     if CHROMIUM is None:
         require_or_skip("Debian's chromium is not installed (make test installs it)")
