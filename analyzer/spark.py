@@ -304,6 +304,12 @@ class SparkConnection:
         self._views = []
         for table in TABLES:
             self._table_view(table, files.get(table, []))
+        from .store import pages_by_address_sql, pages_without_map_idx
+
+        if pages_without_map_idx(duck, files.get("pages", [])):  # a store before schema 4: map_idx by address
+            self._run("CREATE OR REPLACE TEMP VIEW pages AS " + translate(
+                "SELECT * FROM _raw_pages WHERE map_idx IS NOT NULL UNION ALL "
+                + pages_by_address_sql("SELECT * FROM _raw_pages WHERE map_idx IS NULL", asof=False)), None)
         for q in queries.all_queries().values():
             if q.kind == "view":
                 self._run(f'CREATE OR REPLACE TEMP VIEW {q.name} AS {translate(q.sql)}', None)
