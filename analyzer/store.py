@@ -157,7 +157,7 @@ def pages_by_address_sql(rows: str, asof: bool = True) -> str:
     on = "p.host = m.host AND p.snapshot_id = m.snapshot_id AND p.pid = m.pid AND p.vpn >= m.start_vpn"
     if asof:
         return (f"SELECT {cols}, CASE WHEN p.vpn < m.end_vpn THEN m.idx END AS map_idx, p.host, p.date "
-                f"FROM ({rows}) p LEFT ASOF JOIN ({m}) m ON {on}")
+                f"FROM ({rows}) p ASOF LEFT JOIN ({m}) m ON {on}")
     return (f"SELECT {cols}, m.idx AS map_idx, p.host, p.date FROM ({rows}) p LEFT JOIN ({m}) m "
             f"ON {on} AND p.vpn < m.end_vpn")
 
