@@ -24,7 +24,7 @@ fa AS (SELECT pfn, mapcount FROM frames WHERE host = $to_host AND snapshot_id = 
 b AS (
     SELECT p.pid, p.vpn, p.entry, f.mapcount
     FROM (SELECT pid, vpn, entry, map_idx FROM pages WHERE host = $from_host AND snapshot_id = $from_id) p
-    LEFT JOIN fb f ON p.entry >= 9223372036854775808 AND f.pfn = p.entry & 36028797018963967
+    LEFT JOIN fb f ON ((p.entry >> 63) & 1) = 1 AND f.pfn = p.entry & 36028797018963967
     WHERE (coalesce($parts, 1) = 1 OR hash(p.pid) % $parts::UBIGINT = $part::UBIGINT)
       AND ($mapfilter IS NULL OR (p.pid, p.map_idx) IN (SELECT (pid, idx) FROM fm
                                                          WHERE host = $from_host AND snapshot_id = $from_id))
@@ -32,14 +32,14 @@ b AS (
 a AS (
     SELECT p.pid, p.vpn, p.entry, f.mapcount
     FROM (SELECT pid, vpn, entry, map_idx FROM pages WHERE host = $to_host AND snapshot_id = $to_id) p
-    LEFT JOIN fa f ON p.entry >= 9223372036854775808 AND f.pfn = p.entry & 36028797018963967
+    LEFT JOIN fa f ON ((p.entry >> 63) & 1) = 1 AND f.pfn = p.entry & 36028797018963967
     WHERE (coalesce($parts, 1) = 1 OR hash(p.pid) % $parts::UBIGINT = $part::UBIGINT)
       AND ($mapfilter IS NULL OR (p.pid, p.map_idx) IN (SELECT (pid, idx) FROM fm
                                                          WHERE host = $to_host AND snapshot_id = $to_id))
 ),
 j AS (
     SELECT coalesce(a.pid, b.pid) AS pid, b.entry AS be, a.entry AS ae, b.mapcount AS bm, a.mapcount AS am,
-           coalesce(b.entry >= 9223372036854775808, false) AS bp, coalesce(a.entry >= 9223372036854775808, false) AS ap,
+           coalesce(((b.entry >> 63) & 1) = 1, false) AS bp, coalesce(((a.entry >> 63) & 1) = 1, false) AS ap,
            coalesce(((b.entry >> 62) & 1) = 1, false) AS bs, coalesce(((a.entry >> 62) & 1) = 1, false) AS aswp
     FROM b FULL JOIN a ON a.pid = b.pid AND a.vpn = b.vpn
 ),
