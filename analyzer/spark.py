@@ -13,9 +13,10 @@ Rewrites on top of sqlglot (each has no Spark spelling, or sqlglot's is wrong):
 
 * table macros (``CREATE MACRO name(a, b) AS TABLE body``): expanded where used, as DuckDB does itself
   (the body as a subquery, its parameters replaced by the call's arguments);
-* ``ASOF JOIN`` -> an inner join with the same condition.  Exact here because every ASOF JOIN in queries/
-  joins a page to the mapping with the greatest start <= vpn and then keeps it only when vpn < end: mappings
-  of a process do not overlap, so the one mapping with start <= vpn < end is the same row (tests check both);
+* ``ASOF JOIN`` -> an inner join with the same condition (user SQL: queries/ has none since schema 4, pages
+  join mappings on ``pages.map_idx``; older stores' ``pages`` view gets it by a range join with both bounds,
+  :func:`analyzer.store.pages_by_address_sql`).  Exact when the query keeps a page only when vpn < end:
+  mappings of a process do not overlap, so the one mapping with start <= vpn < end is the same row;
 * several ``unnest`` in one select list (DuckDB zips them) -> ``inline(arrays_zip(...))``;
 * ``list(x ORDER BY x)`` / ``list(DISTINCT x ORDER BY x)`` -> ``array_sort(collect_list|collect_set(x))``;
 * ``(a, b) IN (SELECT (x, y) ...)`` -> ``(a, b) IN (SELECT x, y ...)``;
@@ -367,6 +368,12 @@ class SparkConnection:
         self._views = []
         for table in TABLES:
             self._table_view(table, files.get(table, []))
+        from .store import pages_by_address_sql, pages_without_map_idx
+
+        if pages_without_map_idx(duck, files.get("pages", [])):  # a store before schema 4: map_idx by address
+            self._run("CREATE OR REPLACE TEMP VIEW pages AS " + translate(
+                "SELECT * FROM _raw_pages WHERE map_idx IS NOT NULL UNION ALL "
+                + pages_by_address_sql("SELECT * FROM _raw_pages WHERE map_idx IS NULL", asof=False)), None)
         for q in queries.all_queries().values():
             if q.kind == "view":
                 self._run(f'CREATE OR REPLACE TEMP VIEW {q.name} AS {translate(q.sql)}', None)

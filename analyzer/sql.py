@@ -278,7 +278,8 @@ def export_db(stores: list[str], out: str, materialize: bool = False) -> dict:
             has_files = any(glob.glob(g) for g in globs)
             # globs follow new snapshots and compactions: the visibility rule is applied in SQL (_segment)
             con.execute(raw_view_sql(table, globs if has_files else [], segment=True))
-            con.execute(committed_view_sql(table, resolved=False))
+            # pages of files before schema 4 (no map_idx) get it by address, whatever files come later
+            con.execute(committed_view_sql(table, resolved=False, by_address=True))
             counts[table] = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
         if materialize:
             for table in reversed(list(TABLES)):  # snapshots last: the other views filter on _raw_snapshots

@@ -144,7 +144,36 @@ def raw_view_sql(table: str, files, segment: bool = False) -> str:
     return f"CREATE OR REPLACE VIEW _raw_{table} AS {typed_empty}"
 
 
-def committed_view_sql(table: str, resolved: bool = True) -> str:
+def pages_by_address_sql(rows: str, asof: bool = True) -> str:
+    """``pages`` rows of ``rows`` (a relation) with ``map_idx`` found by address: the mapping of the same
+    snapshot and pid with start <= vpn < end, or NULL when none holds the page.  For rows whose files have no
+    ``map_idx`` (stores before schema 4; docs/design.md, "Pages to mappings"), so that every query joins pages
+    to mappings on (pid, map_idx = idx) whatever the store's age.  ``asof``: DuckDB's ASOF join (the mapping
+    with the greatest start <= vpn, then vpn < end checked); otherwise a range join with both bounds, for
+    engines without ASOF (Spark).  Exact either way: the mappings of a process do not overlap."""
+    cols = ", ".join(f"p.{c}" for c in TABLES["pages"].column_names if c != "map_idx")
+    m = ("SELECT m.host, m.snapshot_id, m.pid, m.idx, m.start_addr // s.page_size_bytes::UBIGINT AS start_vpn, "
+         "m.end_addr // s.page_size_bytes::UBIGINT AS end_vpn FROM mappings m JOIN snapshots s USING (host, snapshot_id)")
+    on = "p.host = m.host AND p.snapshot_id = m.snapshot_id AND p.pid = m.pid AND p.vpn >= m.start_vpn"
+    if asof:
+        return (f"SELECT {cols}, CASE WHEN p.vpn < m.end_vpn THEN m.idx END AS map_idx, p.host, p.date "
+                f"FROM ({rows}) p ASOF LEFT JOIN ({m}) m ON {on}")
+    return (f"SELECT {cols}, m.idx AS map_idx, p.host, p.date FROM ({rows}) p LEFT JOIN ({m}) m "
+            f"ON {on} AND p.vpn < m.end_vpn")
+
+
+def pages_without_map_idx(con, files) -> bool:
+    """True when some ``pages`` file's row group may hold a NULL ``map_idx`` (no such column: written before
+    schema 4; or nulls, e.g. compacted from such files), read from the footers' statistics."""
+    if not files:
+        return False
+    rows = con.execute(
+        "SELECT bool_and(ok) FROM (SELECT bool_or(coalesce(path_in_schema = 'map_idx' AND stats_null_count = 0, "
+        "false)) AS ok FROM parquet_metadata(?) GROUP BY file_name, row_group_id)", [list(files)]).fetchall()
+    return rows[0][0] is False
+
+
+def committed_view_sql(table: str, resolved: bool = True, by_address: bool = False) -> str:
     """The view of a table's committed rows over ``_raw_<table>``.
 
     ``resolved``: the raw view reads exactly the visible files (:mod:`common.catalog`), so no filter is needed.
@@ -152,11 +181,14 @@ def committed_view_sql(table: str, resolved: bool = True) -> str:
     in SQL: a row is visible when its file's segment (``_segment``, the file name) is its snapshot's winning
     segment, the greatest segment whose ``snapshots`` file holds the snapshot."""
     if resolved:
-        return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _raw_{table}"
-    # A snapshot is (host, snapshot_id): merged stores may hold the same id under several hosts.
-    return (f"CREATE OR REPLACE VIEW {table} AS SELECT * EXCLUDE (_segment) FROM _raw_{table} "
-            "WHERE (host, snapshot_id, _segment) IN "
-            "(SELECT host, snapshot_id, max(_segment) FROM _raw_snapshots GROUP BY host, snapshot_id)")
+        sel = f"SELECT * FROM _raw_{table}"
+    else:  # A snapshot is (host, snapshot_id): merged stores may hold the same id under several hosts.
+        sel = (f"SELECT * EXCLUDE (_segment) FROM _raw_{table} WHERE (host, snapshot_id, _segment) IN "
+               "(SELECT host, snapshot_id, max(_segment) FROM _raw_snapshots GROUP BY host, snapshot_id)")
+    if table == "pages" and by_address:  # rows without map_idx get it by address (pages_by_address_sql)
+        sel = (f"SELECT * FROM ({sel}) WHERE map_idx IS NOT NULL UNION ALL BY NAME "
+               + pages_by_address_sql(f"SELECT * FROM ({sel}) WHERE map_idx IS NULL"))
+    return f"CREATE OR REPLACE VIEW {table} AS {sel}"
 
 
 class Store:
@@ -332,7 +364,8 @@ class Store:
         except duckdb.Error as e:
             raise StoreCorrupt(f"cannot read {table} files of {', '.join(self.paths)}: {e}",
                                hint="a file is truncated or not Parquet; remove it or re-record") from None
-        self.con.execute(committed_view_sql(table))
+        self.con.execute(committed_view_sql(table, by_address=table == "pages" and
+                                            pages_without_map_idx(self.con, self._files(table))))
 
     def _check_versions(self) -> None:
         try:

@@ -865,18 +865,19 @@ def _pass2(plan, plist, writer, sid, counts, swaprefs, pfn_of, obj_lids, obj_slo
     def flush_pages():
         nonlocal page_buf, page_rows
         if page_rows:
-            pid_a = np.concatenate([np.full(v.size, p, np.int32) for p, v, _ in page_buf])
-            vpn_a = np.concatenate([v for _, v, _ in page_buf])
-            entry_a = np.concatenate([e for _, _, e in page_buf])
+            pid_a = np.concatenate([np.full(v.size, p, np.int32) for p, v, _, _ in page_buf])
+            vpn_a = np.concatenate([v for _, v, _, _ in page_buf])
+            entry_a = np.concatenate([e for _, _, e, _ in page_buf])
+            midx_a = np.concatenate([m for _, _, _, m in page_buf])
             order = None  # rows are generated in (pid, vpn) order
             if page_order == "entry":
                 order = np.argsort(entry_a, kind="stable")
             elif page_order == "vpn":
                 order = np.argsort(vpn_a, kind="stable")
             if order is not None:
-                pid_a, vpn_a, entry_a = pid_a[order], vpn_a[order], entry_a[order]
+                pid_a, vpn_a, entry_a, midx_a = pid_a[order], vpn_a[order], entry_a[order], midx_a[order]
             pages_w.write(pa.table({"snapshot_id": sid_array(page_rows), "pid": pid_a, "vpn": vpn_a,
-                                    "entry": entry_a}, schema=pages_w.schema))
+                                    "entry": entry_a, "map_idx": midx_a}, schema=pages_w.schema))
         page_buf, page_rows = [], 0
 
     def flush_maps():
@@ -954,7 +955,8 @@ def _pass2(plan, plist, writer, sid, counts, swaprefs, pfn_of, obj_lids, obj_slo
         if zero.any():
             entry[zero] = PM_PRESENT | np.uint64(ZERO_PFN)
         if pp.vpn.size:
-            page_buf.append((pid, pp.vpn, entry))
+            # the page's mapping (mappings.idx, the layout's position), as the recorder stores it
+            page_buf.append((pid, pp.vpn, entry, np.repeat(np.arange(nm, dtype=np.int32), np.diff(b))))
             page_rows += pp.vpn.size
         # mappings rows
         mb = {"pid": np.full(nm, pid, np.int32), "idx": np.arange(nm, dtype=np.int32),

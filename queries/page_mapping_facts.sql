@@ -12,9 +12,8 @@
 -- A snapshot is identified by (host, snapshot_id): the same id can appear under several host partitions when
 -- stores are merged (a copied store), so host is part of every join key.
 -- Performance (bench/sizes_bench.py, 5.2M pages): a small integer snapshot key (sk) instead of the
--- (host, snapshot_id) strings in joins; vpn bounds kept UBIGINT (a BIGINT page size made them HUGEINT and
--- the ASOF join compared 128-bit casts); swap references counted by a GROUP BY over swapped rows only.
--- 3.2x faster and less than half the peak memory of the first version, with identical results.
+-- (host, snapshot_id) strings in joins; swap references counted by a GROUP BY over swapped rows only; since
+-- schema 4 no page-to-mapping join (pages.map_idx, below; it was an ASOF join by address, 27 % of the CPU).
 WITH snap AS (
     SELECT host, snapshot_id, page_size_bytes::UBIGINT AS ps,
            (row_number() OVER (ORDER BY host, snapshot_id))::INTEGER AS sk
@@ -23,40 +22,40 @@ WITH snap AS (
 m AS (
     SELECT snap.sk, m.host, m.snapshot_id, m.pid, m.idx, snap.ps, coalesce(m.path, '<anonymous>') AS map, m.perms,
            m.offset_bytes, (m.end_addr - m.start_addr) // 1024 AS vss_kb,
-           m.start_addr // snap.ps AS start_vpn, m.end_addr // snap.ps AS end_vpn,
            list_has_any(string_split(coalesce(m.vm_flags, ''), ' '), ['pf', 'io']) AS special,
            list_contains(string_split(coalesce(m.vm_flags, ''), ' '), 'ht') AS hugetlb_vma
     FROM mappings m JOIN snap USING (host, snapshot_id)
 ),
+-- Pages join mappings on (pid, map_idx = idx) (schema 4; older stores' map_idx comes by address from the
+-- `pages` view): pages and frames are aggregated per (pid, map_idx) first, and the mapping's flags (pf/io,
+-- ht), the same for all its pages, applied to the aggregate; no page row is joined to a mapping at all.
 p AS (
-    SELECT snap.sk, p.pid, p.vpn, snap.ps,
+    SELECT snap.sk, p.pid, p.map_idx AS idx, snap.ps,
            ((p.entry >> 63) & 1) = 1 AS present,
            ((p.entry >> 62) & 1) = 1 AS swapped,
            p.entry & 36028797018963967 AS pfn_or_swap
     FROM pages p JOIN snap USING (host, snapshot_id)
-),
-pm AS (
-    SELECT p.sk, p.pid, p.ps, p.present, p.swapped, p.pfn_or_swap, m.idx, m.special, m.hugetlb_vma
-    FROM p ASOF JOIN m ON p.sk = m.sk AND p.pid = m.pid AND p.vpn >= m.start_vpn
-    WHERE p.vpn < m.end_vpn
+    WHERE p.map_idx IS NOT NULL
 ),
 f AS (
     SELECT snap.sk, f.pfn, f.mapcount, f.flags FROM frames f JOIN snap USING (host, snapshot_id)
 ),
+-- per page: counted unless the zero page (24) or hugetlb (17); the mapping's pf/io and ht come after
 pf AS (
-    SELECT pm.sk, pm.pid, pm.idx, pm.special, f.mapcount, f.flags,
-           (f.flags IS NULL OR ((f.flags >> 24) & 1) = 0) AND NOT pm.special AND NOT pm.hugetlb_vma
-               AND (f.flags IS NULL OR ((f.flags >> 17) & 1) = 0) AS counted,
-           pm.hugetlb_vma OR ((f.flags >> 17) & 1) = 1 AS hugetlb,
+    SELECT p.sk, p.pid, p.idx, f.mapcount, f.flags,
+           (f.flags IS NULL OR ((f.flags >> 24) & 1) = 0) AND (f.flags IS NULL OR ((f.flags >> 17) & 1) = 0)
+               AS counted,
+           coalesce(((f.flags >> 17) & 1) = 1, false) AS huge,
            coalesce(((f.flags >> 12) & 1) = 1, false) AS is_anon,
            coalesce(((f.flags >> 12) & 1) = 0 AND ((f.flags >> 14) & 1) = 1, false) AS is_shmem,
-           CASE WHEN f.mapcount >= 2 THEN (pm.ps << 12) // f.mapcount ELSE pm.ps << 12 END AS pss_fp
-    FROM pm LEFT JOIN f ON f.sk = pm.sk AND f.pfn = pm.pfn_or_swap
-    WHERE pm.present
+           CASE WHEN f.mapcount >= 2 THEN (p.ps << 12) // f.mapcount ELSE p.ps << 12 END AS pss_fp
+    FROM p LEFT JOIN f ON f.sk = p.sk AND f.pfn = p.pfn_or_swap
+    WHERE p.present
 ),
-agg AS (
+agg0 AS (
     SELECT
         sk, pid, idx,
+        count(*) AS present_pages,
         count(*) FILTER (WHERE counted) AS rss_pages,
         coalesce(sum(pss_fp) FILTER (WHERE counted), 0)::BIGINT AS pss_fp,
         count(*) FILTER (WHERE counted AND coalesce(mapcount, 0) <= 1) AS uss_pages,
@@ -66,14 +65,32 @@ agg AS (
         coalesce(sum(pss_fp) FILTER (WHERE counted AND is_anon), 0)::BIGINT AS pss_anon_fp,
         coalesce(sum(pss_fp) FILTER (WHERE counted AND NOT is_anon AND NOT is_shmem), 0)::BIGINT AS pss_file_fp,
         coalesce(sum(pss_fp) FILTER (WHERE counted AND is_shmem), 0)::BIGINT AS pss_shmem_fp,
-        count(*) FILTER (WHERE hugetlb) AS hugetlb_pages,
+        count(*) FILTER (WHERE huge) AS huge_pages,
         count(*) FILTER (WHERE counted AND ((flags >> 22) & 1) = 1) AS thp_pages,
-        count(*) FILTER (WHERE mapcount IS NULL AND NOT special) AS unknown_frames
+        count(*) FILTER (WHERE mapcount IS NULL) AS unknown_frames
     FROM pf
     GROUP BY sk, pid, idx
 ),
+-- the mapping's flags: a pf/io or ht mapping counts nothing (its pages all go to *_Hugetlb when ht); a pf/io
+-- mapping's frames are not expected in kpage*, so none is unknown
+agg AS (
+    SELECT a.sk, a.pid, a.idx,
+           CASE WHEN m.special OR m.hugetlb_vma THEN 0 ELSE a.rss_pages END AS rss_pages,
+           CASE WHEN m.special OR m.hugetlb_vma THEN 0 ELSE a.pss_fp END AS pss_fp,
+           CASE WHEN m.special OR m.hugetlb_vma THEN 0 ELSE a.uss_pages END AS uss_pages,
+           CASE WHEN m.special OR m.hugetlb_vma THEN 0 ELSE a.anon_pages END AS anon_pages,
+           CASE WHEN m.special OR m.hugetlb_vma THEN 0 ELSE a.file_pages END AS file_pages,
+           CASE WHEN m.special OR m.hugetlb_vma THEN 0 ELSE a.shmem_pages END AS shmem_pages,
+           CASE WHEN m.special OR m.hugetlb_vma THEN 0 ELSE a.pss_anon_fp END AS pss_anon_fp,
+           CASE WHEN m.special OR m.hugetlb_vma THEN 0 ELSE a.pss_file_fp END AS pss_file_fp,
+           CASE WHEN m.special OR m.hugetlb_vma THEN 0 ELSE a.pss_shmem_fp END AS pss_shmem_fp,
+           CASE WHEN m.hugetlb_vma THEN a.present_pages ELSE a.huge_pages END AS hugetlb_pages,
+           CASE WHEN m.special OR m.hugetlb_vma THEN 0 ELSE a.thp_pages END AS thp_pages,
+           CASE WHEN m.special THEN 0 ELSE a.unknown_frames END AS unknown_frames
+    FROM agg0 a JOIN m USING (sk, pid, idx)
+),
 sw AS (
-    SELECT sk, pid, idx, ps, pfn_or_swap FROM pm WHERE swapped
+    SELECT sk, pid, idx, ps, pfn_or_swap FROM p WHERE swapped
 ),
 swrefs AS (
     SELECT sk, pfn_or_swap, count(*) AS refs FROM sw GROUP BY sk, pfn_or_swap

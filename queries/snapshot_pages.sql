@@ -7,21 +7,18 @@ WITH snap AS (
 ),
 m AS (
     SELECT pid, idx, coalesce(path, '<anonymous>') AS map,
-           -- UBIGINT like vpn (a BIGINT page size made the ASOF join compare vpn as HUGEINT: 1.7x its cost)
-           start_addr // (SELECT ps::UBIGINT FROM snap) AS start_vpn,
-           end_addr // (SELECT ps::UBIGINT FROM snap) AS end_vpn,
            list_has_any(string_split(coalesce(vm_flags, ''), ' '), ['pf', 'io']) AS special,
            list_contains(string_split(coalesce(vm_flags, ''), ' '), 'ht') AS hugetlb_vma
     FROM mappings WHERE host = h AND snapshot_id = sid
 ),
 p AS (
-    SELECT pid, vpn, entry & 36028797018963967 AS pfn
+    SELECT pid, vpn, map_idx, entry & 36028797018963967 AS pfn
     FROM pages WHERE host = h AND snapshot_id = sid AND ((entry >> 63) & 1) = 1
 ),
+-- the page's mapping by (pid, map_idx): an equi-join (stores before schema 4 get map_idx from the pages view)
 pm AS (
-    SELECT p.*, m.idx, m.map, m.special, m.hugetlb_vma
-    FROM p ASOF JOIN m ON p.pid = m.pid AND p.vpn >= m.start_vpn
-    WHERE p.vpn < m.end_vpn
+    SELECT p.pid, p.vpn, p.pfn, m.idx, m.map, m.special, m.hugetlb_vma
+    FROM p JOIN m ON p.pid = m.pid AND p.map_idx = m.idx
 )
 SELECT pm.pid, pm.vpn, pm.idx, pm.map, pm.pfn, f.mapcount, f.flags, (SELECT ps FROM snap) AS ps,
        NOT pm.special AND NOT pm.hugetlb_vma AND ((f.flags >> 24) & 1) = 0 AND ((f.flags >> 17) & 1) = 0

@@ -215,17 +215,44 @@ def storage_order(entry: pa.Array) -> pa.Array:
 
 
 class _RawPagemap:
-    """pagemap entries as read: ``buf`` holds the reads ``(first_vpn, pages)`` one after the other."""
-    __slots__ = ("buf", "reads", "slots")
+    """pagemap entries as read: ``buf`` holds the reads ``(first_vpn, pages)`` one after the other; ``maps`` the
+    mappings they cover, as runs ``(slots, mappings.idx)`` in the same order (None: not known, map_idx NULL)."""
+    __slots__ = ("buf", "reads", "slots", "maps")
 
-    def __init__(self, buf, reads: list[tuple[int, int]]):
-        self.buf, self.reads = buf, reads
+    def __init__(self, buf, reads: list[tuple[int, int]], maps: list[tuple[int, int]] | None = None):
+        self.buf, self.reads, self.maps = buf, reads, maps
         self.slots = len(buf) // 8
 
 
-def filter_pagemap(raws: list[_RawPagemap]) -> list[tuple[pa.Array, pa.Array]]:
-    """For each raw pagemap, ``(vpn, entry)`` of its present or swapped pages, in vpn order.  All of them
-    filtered at once: a dozen Arrow calls whatever the number of reads and processes."""
+def mapping_runs(starts, ends, paths, page_size: int) -> list[tuple[int, int]]:
+    """``(pages, idx)`` of each mapping (``idx`` its position, as ``mappings.idx``) in address order: the slots
+    the pagemap reads of :func:`recorder.procfs.merge_ranges` cover, one mapping after the other (mappings of
+    a process do not overlap)."""
+    out = []
+    for i in sorted(range(len(starts)), key=starts.__getitem__):
+        s, e = starts[i] // page_size, (ends[i] + page_size - 1) // page_size
+        if paths[i] != "[vsyscall]" and e > s:
+            out.append((e - s, i))
+    return out
+
+
+def clip_runs(runs: list[tuple[int, int]], lo: int, hi: int) -> list[tuple[int, int]]:
+    """The part of ``runs`` (``(slots, value)``, one after the other from slot 0) over slots ``lo`` to ``hi``."""
+    out, off = [], 0
+    for n, v in runs:
+        a, b = max(off, lo), min(off + n, hi)
+        if b > a:
+            out.append((b - a, v))
+        off += n
+        if off >= hi:
+            break
+    return out
+
+
+def filter_pagemap(raws: list[_RawPagemap]) -> list[tuple[pa.Array, pa.Array, pa.Array]]:
+    """For each raw pagemap, ``(vpn, entry, map_idx)`` of its present or swapped pages, in vpn order (map_idx
+    the ``mappings.idx`` of the page's mapping, from ``maps``).  All of them filtered at once: a dozen Arrow
+    calls whatever the number of reads and processes."""
     if not raws:
         return []
     a = u64_array(raws[0].buf if len(raws) == 1 else b"".join(r.buf for r in raws))
@@ -245,12 +272,30 @@ def filter_pagemap(raws: list[_RawPagemap]) -> list[tuple[pa.Array, pa.Array]]:
         base = pc.run_end_decode(pa.RunEndEncodedArray.from_arrays(pa.array(run_ends, pa.int32()),
                                                                    pa.array(bases, pa.int64())))
         vpn = pc.cast(pc.add(pc.cast(idx, pa.int64()), pc.filter(base, keep)), _U64)
+    map_idx = _map_idx(raws, keep)
     if len(raws) == 1:
-        return [(vpn, entry)]
+        return [(vpn, entry, map_idx)]
     # kept slots up to the end of each raw pagemap (none is empty): where its rows end
     kept = pc.cumulative_sum(pc.cast(keep, pa.int32()))
     cut = [0] + pc.take(kept, pa.array([e - 1 for e in ends], pa.int64())).to_pylist()
-    return [(vpn.slice(lo, hi - lo), entry.slice(lo, hi - lo)) for lo, hi in zip(cut, cut[1:])]
+    return [(vpn.slice(lo, hi - lo), entry.slice(lo, hi - lo), map_idx.slice(lo, hi - lo)) for lo, hi in zip(cut, cut[1:])]
+
+
+def _map_idx(raws: list[_RawPagemap], keep: pa.Array) -> pa.Array:
+    """The kept slots' mappings.idx: each raw pagemap's mapping runs, run-end decoded, filtered like the slots
+    (NULL for a raw pagemap whose runs are not known or do not cover exactly its slots)."""
+    ends, vals, off = [], [], 0
+    for r in raws:
+        runs = r.maps if r.maps is not None and sum(n for n, _ in r.maps) == r.slots else [(r.slots, None)]
+        for n, v in runs:
+            if n:
+                off += n
+                ends.append(off)
+                vals.append(v)
+    if not ends:
+        return pa.array([], pa.int32())
+    slot_idx = pc.run_end_decode(pa.RunEndEncodedArray.from_arrays(pa.array(ends, pa.int32()), pa.array(vals, pa.int32())))
+    return pc.filter(slot_idx, keep)
 
 
 def sorted_unique(a: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -298,9 +343,11 @@ def _temp_file(spill_dir: str | None):
 
 
 def _spill_write(f, a: pa.Array, where: str | None) -> None:
-    """The raw 64-bit values of ``a`` appended to ``f``; a full disk or a file size limit is a StoreError."""
+    """The raw values of ``a`` (fixed width, no nulls) appended to ``f``; a full disk or a file size limit is a
+    StoreError."""
+    w = a.type.byte_width
     try:
-        f.write(memoryview(a.buffers()[1])[a.offset * 8:(a.offset + len(a)) * 8])
+        f.write(memoryview(a.buffers()[1])[a.offset * w:(a.offset + len(a)) * w])
     except OSError as e:
         raise _storage_error(e, f"a temporary file in {where or 'the temporary directory'}") from None
 
@@ -503,11 +550,11 @@ class _PageSpool:
         self._file = None
         self._sizes: list[int] = []  # rows of each part in the file
 
-    def add(self, vpn: pa.Array, entry: pa.Array) -> None:
+    def add(self, vpn: pa.Array, entry: pa.Array, map_idx: pa.Array) -> None:
         if not len(vpn):
             return
         self.rows += len(vpn)
-        self._mem.append((vpn, entry))
+        self._mem.append((vpn, entry, map_idx))
         self._mem_rows += len(vpn)
         if self._mem_rows > FLUSH_PAGE_ROWS:
             self._spill()
@@ -519,15 +566,15 @@ class _PageSpool:
     def _spill(self) -> None:
         if self._file is None:
             self._file = _temp_file(self.spill_dir)
-        for v, e in self._mem:
-            for a in (v, e):
+        for v, e, m in self._mem:
+            for a in (v, e, pc.fill_null(m, -1)):  # -1: map_idx not known (NULL), read back as NULL
                 _spill_write(self._file, a, self.spill_dir)
             self._sizes.append(len(v))
         self._mem, self._mem_rows = [], 0
 
-    def in_memory(self) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    def in_memory(self) -> tuple[pa.ChunkedArray, pa.ChunkedArray, pa.ChunkedArray]:
         """All of it, when it was never spilled."""
-        return pa.chunked_array([v for v, _ in self._mem], _U64), pa.chunked_array([e for _, e in self._mem], _U64)
+        return tuple(pa.chunked_array([p[k] for p in self._mem], t) for k, t in enumerate((_U64, _U64, pa.int32())))
 
     def parts(self):
         if self._file is not None:
@@ -539,10 +586,13 @@ class _PageSpool:
             for n in self._sizes:
                 vpn = u64_array(os.pread(fd, n * 8, off))
                 entry = u64_array(os.pread(fd, n * 8, off + n * 8))
-                if len(vpn) != n or len(entry) != n:
+                mb = os.pread(fd, n * 4, off + n * 16)
+                map_idx = pa.Array.from_buffers(pa.int32(), len(mb) // 4, [None, pa.py_buffer(mb)])
+                map_idx = pc.if_else(pc.equal(map_idx, -1), pa.scalar(None, pa.int32()), map_idx)
+                if len(vpn) != n or len(entry) != n or len(map_idx) != n:
                     raise OSError(errno.EIO, "short read of spilled pages", getattr(self._file, "name", ""))
-                off += 16 * n
-                yield vpn, entry
+                off += 20 * n
+                yield vpn, entry, map_idx
         yield from self._mem
 
     def close(self) -> None:
@@ -563,6 +613,7 @@ class _ProcessCapture:
         self.mapping_source: str | None = None  # "smaps" or "maps"
         self.vpn: pa.ChunkedArray | None = None
         self.entry: pa.ChunkedArray | None = None
+        self.map_idx: pa.ChunkedArray | None = None  # the mappings.idx of each page (vpn, entry, map_idx: rows)
         self.raw_pagemap: _RawPagemap | None = None  # pagemap read but not yet filtered (vpn, entry None)
         self.spool: _PageSpool | None = None  # a big process's pages spilled to a file (vpn, entry None)
         self.sources: list[str] = []
@@ -653,6 +704,9 @@ class _ProcessCapture:
             for v in range(first, last, PAGEMAP_CHUNK_PAGES):
                 reads.append((v, min(last - v, PAGEMAP_CHUNK_PAGES)))
         # ... grouped into batches of at most PAGEMAP_CHUNK_PAGES entries, each read into one buffer
+        runs = mapping_runs(m["start_addr"], m["end_addr"], m["path"], self.page_size) if self.n_mappings else []
+        if sum(n for n, _ in runs) != sum(n for _, n in reads):
+            runs = None  # not one slot per page of a mapping (overlapping mappings?): map_idx left NULL
         batches, cur, size = [], [], 0
         for v, n in reads:
             if cur and size + n > PAGEMAP_CHUNK_PAGES:
@@ -669,8 +723,11 @@ class _ProcessCapture:
             raise classify_oserror(e, path) from None
         raws: list[_RawPagemap] = []
         spool = _PageSpool(layout.inprogress_dir(self.opts.store)) if len(batches) > 1 else None
+        lo = 0  # the batch's first slot
         try:
             for batch, size in batches:
+                maps = clip_runs(runs, lo, lo + size) if runs is not None else None
+                lo += size
                 buf = bytearray(size * 8)
                 mv = memoryview(buf)
                 off = 0
@@ -685,9 +742,9 @@ class _ProcessCapture:
                                           path=path)
                     off += n
                 if len(batches) == 1:  # a small process: filtered later with others (_PageSink.add_raw)
-                    raws.append(_RawPagemap(buf, batch))
+                    raws.append(_RawPagemap(buf, batch, maps))
                 else:  # a big process: filtered batch by batch, spooled (bounded memory)
-                    spool.add(*filter_pagemap([_RawPagemap(buf, batch)])[0])
+                    spool.add(*filter_pagemap([_RawPagemap(buf, batch, maps)])[0])
         except BaseException:
             if spool is not None:
                 spool.close()
@@ -699,7 +756,7 @@ class _ProcessCapture:
         elif spool.spilled:
             self.spool = spool
         else:
-            self.vpn, self.entry = spool.in_memory()
+            self.vpn, self.entry, self.map_idx = spool.in_memory()
 
     def run(self) -> None:
         t0 = time.monotonic()
@@ -732,7 +789,7 @@ class _ProcessCapture:
         self.n_mappings, self.mappings, self.mapping_source = 0, {}, None
         if self.spool is not None:
             self.spool.close()
-        self.vpn, self.entry, self.raw_pagemap, self.spool, self.sources = None, None, None, None, []
+        self.vpn, self.entry, self.map_idx, self.raw_pagemap, self.spool, self.sources = None, None, None, None, None, []
 
 
 DENIED_HINT = ("run the recorder as root: reading another user's smaps and pagemap needs ptrace access "
@@ -893,7 +950,7 @@ class _PageSink:
         self.any_nonzero_pfn = False  # ... with a PFN other than 0 (all are 0 without CAP_SYS_ADMIN)
         self.max_batch_rows = 0       # the largest batch handed to the writer (bounded by FLUSH_PAGE_ROWS)
         self.spooled = 0              # big processes whose pages came spilled (see _PageSpool)
-        self._buf: list[tuple[int, pa.ChunkedArray, pa.ChunkedArray]] = []
+        self._buf: list[tuple[int, pa.ChunkedArray, pa.ChunkedArray, pa.ChunkedArray]] = []
         self._buf_rows = 0
         self._runs = _PfnRuns(spill_dir)
         self._sid_col: pa.Array | None = None  # snapshot_id repeated: built once, sliced for each batch
@@ -918,28 +975,29 @@ class _PageSink:
         pending, self._raw, self._raw_slots = self._raw, [], 0
         if not pending:
             return
-        for (pid, _, row), (vpn, entry) in zip(pending, filter_pagemap([r for _, r, _ in pending])):
+        for (pid, _, row), (vpn, entry, map_idx) in zip(pending, filter_pagemap([r for _, r, _ in pending])):
             row["pages"] = len(vpn)
             if len(vpn):
-                self._add(pid, pa.chunked_array([vpn]), pa.chunked_array([entry]))
+                self._add(pid, pa.chunked_array([vpn]), pa.chunked_array([entry]), pa.chunked_array([map_idx]))
 
-    def add(self, pid: int, vpn: pa.ChunkedArray, entry: pa.ChunkedArray) -> None:
-        """One process's present or swapped pages (vpn order) and their pagemap entries."""
+    def add(self, pid: int, vpn: pa.ChunkedArray, entry: pa.ChunkedArray, map_idx: pa.ChunkedArray) -> None:
+        """One process's present or swapped pages (vpn order), their pagemap entries and mappings."""
         self._resolve()  # the processes before it first: rows stay in capture order
-        self._add(pid, vpn, entry)
+        self._add(pid, vpn, entry, map_idx)
 
     def add_spool(self, pid: int, spool: _PageSpool) -> None:
         """A big process's pages, spilled while it was read: added part by part, the spool closed."""
         self._resolve()
         self.spooled += 1
         try:
-            for vpn, entry in spool.parts():
-                self._add(pid, pa.chunked_array([vpn], _U64), pa.chunked_array([entry], _U64))
+            for vpn, entry, map_idx in spool.parts():
+                self._add(pid, pa.chunked_array([vpn], _U64), pa.chunked_array([entry], _U64),
+                          pa.chunked_array([map_idx], pa.int32()))
         finally:
             spool.close()
 
-    def _add(self, pid: int, vpn: pa.ChunkedArray, entry: pa.ChunkedArray) -> None:
-        self._buf.append((pid, vpn, entry))
+    def _add(self, pid: int, vpn: pa.ChunkedArray, entry: pa.ChunkedArray, map_idx: pa.ChunkedArray) -> None:
+        self._buf.append((pid, vpn, entry, map_idx))
         self._buf_rows += len(vpn)
         self.rows += len(vpn)
         if self._buf_rows >= FLUSH_PAGE_ROWS:
@@ -972,27 +1030,31 @@ class _PageSink:
             batches = [buf]
         else:  # more than a batch (a big process): cut into batches of F rows, in capture order
             pid = pa.concat_arrays([pa.repeat(pa.scalar(p, pa.int32()), len(v)) if isinstance(p, int) else p
-                                    for p, v, _ in buf])
-            vpn = pa.chunked_array([c for _, v, _ in buf for c in v.chunks], _U64)
-            entry = pa.chunked_array([c for _, _, e in buf for c in e.chunks], _U64)
+                                    for p, v, _, _ in buf])
+            vpn = pa.chunked_array([c for _, v, _, _ in buf for c in v.chunks], _U64)
+            entry = pa.chunked_array([c for _, _, e, _ in buf for c in e.chunks], _U64)
+            midx = pa.chunked_array([c for _, _, _, m in buf for c in m.chunks], pa.int32())
             full = n if final else n // F * F
-            batches = [[(pid.slice(i, F), vpn.slice(i, F), entry.slice(i, F))] for i in range(0, full, F)]
+            batches = [[(pid.slice(i, F), vpn.slice(i, F), entry.slice(i, F), midx.slice(i, F))]
+                       for i in range(0, full, F)]
             if full < n:  # the rest waits for the next rows
-                self._buf, self._buf_rows = [(pid.slice(full), vpn.slice(full), entry.slice(full))], n - full
-            del pid, vpn, entry
+                self._buf, self._buf_rows = [(pid.slice(full), vpn.slice(full), entry.slice(full),
+                                              midx.slice(full))], n - full
+            del pid, vpn, entry, midx
         del buf
         for b in batches:
-            self._collect_pfns(pa.chunked_array([c for _, _, e in b for c in e.chunks], _U64))
+            self._collect_pfns(pa.chunked_array([c for _, _, e, _ in b for c in e.chunks], _U64))
             self.bg.submit(self._write, b)
         del b, batches
 
     def _write(self, buf: list[tuple]) -> None:
         """One batch, in the writer thread: sorted for storage (see storage_order), encoded, written.  ``buf``:
-        (pid, vpn, entry) per process; pid an int, or an int32 array of one pid per row."""
+        (pid, vpn, entry, map_idx) per process; pid an int, or an int32 array of one pid per row."""
         pid = pa.concat_arrays([pa.repeat(pa.scalar(p, pa.int32()), len(v)) if isinstance(p, int) else p
-                                for p, v, _ in buf])
-        vpn = pa.concat_arrays([c for _, v, _ in buf for c in v.chunks])
-        entry = pa.concat_arrays([c for _, _, e in buf for c in e.chunks])
+                                for p, v, _, _ in buf])
+        vpn = pa.concat_arrays([c for _, v, _, _ in buf for c in v.chunks])
+        entry = pa.concat_arrays([c for _, _, e, _ in buf for c in e.chunks])
+        map_idx = pa.concat_arrays([c for _, _, _, m in buf for c in m.chunks])
         del buf
         n = len(vpn)
         self.max_batch_rows = max(self.max_batch_rows, n)
@@ -1006,6 +1068,7 @@ class _PageSink:
             "pid": pc.take(pid, order),
             "vpn": pc.take(vpn, order),
             "entry": pc.take(entry, order),
+            "map_idx": pc.take(map_idx, order),
         }, schema=self.table.schema))
 
     def pfns(self):
@@ -1314,7 +1377,7 @@ class Recorder:
             if proc.raw_pagemap is not None:  # filtered in a batch of processes; sets row["pages"]
                 pages.add_raw(pid, proc.raw_pagemap, proc.row)
             elif proc.vpn is not None and len(proc.vpn):
-                pages.add(pid, proc.vpn, proc.entry)
+                pages.add(pid, proc.vpn, proc.entry, proc.map_idx)
             elif proc.spool is not None:
                 pages.add_spool(pid, proc.spool)
             if len(proc_rows) >= FLUSH_PROCESS_ROWS:

@@ -269,6 +269,16 @@ MUTANTS = [
      ["tests/test_cli.py", "-k", "root_help"]),
     ("i15-help-served-at-any-width", "cli/help_text.py", "    if _click_width() != WIDTH:\n        return False\n",
      "", ["tests/test_cli.py", "-k", "root_help"]),
+    # pages.map_idx (schema 4): the recorder's page -> mapping runs, their cut per batch, and the view that gives
+    # older stores the same column by address
+    ("mapidx-recorder-off-by-one", "recorder/capture.py", "            out.append((e - s, i))\n",
+     "            out.append((e - s, i + 1))\n", ["tests/test_parsers.py", "-k", "read_pagemap_in_batches"]),
+    ("mapidx-batch-cut-one-slot-late", "recorder/capture.py", "        a, b = max(off, lo), min(off + n, hi)\n",
+     "        a, b = max(off, lo + 1), min(off + n, hi + 1)\n", ["tests/test_parsers.py", "-k", "read_pagemap_in_batches"]),
+    ("mapidx-old-store-start-excluded", "analyzer/store.py", "AND p.pid = m.pid AND p.vpn >= m.start_vpn\"",
+     "AND p.pid = m.pid AND p.vpn > m.start_vpn\"", ["tests/test_map_idx.py", "-k", "old_store"]),
+    ("mapidx-old-store-not-attributed", "analyzer/store.py", "    return rows[0][0] is False\n",
+     "    return False\n", ["tests/test_map_idx.py"]),
 ]
 
 

@@ -117,3 +117,25 @@ def test_a_user_who_is_denied_everything_is_told_why():
         assert _parquet_files(store) == []
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+@needs_root
+def test_recorded_map_idx_is_the_mapping_found_by_address(tmp_path, workload):
+    """pages.map_idx as the recorder writes it (schema 4) is the idx of the mapping whose address range holds the
+    page, found by an independent range join over the Parquet files (not the analyzer's views)."""
+    import duckdb
+
+    w = workload("--workers", "2")
+    record_pids(tmp_path, w.pids)
+    con = duckdb.connect()
+    glob_of = {t: str(tmp_path / t / "*" / "*" / "*.parquet") for t in ("pages", "mappings", "snapshots")}
+    total, nulls, wrong = con.execute(f"""
+        WITH s AS (SELECT snapshot_id, page_size_bytes AS ps FROM read_parquet('{glob_of['snapshots']}')),
+        m AS (SELECT m.snapshot_id, m.pid, m.idx, m.start_addr, m.end_addr FROM read_parquet('{glob_of['mappings']}') m),
+        p AS (SELECT p.snapshot_id, p.pid, p.vpn, p.map_idx, p.vpn * s.ps AS addr
+              FROM read_parquet('{glob_of['pages']}') p JOIN s USING (snapshot_id)),
+        found AS (SELECT p.*, m.idx FROM p LEFT JOIN m ON m.snapshot_id = p.snapshot_id AND m.pid = p.pid
+                  AND p.addr >= m.start_addr AND p.addr < m.end_addr)
+        SELECT count(*), count(*) FILTER (WHERE map_idx IS NULL), count(*) FILTER (WHERE map_idx IS DISTINCT FROM idx)
+        FROM found""").fetchone()
+    assert total > 1000 and nulls == 0 and wrong == 0, (total, nulls, wrong)

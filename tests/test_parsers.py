@@ -834,7 +834,7 @@ def test_filter_pagemap_keeps_present_and_swapped_entries_at_their_vpn(raws):
     objs = [capture._RawPagemap(bytearray(struct.pack(f"={len(e)}Q", *e)), reads) for reads, e in raws]
     got = capture.filter_pagemap(objs)
     assert len(got) == len(raws)
-    for (reads, entries), (vpn, entry) in zip(raws, got):
+    for (reads, entries), (vpn, entry, map_idx) in zip(raws, got):
         want, i = [], 0
         for v, n in reads:
             for k in range(n):
@@ -843,6 +843,7 @@ def test_filter_pagemap_keeps_present_and_swapped_entries_at_their_vpn(raws):
                 i += 1
         assert list(zip(vpn.to_pylist(), entry.to_pylist())) == want
         assert vpn.type == entry.type == capture._U64
+        assert map_idx.null_count == len(map_idx)  # no mapping runs given: not known
 
 
 @settings(max_examples=200, deadline=None)
@@ -900,6 +901,11 @@ def test_read_pagemap_in_batches_reads_what_one_pread_per_range_reads(monkeypatc
                 os.close(fd)
             return out
 
+        def by_address(p, pages):  # mappings.idx of the mapping whose range holds each page, one by one
+            m = p.mappings
+            return [next(i for i, (s, e) in enumerate(zip(m["start_addr"], m["end_addr"])) if s <= v * page < e)
+                    for v, _ in pages]
+
         small = captured()
         assert small.raw_pagemap is not None and small.vpn is None  # filtered later, with other processes
         want = reference(small)
@@ -909,15 +915,17 @@ def test_read_pagemap_in_batches_reads_what_one_pread_per_range_reads(monkeypatc
         sink.add_raw(child.pid + 1, captured().raw_pagemap, {})
         sink._resolve()
         assert small.row["pages"] == len(want)
-        (pid0, vpn0, entry0), (pid1, vpn1, entry1) = sink._buf
+        (pid0, vpn0, entry0, midx0), (pid1, vpn1, entry1, _) = sink._buf
         assert (pid0, pid1) == (child.pid, child.pid + 1)
         assert list(zip(vpn0.to_pylist(), entry0.to_pylist())) == want
         assert list(zip(vpn1.to_pylist(), entry1.to_pylist())) == want
+        assert midx0.to_pylist() == by_address(small, want)  # map_idx: the mapping holding the page
 
         monkeypatch.setattr(capture, "PAGEMAP_CHUNK_PAGES", 7)  # every process is big: batch by batch
         big = captured()
         assert big.raw_pagemap is None and big.row["pages"] == len(want)
         assert list(zip(big.vpn.to_pylist(), big.entry.to_pylist())) == want
+        assert big.map_idx.to_pylist() == by_address(big, want)
     finally:
         child.kill()
         child.wait()
