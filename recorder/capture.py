@@ -62,6 +62,7 @@ _PRESENT = pa.scalar(PM_PRESENT, _U64)          # entry >= this  <=>  bit 63 set
 _PRESENT_OR_SWAP = pa.scalar(PM_SWAP, _U64)     # entry >= this  <=>  bit 63 or bit 62 set
 _PFN_MASK = pa.scalar(PFN_MASK, _U64)
 _ZERO = pa.scalar(0, _U64)
+_NO_MAP = pa.scalar(-1, pa.int32())  # a spilled page's map_idx when not known
 CAP_SYS_ADMIN = 21
 
 
@@ -567,7 +568,7 @@ class _PageSpool:
         if self._file is None:
             self._file = _temp_file(self.spill_dir)
         for v, e, m in self._mem:
-            for a in (v, e, pc.fill_null(m, -1)):  # -1: map_idx not known (NULL), read back as NULL
+            for a in (v, e, pc.fill_null(m, _NO_MAP)):  # -1: map_idx not known (NULL), read back as NULL
                 _spill_write(self._file, a, self.spill_dir)
             self._sizes.append(len(v))
         self._mem, self._mem_rows = [], 0

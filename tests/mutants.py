@@ -275,6 +275,8 @@ MUTANTS = [
      "            out.append((e - s, i + 1))\n", ["tests/test_parsers.py", "-k", "read_pagemap_in_batches"]),
     ("mapidx-batch-cut-one-slot-late", "recorder/capture.py", "        a, b = max(off, lo), min(off + n, hi)\n",
      "        a, b = max(off, lo + 1), min(off + n, hi + 1)\n", ["tests/test_parsers.py", "-k", "read_pagemap_in_batches"]),
+    ("mapidx-spooled-pages-widened", "recorder/capture.py", "pc.fill_null(m, _NO_MAP)", "pc.fill_null(m, -1)",
+     ["tests/test_recorder_memory.py", "-k", "tiny_batches"]),
     ("mapidx-old-store-start-excluded", "analyzer/store.py", "AND p.pid = m.pid AND p.vpn >= m.start_vpn\"",
      "AND p.pid = m.pid AND p.vpn > m.start_vpn\"", ["tests/test_map_idx.py", "-k", "old_store"]),
     ("mapidx-old-store-not-attributed", "analyzer/store.py", "    return rows[0][0] is False\n",
