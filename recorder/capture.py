@@ -62,7 +62,7 @@ _PRESENT = pa.scalar(PM_PRESENT, _U64)          # entry >= this  <=>  bit 63 set
 _PRESENT_OR_SWAP = pa.scalar(PM_SWAP, _U64)     # entry >= this  <=>  bit 63 or bit 62 set
 _PFN_MASK = pa.scalar(PFN_MASK, _U64)
 _ZERO = pa.scalar(0, _U64)
-_NO_MAP = pa.scalar(-1, pa.int32())  # a spilled page's map_idx when not known
+_NO_MAP = pa.scalar(-1, pa.int32())  # a spilled map_idx not known; int32: fill_null here is coalesce, a Python -1 made it int64
 CAP_SYS_ADMIN = 21
 
 
