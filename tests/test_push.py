@@ -468,7 +468,7 @@ def test_sigkill_at_random_moments(tmp_path, source_tables, moto, bucket, to):
         assert sizes(final, host) == sizes(srcs[host])
     print(f"push kill test ({to}): start-up {startup:.2f} s, {per_segment:.3f} s per segment; {kills} kills "
           f"({moved} with --move, {copying} while copying), {completed} runs completed, {len(oracle)} snapshots")
-    assert copying >= kills // 3, f"only {copying} of {kills} kills landed while the push was copying"
+    assert copying >= 4, f"only {copying} of {kills} kills landed while the push was copying"
 
 
 def test_a_destination_compacted_in_place_still_takes_pushes(tmp_path, source_tables):
