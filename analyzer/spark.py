@@ -38,6 +38,7 @@ import re
 import threading
 from functools import lru_cache
 
+from common import objstore
 from common.errors import MemsnapError
 from schema import TABLES, U64
 
@@ -69,6 +70,40 @@ CONF = {
     "spark.sql.parquet.enableVectorizedReader": "false",
 }
 
+#: Hadoop's S3A filesystem (hadoop-aws) is not in the pyspark wheel: $MEMSNAP_SPARK_JARS lists its jars (comma-
+#: separated: hadoop-aws and the AWS SDK it was built with), given to the driver and executors as spark.jars.
+JARS_ENV = "MEMSNAP_SPARK_JARS"
+#: S3A settings of Hadoop 3.4+ written with units ("60s") that hadoop-aws 3.3 reads as plain numbers and
+#: fails on; these plain values mean the same in both (each key's default unit: ms, ms, s, s)
+S3A_PLAIN = {"fs.s3a.connection.establish.timeout": "30000", "fs.s3a.connection.timeout": "200000",
+             "fs.s3a.threads.keepalivetime": "60", "fs.s3a.multipart.purge.age": "86400"}
+
+
+def s3a_conf() -> dict[str, str]:
+    """The Hadoop settings for a store on S3 (``s3a://``), from the AWS environment memsnap's own S3 access
+    reads (common/objstore.py): the endpoint, path-style, with TLS as its scheme says; the keys, when set,
+    through S3A's provider for them (Hadoop 3.5's default list names AWS SDK v2 classes only)."""
+    from common import objstore
+
+    conf = dict(S3A_PLAIN)
+    e = objstore.endpoint()
+    if e:
+        conf.update({"fs.s3a.endpoint": f"{e[0]}://{e[1]}", "fs.s3a.path.style.access": "true",
+                     "fs.s3a.connection.ssl.enabled": str(e[0] == "https").lower()})
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if key and secret:
+        conf.update({"fs.s3a.access.key": key, "fs.s3a.secret.key": secret})
+        if os.environ.get("AWS_SESSION_TOKEN"):
+            conf.update({"fs.s3a.session.token": os.environ["AWS_SESSION_TOKEN"],
+                         "fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider"})
+        else:
+            conf["fs.s3a.aws.credentials.provider"] = "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        conf["fs.s3a.endpoint.region"] = region
+    return conf
+
+
 _lock = threading.Lock()
 _session = None
 _session_master = None
@@ -95,6 +130,8 @@ def session(master: str | None = None):
             _session.stop()
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # else a warning that the hostname is loopback
         conf = SparkConf().setMaster(master).setAppName("memsnap").setAll(list(CONF.items()))
+        if os.environ.get(JARS_ENV):
+            conf.set("spark.jars", os.environ[JARS_ENV])
         try:
             sc = SparkContext(conf=conf, gateway=_gateway(conf))
             _session = SparkSession(sc)
@@ -316,6 +353,11 @@ class _errors:
 
         if e is None or not isinstance(e, (PySparkException, Py4JError)):
             return False
+        if "S3AFileSystem not found" in str(e):
+            raise SparkError("Spark cannot read s3a:// URLs: Hadoop's S3A filesystem (hadoop-aws) is not on its "
+                             "classpath", hint=f"set ${JARS_ENV} to the hadoop-aws and AWS SDK bundle jars built "
+                             "for Spark's Hadoop (`make spark-s3a-jars` fetches a pair that works; docs/fleet.md)") \
+                from None
         lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
         # Py4J's text starts "An error occurred while calling o123.collectToPython."; the Java cause follows
         cause = next((ln for ln in lines if not ln.startswith("An error occurred while calling")), None)
@@ -389,6 +431,7 @@ class SparkConnection:
             ", host string, date string"
         by_base: dict[str, list[str]] = {}
         for f in files:  # <store>/<table>/host=H/date=D/x.parquet: one read per store (its basePath)
+            f = objstore.to_s3a(f) if objstore.is_url(f) else f  # s3://: Hadoop's S3A filesystem
             by_base.setdefault(f.rsplit(os.sep, 3)[0], []).append(f)
         sel = [F.expr(f"CAST(CASE WHEN `{c.name}` >= 9223372036854775808 THEN `{c.name}` - 18446744073709551616 "
                       f"ELSE `{c.name}` END AS BIGINT)").alias(c.name) if c.type == U64 else F.col(c.name)
@@ -396,7 +439,8 @@ class SparkConnection:
         sel += [F.col("host"), F.col("date").cast("date").alias("date")]
         df = None
         for base, fs in by_base.items():
-            part = self.spark.read.schema(read).option("basePath", base).parquet(*fs).select(*sel)
+            with _errors(""):
+                part = self.spark.read.schema(read).option("basePath", base).parquet(*fs).select(*sel)
             df = part if df is None else df.unionByName(part)
         if df is None:
             df = self.spark.createDataFrame([], read).select(*sel)
@@ -462,14 +506,26 @@ def register(spark, paths, **kw) -> SparkConnection:
         con = register(spark, "/data/memsnap-central")
         spark.sql(translate(queries.get("page_mapping_facts").sql), args={"snapshot_ids": ["..."]}).show()
 
-    ``paths`` are local or shared-filesystem directories: the file listing is done by this process."""
+    ``paths`` are directories (local or shared) or ``s3://`` URLs (read by Spark as ``s3a://``, with the AWS
+    environment's endpoint and keys: :func:`s3a_conf`): the file listing is done by this process."""
     from .store import Store
 
     st = Store(paths, **kw)
+    _s3a(spark, st.paths)
     return SparkConnection(spark, st._good, st.con)
+
+
+def _s3a(spark, paths) -> None:
+    """A store on S3: its settings (:func:`s3a_conf`) on the session's Hadoop configuration."""
+    if any(objstore.is_url(p) for p in paths):
+        hconf = spark.sparkContext._jsc.hadoopConfiguration()
+        for k, v in s3a_conf().items():
+            hconf.set(k, v)
 
 
 def attach(store, master: str | None = None) -> None:
     """Put ``store`` (an opened :class:`analyzer.store.Store`) on Spark: its views over the same files."""
-    store.con = SparkConnection(session(master), store._good, store.con)
+    spark = session(master)
+    _s3a(spark, store.paths)
+    store.con = SparkConnection(spark, store._good, store.con)
     store.engine_name = "spark"

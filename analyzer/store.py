@@ -20,7 +20,7 @@ import weakref
 import duckdb
 
 from common.errors import MemsnapError, SchemaMismatch, StoreCorrupt, StoreError
-from common import catalog, layout
+from common import catalog, layout, objstore
 from schema import SCHEMA_VERSION, TABLES, duck_type
 
 from . import queries, snapshots
@@ -85,6 +85,14 @@ def resolve_stores(paths) -> list[str]:
     user can read throughout (a permission problem is said as such, naming the path)."""
     out: list[str] = []
     for p in paths:
+        if objstore.is_url(p):  # an object store: listed by the catalog (common/objstore.py), read through fsspec
+            url = objstore.normalize(p)
+            if not objstore.exists(os.path.join(url, layout.COMMIT_TABLE)):
+                raise StoreError(f"{url}: not a memsnap store (nothing under {url}/{layout.COMMIT_TABLE}/)",
+                                 hint="pass the URL given to `memsnap push`; the endpoint and credentials come "
+                                      "from $AWS_ENDPOINT_URL, $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY", path=p)
+            out.append(url)
+            continue
         matches = sorted(glob.glob(os.path.expanduser(p))) if glob.has_magic(p) else [os.path.expanduser(p)]
         if not matches:
             raise StoreError(f"{p}: no store matches this pattern", hint="check the path or quote the glob", path=p)
@@ -200,6 +208,8 @@ class Store:
                  skip_bad: bool = False, scope: catalog.Scope | None = None):
         self.paths = resolve_stores(paths if isinstance(paths, (list, tuple)) else [paths])
         self.con = duckdb.connect(":memory:")
+        if any(objstore.is_url(p) for p in self.paths):
+            self.con.register_filesystem(objstore.fsspec_filesystem())
         # DuckDB would use 80 % of RAM; the analyzer runs beside other work, and spills what does not fit
         # (measured: a 5M-page store diffed in 667 MiB at a 500MB limit, 1.25x the unlimited time).
         memory_limit = memory_limit or os.environ.get("MEMSNAP_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
@@ -300,7 +310,7 @@ class Store:
         bad: dict[str, str] = {}
         files = self._select(self.scope, bad)
         for fs in files.values():
-            denied = next((f for f in fs if not os.access(f, os.R_OK)), None)
+            denied = next((f for f in fs if not objstore.is_url(f) and not os.access(f, os.R_OK)), None)
             if denied:
                 raise permission_denied(denied, next((p for p in self.paths if denied.startswith(p + os.sep)),
                                                      self.paths[0]))
@@ -331,9 +341,11 @@ class Store:
         for table, fs in files.items():
             for f in fs:
                 try:
-                    meta = pq.read_schema(f).metadata or {}
+                    url = objstore.is_url(f)
+                    meta = (objstore.read_schema(f) if url else pq.read_schema(f)).metadata or {}
                     if self.skip_bad:  # the footer can be fine while a data page is damaged: decode it all
-                        pq.read_table(f, page_checksum_verification=True)
+                        pq.read_table(objstore.key(f) if url else f, filesystem=objstore.fs() if url else None,
+                                      page_checksum_verification=True)
                 except Exception as e:  # pyarrow raises several types for damaged files
                     why = f"not a readable Parquet file ({str(e).splitlines()[0][:120]})"
                 else:

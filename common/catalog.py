@@ -26,7 +26,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from . import layout
+from . import layout, objstore
 from .errors import StoreCorrupt
 
 
@@ -71,7 +71,7 @@ def segment_files(store: str, seg_host: str, seg_date: str, name: str, tables) -
     out = []
     for t in tables:
         p = layout.data_path(store, t, seg_host, seg_date, name)
-        if os.path.exists(p):
+        if (objstore.exists if objstore.is_url(p) else os.path.exists)(p):
             out.append(p)
     return out
 
@@ -81,22 +81,29 @@ def read_snapshot_ids(path: str) -> list[str]:
     passes its own, with DuckDB, as ``read_ids``, so opening a compacted store does not import pyarrow)."""
     import pyarrow.parquet as pq
 
-    return sorted(pq.read_table(path, columns=["snapshot_id"]).column(0).to_pylist())
+    table = objstore.read_table(path, ["snapshot_id"]) if objstore.is_url(path) else \
+        pq.read_table(path, columns=["snapshot_id"])
+    return sorted(table.column(0).to_pylist())
 
 
 def partitions(store: str, host: str | None = None) -> list[tuple[str, str]]:
     """(host, date) of every partition of the commit table, from a directory listing alone; sorted."""
     out = []
-    for d in glob.glob(os.path.join(store, layout.COMMIT_TABLE, f"host={host}" if host else "host=*", "date=*")):
+    for d in _ls(os.path.join(store, layout.COMMIT_TABLE, f"host={host}" if host else "host=*", "date=*")):
         out.append((os.path.basename(os.path.dirname(d))[len("host="):], os.path.basename(d)[len("date="):]))
     return sorted(out)
 
 
+def _ls(pattern: str) -> list[str]:
+    """A glob on a directory store, or on an object store (``s3://``: :func:`common.objstore.glob`)."""
+    return objstore.glob(pattern) if objstore.is_url(pattern) else glob.glob(pattern)
+
+
 def _glob(store: str, table: str, host: str | None, parts) -> list[str]:
     if parts is None:
-        return glob.glob(layout.table_glob(store, table, host))
-    return [p for h, d in parts for p in glob.glob(os.path.join(layout.partition_dir(store, table, h, d),
-                                                                "*" + layout.SUFFIX))]
+        return _ls(layout.table_glob(store, table, host))
+    return [p for h, d in parts for p in _ls(os.path.join(layout.partition_dir(store, table, h, d),
+                                                          "*" + layout.SUFFIX))]
 
 
 def decide(segments) -> tuple[dict[tuple[str, str], Segment], list[Segment]]:

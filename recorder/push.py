@@ -31,7 +31,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from common import catalog, layout
+from common import catalog, layout, objstore
 from common.errors import MemsnapError, StoreError
 from schema import TABLES
 
@@ -210,58 +210,25 @@ class _Dir(_Destination):
         return delete_segment(self.root, seg)
 
 
-def _s3_error(e: Exception, what: str) -> MemsnapError:
-    """pyarrow's S3 errors (OSError with the AWS error name in the text) as one line with a hint."""
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    hints = [("NO_SUCH_BUCKET", "create the bucket first, or check its name"),
-             ("NETWORK_CONNECTION", "check the endpoint (--endpoint-url or $AWS_ENDPOINT_URL) and the network"),
-             ("Could not connect", "check the endpoint (--endpoint-url or $AWS_ENDPOINT_URL) and the network"),
-             ("ACCESS_DENIED", "check the credentials ($AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY) and the "
-                               "bucket's policy"),
-             ("INVALID_ACCESS_KEY_ID", "check $AWS_ACCESS_KEY_ID"),
-             ("SIGNATURE_DOES_NOT_MATCH", "check $AWS_SECRET_ACCESS_KEY"),
-             ("Forbidden", "check the credentials and the bucket's policy")]
-    hint = next((h for k, h in hints if k.lower() in msg.lower()), "check the URL, the endpoint and the credentials")
-    return MemsnapError(f"{what}: {msg}", hint=hint)
-
-
 class _S3(_Destination):
     """An object store through ``pyarrow.fs.S3FileSystem``: credentials, region and endpoint from the standard
     AWS variables and files (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``,
     ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``), the endpoint overridable by ``endpoint_url``."""
 
     def __init__(self, url: str, endpoint_url: str | None = None):
-        from urllib.parse import urlparse
-
         import pyarrow.fs as pfs
 
-        u = urlparse(url)
-        bucket, prefix = u.netloc, u.path.strip("/")
-        if not bucket:
-            raise MemsnapError(f"{url!r}: no bucket", hint="write s3://bucket or s3://bucket/prefix")
-        self.url, self.bucket = url, bucket
-        self.root = f"{bucket}/{prefix}" if prefix else bucket
-        kw: dict = {"connect_timeout": 10, "request_timeout": 120}
-        # S3FileSystem() reads the credentials and region from the environment, but not the endpoint
-        endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint_url:
-            e = urlparse(endpoint_url if "://" in endpoint_url else "https://" + endpoint_url)
-            if e.scheme not in ("http", "https") or not e.netloc:
-                raise MemsnapError(f"endpoint {endpoint_url!r} (--endpoint-url or $AWS_ENDPOINT_URL) is not an "
-                                   "http(s) URL",
-                                   hint="e.g. --endpoint-url http://127.0.0.1:9000")
-            kw.update(endpoint_override=e.netloc, scheme=e.scheme)
-        try:
-            self.fs = pfs.S3FileSystem(**kw)
-        except Exception as e:
-            raise _s3_error(e, url) from None
+        self.url = url
+        self.root = objstore.key(objstore.normalize(url))
+        self.bucket = self.root.split("/", 1)[0]
+        self.fs = objstore.fs(endpoint_url)
         self._pfs = pfs
 
     def check(self, create: bool = True) -> None:
         try:
             info = self.fs.get_file_info(self.bucket)
         except Exception as e:
-            raise _s3_error(e, f"s3://{self.bucket}") from None
+            raise objstore.error(e, f"s3://{self.bucket}") from None
         if info.type == self._pfs.FileType.NotFound:
             raise MemsnapError(f"s3://{self.bucket}: no such bucket", hint="create the bucket first, or check its name")
 
@@ -271,7 +238,7 @@ class _S3(_Destination):
         try:
             infos = self.fs.get_file_info(pfs.FileSelector(base, recursive=True, allow_not_found=True))
         except Exception as e:
-            raise _s3_error(e, f"s3://{base}") from None
+            raise objstore.error(e, f"s3://{base}") from None
         segs = []
         for i in infos:
             if i.type != pfs.FileType.File or not i.base_name.endswith(layout.SUFFIX) or i.base_name.startswith("."):
@@ -288,7 +255,7 @@ class _S3(_Destination):
                     ids = sorted(pq.read_table(i.path, filesystem=self.fs, columns=["snapshot_id"])
                                  .column(0).to_pylist())
                 except Exception as e:
-                    raise _s3_error(e, f"s3://{i.path}") from None
+                    raise objstore.error(e, f"s3://{i.path}") from None
             segs.append(catalog.Segment(h, d, name, ids))
         return segs
 
@@ -302,7 +269,7 @@ class _S3(_Destination):
                         break
                     out.write(buf)
         except Exception as e:
-            raise _s3_error(e, f"s3://{key}") from None
+            raise objstore.error(e, f"s3://{key}") from None
 
     def remove(self, seg) -> bool:
         # the commit first: the segment stops being committed at once, then its data
@@ -313,7 +280,7 @@ class _S3(_Destination):
             except FileNotFoundError:
                 pass
             except Exception as e:
-                raise _s3_error(e, f"s3://{key}") from None
+                raise objstore.error(e, f"s3://{key}") from None
         return True
 
 
