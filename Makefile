@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STORE ?= ./memsnap-store
 
-.PHONY: setup apt-deps demo test bench bench-install recorder-pyz docs clean
+.PHONY: setup apt-deps spark-s3a-jars demo test bench bench-install recorder-pyz docs clean
 
 $(BIN)/memsnap: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,27 @@ apt-deps:
 	  for cp in $(APT_PKGS); do command -v $${cp%%:*} >/dev/null || { echo "error: $${cp%%:*} is still not on PATH after apt-get install $${cp#*:}" >&2; exit 1; }; done; \
 	fi
 
+# Hadoop's S3A filesystem, for `memsnap --engine spark` over a store on S3 (s3a://): the pyspark wheel has no
+# hadoop-aws, and these machines reach PyPI but no Maven repository.  AWS's sagemaker-pyspark source package on
+# PyPI carries hadoop-aws 3.3.1 and the AWS SDK bundle it was built with (Apache 2.0); both jars are taken out
+# of it, checked against the hashes below, into $(S3A_DIR).  They work with pyspark 4's Hadoop 3.5 client given
+# the settings analyzer/spark.py's s3a_conf sets (docs/fleet.md).  Use them with
+# MEMSNAP_SPARK_JARS=$(S3A_DIR)/hadoop-aws-3.3.1.jar,$(S3A_DIR)/aws-java-sdk-bundle-1.11.901.jar (tests find
+# them here by themselves).  A Spark deployment of your own has its hadoop-aws already: use that.
+S3A_DIR := .cache/spark-jars
+S3A_SDIST := sagemaker_pyspark-1.4.5
+$(S3A_DIR)/SHA256SUMS: $(BIN)/memsnap
+	rm -rf $(S3A_DIR) && mkdir -p $(S3A_DIR)/dl
+	$(BIN)/pip download -q --no-deps --no-build-isolation -d $(S3A_DIR)/dl sagemaker-pyspark==1.4.5
+	tar -xzf $(S3A_DIR)/dl/$(S3A_SDIST).tar.gz -C $(S3A_DIR) --strip-components=3 \
+	  $(S3A_SDIST)/deps/jars/hadoop-aws-3.3.1.jar $(S3A_SDIST)/deps/jars/aws-java-sdk-bundle-1.11.901.jar
+	rm -rf $(S3A_DIR)/dl
+	printf '%s\n' '6be50ad8a8b445d2802381b085b2a3ede5c29d353450a6a21f16b2fefa962b6e  hadoop-aws-3.3.1.jar' \
+	  'b87175b32a16544cc1b37cf40390eb375833e62bed67f8ce6cde4b7ad6429ead  aws-java-sdk-bundle-1.11.901.jar' \
+	  > $(S3A_DIR)/SHA256SUMS.tmp
+	cd $(S3A_DIR) && sha256sum -c --quiet SHA256SUMS.tmp && mv SHA256SUMS.tmp SHA256SUMS
+spark-s3a-jars: $(S3A_DIR)/SHA256SUMS
+
 demo: setup
 	$(BIN)/memsnap record --store $(STORE) --count 2 --interval 5
 	$(BIN)/memsnap snapshots $(STORE)
@@ -49,7 +70,7 @@ demo: setup
 	-$(BIN)/memsnap shared $(STORE) --groups command --limit 15
 	$(BIN)/memsnap report $(STORE) -o memsnap-report.html
 
-test: setup apt-deps
+test: setup apt-deps spark-s3a-jars
 	$(BIN)/python -m pytest -q
 
 bench: setup apt-deps

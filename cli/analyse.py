@@ -59,8 +59,8 @@ def snapshots(stores: StoresArg = None, store: StoreOpt = [], skip_bad: SkipBad 
         lo, hi = st.time_range(since, until)
         one = host_spec(host) if isinstance(host_spec(host), str) else None
         cur = st.execute("SELECT * FROM snapshot_list WHERE (? IS NULL OR host = ?) AND "
-                         "(?::TIMESTAMPTZ IS NULL OR capture_start >= ?::TIMESTAMPTZ) AND "
-                         "(?::TIMESTAMPTZ IS NULL OR capture_start <= ?::TIMESTAMPTZ)", [one, one, lo, lo, hi, hi])
+                         "(CAST(? AS TIMESTAMPTZ) IS NULL OR capture_start >= CAST(? AS TIMESTAMPTZ)) AND "
+                         "(CAST(? AS TIMESTAMPTZ) IS NULL OR capture_start <= CAST(? AS TIMESTAMPTZ))", [one, one, lo, lo, hi, hi])
         names = [d[0] for d in cur.description]
         rows = [dict(zip(names, r)) for r in cur.fetchall()]
         if host and one is None:  # several --host, or a ~regex: the hosts they choose among the store's

@@ -50,10 +50,12 @@ def need_analyzer(command: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- the store
 StoresArg = Annotated[Optional[List[str]], typer.Argument(
-    help="Store directories or globs (stores from many hosts merge). Default: -S, else $MEMSNAP_STORE, else "
-         "./memsnap-store.", show_default=False, metavar="STORE")]
+    help="Store directories or globs, or s3://bucket/prefix (stores from many hosts merge). Default: -S, else "
+         "$MEMSNAP_STORE, else ./memsnap-store.", show_default=False, metavar="STORE")]
 StoreOpt = Annotated[List[str], typer.Option(
-    "--store", "-S", help="Store directory (repeatable); the same as giving it as the first argument.",
+    "--store", "-S", help="Store directory or s3://bucket/prefix (repeatable; S3 endpoint and keys from "
+                          "$AWS_ENDPOINT_URL, $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY); the same as giving it as "
+                          "the first argument.",
     show_default=False, metavar="DIR")]
 Engine = Annotated[Optional[str], typer.Option(
     "--engine", envvar="MEMSNAP_ENGINE", help="Query engine of the analyzer commands: duckdb (default) or spark "

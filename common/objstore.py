@@ -27,7 +27,7 @@ def is_url(path) -> bool:
 
 def normalize(url: str) -> str:
     """``s3a://b/p/`` -> ``s3://b/p``: the one spelling the catalog and DuckDB use (Spark is given s3a)."""
-    rest = url.split("://", 1)[1].strip("/")
+    rest = url.split("://", 1)[1].rstrip("/")
     if not rest.split("/", 1)[0]:
         raise MemsnapError(f"{url!r}: no bucket", hint="write s3://bucket or s3://bucket/prefix")
     return "s3://" + rest

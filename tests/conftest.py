@@ -1,10 +1,13 @@
 """Shared fixtures: live workloads with known sharing, and recording them."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.dataset as pads
@@ -135,3 +138,79 @@ def record_pids(store, pids, *extra) -> str:
 
 def read_table(store, table: str):
     return pads.dataset(str(Path(store) / table), format="parquet", partitioning="hive").to_table()
+
+
+# ------------------------------------------------------------------------------------------- a real S3 API
+# moto's S3 server, started on 127.0.0.1 (tests/test_push.py, tests/test_spark_s3.py): nothing of boto or
+# pyarrow is mocked, the code under test talks HTTP to it
+KEYS = {"AWS_ACCESS_KEY_ID": "memsnap-test", "AWS_SECRET_ACCESS_KEY": "memsnap-test-secret",
+        "AWS_REGION": "us-east-1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    """moto's S3 server on 127.0.0.1, its endpoint URL."""
+    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
+        require_or_skip("moto[server] is not installed (make test installs it: pip install -e '.[analyze,test]')")
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "server.log", "w+")  # a pipe nobody reads would fill and stall it
+    p = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                         stdout=log, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if p.poll() is not None or time.monotonic() > deadline:
+                p.kill()
+                log.seek(0)
+                pytest.fail(f"moto server did not start: {log.read()[-2000:]}")
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    p.terminate()
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+    log.close()
+
+
+def s3fs(endpoint: str, **kw):
+    import pyarrow.fs as pfs
+
+    return pfs.S3FileSystem(endpoint_override=endpoint.split("://")[1], scheme="http",
+                            access_key=KEYS["AWS_ACCESS_KEY_ID"], secret_key=KEYS["AWS_SECRET_ACCESS_KEY"],
+                            region=KEYS["AWS_REGION"], **kw)
+
+
+_buckets = iter(range(10**6))
+
+
+@pytest.fixture
+def bucket(moto):
+    """A new, empty bucket."""
+    name = f"central-{os.getpid()}-{next(_buckets)}"
+    s3fs(moto, allow_bucket_creation=True).create_dir(name)
+    return name
+
+
+def s3_env(endpoint: str) -> dict:
+    return {**os.environ, **KEYS, "AWS_ENDPOINT_URL": endpoint}
+
+
+def download(endpoint: str, root: str, local) -> str:
+    """Everything under s3://<root> (committed or not), as a local directory a reader opens."""
+    import pyarrow.fs as pfs
+
+    fs = s3fs(endpoint)
+    os.makedirs(local, exist_ok=True)
+    if fs.get_file_info(pfs.FileSelector(root, recursive=True, allow_not_found=True)):
+        pfs.copy_files(root, str(local), source_filesystem=fs, destination_filesystem=pfs.LocalFileSystem())
+    return str(local)

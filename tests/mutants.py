@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-IGNORE = shutil.ignore_patterns(".git", ".venv", ".hypothesis", ".pytest_cache", "__pycache__", "build", "dist",
+IGNORE = shutil.ignore_patterns(".git", ".venv", ".cache", ".hypothesis", ".pytest_cache", "__pycache__", "build", "dist",
                                 "*.egg-info", "memsnap-report.html")
 
 # item 1's mutant is an intermittent bug: every other `sizes` call in a process tree adds 4 kB to the PSS of
@@ -281,6 +281,14 @@ MUTANTS = [
      "AND p.pid = m.pid AND p.vpn > m.start_vpn\"", ["tests/test_map_idx.py", "-k", "old_store"]),
     ("mapidx-old-store-not-attributed", "analyzer/store.py", "    return rows[0][0] is False\n",
      "    return False\n", ["tests/test_map_idx.py"]),
+    # a store on S3 (tests/test_spark_s3.py, moto's server): DuckDB through fsspec, Spark through s3a
+    ("s3-duckdb-filesystem-not-registered", "analyzer/store.py",
+     "            self.con.register_filesystem(objstore.fsspec_filesystem())\n", "            pass\n",
+     ["tests/test_spark_s3.py", "-k", "duckdb"]),
+    ("s3a-keys-not-given", "analyzer/spark.py", "    if key and secret:\n", "    if False:\n",
+     ["tests/test_spark_s3.py", "-k", "spark_reads"]),
+    ("s3a-timeouts-with-units", "analyzer/spark.py", "    conf = dict(S3A_PLAIN)\n", "    conf = {}\n",
+     ["tests/test_spark_s3.py", "-k", "spark_reads"]),
 ]
 
 
@@ -305,6 +313,9 @@ def run_one(mutant, old_rev: str | None, verbose: bool) -> tuple[bool, float, st
             subprocess.run(["tar", "-x", "-C", str(tree), "--wildcards", "tests/*.py"], input=arch, check=True)
         apply(tree, file, old, new)
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", MEMSNAP_FUZZ_EXAMPLES="40")
+        jars = sorted((ROOT / ".cache" / "spark-jars").glob("*.jar"))  # not copied (190 MB): the tree's own
+        if jars and "MEMSNAP_SPARK_JARS" not in env:
+            env["MEMSNAP_SPARK_JARS"] = ",".join(map(str, jars))
         env.pop("MEMSNAP_REQUIRE_LIVE", None)
         t = time.monotonic()
         # cwd first on sys.path: the copy's packages, not the editable install of the tree

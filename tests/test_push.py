@@ -13,7 +13,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,85 +21,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import ROOT, SAMPLE_STORE, memsnap, require_or_skip
+from conftest import ROOT, SAMPLE_STORE, download, free_port, memsnap, s3_env
 
 spec = importlib.util.spec_from_file_location("series", ROOT / "bench" / "series.py")
 series = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(series)
-
-KEYS = {"AWS_ACCESS_KEY_ID": "memsnap-test", "AWS_SECRET_ACCESS_KEY": "memsnap-test-secret",
-        "AWS_REGION": "us-east-1"}
-
-
-# ------------------------------------------------------------------------------------------- the S3 server
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory):
-    """moto's S3 server on 127.0.0.1, its endpoint URL."""
-    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
-        require_or_skip("moto[server] is not installed (make test installs it: pip install -e '.[analyze,test]')")
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "server.log", "w+")  # a pipe nobody reads would fill and stall it
-    p = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                         stdout=log, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if p.poll() is not None or time.monotonic() > deadline:
-                p.kill()
-                log.seek(0)
-                pytest.fail(f"moto server did not start: {log.read()[-2000:]}")
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    p.terminate()
-    try:
-        p.wait(10)
-    except subprocess.TimeoutExpired:
-        p.kill()
-    log.close()
-
-
-def s3fs(endpoint: str, **kw):
-    import pyarrow.fs as pfs
-
-    return pfs.S3FileSystem(endpoint_override=endpoint.split("://")[1], scheme="http",
-                            access_key=KEYS["AWS_ACCESS_KEY_ID"], secret_key=KEYS["AWS_SECRET_ACCESS_KEY"],
-                            region=KEYS["AWS_REGION"], **kw)
-
-
-_buckets = iter(range(10**6))
-
-
-@pytest.fixture
-def bucket(moto):
-    """A new, empty bucket."""
-    name = f"central-{os.getpid()}-{next(_buckets)}"
-    s3fs(moto, allow_bucket_creation=True).create_dir(name)
-    return name
-
-
-def s3_env(endpoint: str) -> dict:
-    return {**os.environ, **KEYS, "AWS_ENDPOINT_URL": endpoint}
-
-
-def download(endpoint: str, root: str, local) -> str:
-    """Everything under s3://<root> (committed or not), as a local directory a reader opens."""
-    import pyarrow.fs as pfs
-
-    fs = s3fs(endpoint)
-    os.makedirs(local, exist_ok=True)
-    if fs.get_file_info(pfs.FileSelector(root, recursive=True, allow_not_found=True)):
-        pfs.copy_files(root, str(local), source_filesystem=fs, destination_filesystem=pfs.LocalFileSystem())
-    return str(local)
-
 
 # ------------------------------------------------------------------------------------------- stores
 @pytest.fixture(scope="module")
@@ -319,7 +244,7 @@ def test_errors_are_one_line(tmp_path, moto, bucket):
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "x").write_text("x")
     env = s3_env(moto)
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     cases = [
         ([tmp_path / "nope", tmp_path / "d"], env, "not a memsnap store"),
         ([src, tmp_path / "junk"], env, "not a memsnap store"),

@@ -8,6 +8,7 @@ master and worker on 127.0.0.1.  Marked ``spark``: ``pytest -m "not spark"`` ski
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IS_ROOT, ROOT, SAMPLE_STORE, Workload, memsnap, require_or_skip
+from conftest import IS_ROOT, ROOT, SAMPLE_STORE, Workload, free_port, memsnap, require_or_skip
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -239,31 +240,25 @@ def test_sqlalchemy_engine_is_duckdb_only(engines):
 
 
 # ------------------------------------------------------------------------------------------ a real cluster
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_standalone_cluster_cli(fleet, tmp_path):
-    """`memsnap --engine spark --spark-master spark://127.0.0.1:P` (a CLI subprocess) against a standalone master
-    and one worker started from the pyspark package: sizes and diff --source pages equal DuckDB's."""
-    _need_spark()
+@contextlib.contextmanager
+def standalone_cluster(tmp_path):
+    """A Spark standalone master and one worker (1 core, 1 GiB) on 127.0.0.1, started from the pyspark package;
+    yields the master's URL, and stops both."""
     import pyspark
 
     home = os.path.dirname(pyspark.__file__)
     env = {**os.environ, "SPARK_HOME": home, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(tmp_path),
            "SPARK_WORKER_DIR": str(tmp_path / "work")}
-    port, wport = _free_port(), _free_port()
+    port, wport = free_port(), free_port()
     cls = os.path.join(home, "bin", "spark-class")
     procs = []
     try:
         procs.append(subprocess.Popen([cls, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                                       "--port", str(port), "--webui-port", str(_free_port())], env=env,
+                                       "--port", str(port), "--webui-port", str(free_port())], env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         procs.append(subprocess.Popen([cls, "org.apache.spark.deploy.worker.Worker", f"spark://127.0.0.1:{port}",
                                        "--host", "127.0.0.1", "--port", str(wport), "--webui-port",
-                                       str(_free_port()), "--cores", "1", "--memory", "1g"], env=env,
+                                       str(free_port()), "--cores", "1", "--memory", "1g"], env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -273,17 +268,7 @@ def test_standalone_cluster_cli(fleet, tmp_path):
             time.sleep(0.5)
         else:
             pytest.fail("the Spark master did not listen within 120 s")
-        master = f"spark://127.0.0.1:{port}"
-        for args in (["sizes", "--source", "pages", "-f", "json"],
-                     ["diff", "--source", "pages", "--host", "sample", "-f", "json"]):
-            duck = memsnap(*args, "-S", str(fleet))
-            want = duck.stdout
-            got = memsnap("--engine", "spark", "--spark-master", master, *args, "-S", str(fleet),
-                          timeout=900)
-            assert got.stdout == want and want.strip(), args  # byte for byte: nothing of Spark's on stdout
-            # stderr: memsnap's own messages only, as on DuckDB; the JVM's module warning and log4j lines go to
-            # its log file (analyzer/spark.py _gateway)
-            assert got.stderr == duck.stderr, got.stderr[:500]
+        yield f"spark://127.0.0.1:{port}"
     finally:
         for p in procs:  # each in its own process group: the JVM and its launcher shell
             try:
@@ -296,3 +281,20 @@ def test_standalone_cluster_cli(fleet, tmp_path):
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+
+
+def test_standalone_cluster_cli(fleet, tmp_path):
+    """`memsnap --engine spark --spark-master spark://127.0.0.1:P` (a CLI subprocess) against a standalone master
+    and one worker started from the pyspark package: sizes and diff --source pages equal DuckDB's."""
+    _need_spark()
+    with standalone_cluster(tmp_path) as master:
+        for args in (["sizes", "--source", "pages", "-f", "json"],
+                     ["diff", "--source", "pages", "--host", "sample", "-f", "json"]):
+            duck = memsnap(*args, "-S", str(fleet))
+            want = duck.stdout
+            got = memsnap("--engine", "spark", "--spark-master", master, *args, "-S", str(fleet),
+                          timeout=900)
+            assert got.stdout == want and want.strip(), args  # byte for byte: nothing of Spark's on stdout
+            # stderr: memsnap's own messages only, as on DuckDB; the JVM's module warning and log4j lines go to
+            # its log file (analyzer/spark.py _gateway)
+            assert got.stderr == duck.stderr, got.stderr[:500]
