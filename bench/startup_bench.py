@@ -31,7 +31,7 @@ from pathlib import Path
 from benchutil import ROOT, child_env, loadavg, log, med, memsnap_cmd, run
 
 TARGET_HELP_S = 0.15
-LIBS = ("typer", "duckdb", "sqlalchemy", "pyarrow", "numpy", "duckdb_engine", "pydantic", "matplotlib")
+LIBS = ("typer", "duckdb", "_duckdb", "sqlalchemy", "pyarrow", "numpy", "duckdb_engine", "pydantic", "matplotlib")
 
 
 def rows(store: str, synth: tuple[str, str] | None = None) -> list[tuple[str, list[str]]]:
