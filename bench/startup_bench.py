@@ -61,7 +61,7 @@ def imports(argv: list[str], env: dict) -> dict[str, float]:
     """Cumulative seconds of each library of LIBS the command imported (top-level entries of -X importtime)."""
     res = run(argv[:1] + ["-X", "importtime"] + argv[1:] if argv[0] == sys.executable else
               [sys.executable, "-X", "importtime", "-c", "import sys; from cli import main; sys.argv[0] = 'memsnap'; "
-               "main()"] + argv[1:], env=env, check=False)
+               "main()"] + argv[1:], env=env, check=False, cwd="/")  # not the cwd: `-c` puts it before PYTHONPATH
     out: dict[str, float] = {}
     for line in res["stderr"].splitlines():
         m = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\s*)(\S+)$", line)
