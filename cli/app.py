@@ -100,7 +100,8 @@ def _listing(cmd_name: str):
     for kind, info in _infos(COMMANDS[cmd_name]):
         name = _name(kind, info)
         if kind == "group":
-            help_ = solve_typer_info_defaults(info).help
+            info = solve_typer_info_defaults(info)
+            help_ = info.help
         else:
             help_ = inspect.getdoc(info.callback) if info.help is None else inspect.cleandoc(info.help)
         if name == cmd_name:
