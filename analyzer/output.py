@@ -1,8 +1,6 @@
 """Formatting result rows: table, csv, json, markdown.  Returns strings; the CLI prints them."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import date, datetime
 
@@ -73,6 +71,9 @@ def render(rows: list[dict], columns: list[str], fmt: str = "table", *, amount_c
     if fmt == "json":
         return json_rows(rows, columns)
     if fmt == "csv":
+        import csv  # here: a table or json does not load it
+        import io
+
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         if header:

@@ -8,6 +8,8 @@ from functools import lru_cache
 
 from common.errors import MemsnapError
 
+from .duck import relational
+
 
 @dataclass(frozen=True)
 class NamedQuery:
@@ -162,7 +164,8 @@ class ViewsOnUse:
     statement names one: that one and those it uses (:func:`install_views`).  A statement that looks at the
     catalog creates them all.  Binding them all costs 70-250 ms here, and most commands (snapshots, sizes,
     diff, trend) use none or one (issue 15; docs/design.md, "Start-up").  Anything else asked of the
-    connection (relations, cursors, ...) creates them all first; the real connection is :attr:`raw`."""
+    connection (relations, cursors, ...) creates them all first, and loads duckdb's relation layer
+    (:mod:`analyzer.duck`); the real connection is :attr:`raw`."""
 
     def __init__(self, con):
         self.raw = con
@@ -199,6 +202,7 @@ class ViewsOnUse:
 
     def sql(self, query, *args, **kw):
         self._for(query)
+        relational()  # a relation: duckdb's Python layer (analyzer/duck.py)
         return self.raw.sql(query, *args, **kw)
 
     query = sql
@@ -211,4 +215,5 @@ class ViewsOnUse:
 
     def __getattr__(self, name):
         self.install()
+        relational()
         return getattr(self.raw, name)

@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import functools
 import operator
+import re
 from dataclasses import dataclass, field
-
-import duckdb
 
 from common.errors import MemsnapError
 from schema import PARTITION_COLUMNS, TABLES
 
 from . import queries
+from .duck import engine as duckdb  # the C++ engine alone (analyzer/duck.py)
 from . import sqlcore as sa  # SQLAlchemy Core's spelling without its import (0.2-0.4 s): analyzer/sqlcore.py
 from .snapshots import Snapshot
 from .store import Store
@@ -224,6 +224,7 @@ class _Smaps:
     facts = "smaps_mapping_facts"
     columns = _FACT_KEYS + tuple(a.smaps for a in REGISTRY if a.smaps) + ("has_smaps",)
     kept = ("host", "snapshot_id")  # fact columns kept whatever the view (stage 1 groups by them anyway)
+    read_once = True  # nothing but the sizes statement reads its facts (notes() does not): no temp table
 
     def check(self, snaps: list[Snapshot]) -> None:
         pass  # every snapshot has smaps or smaps_rollup figures
@@ -260,6 +261,7 @@ class _Pages:
     facts = "page_mapping_facts"
     columns = _FACT_KEYS + ("page_size_bytes",) + tuple(a.pages for a in REGISTRY if a.pages) + ("unknown_frames",)
     kept = ("host", "snapshot_id", "unknown_frames")  # unknown_frames: read by notes()
+    read_once = False  # notes() reads the facts again, and they cost seconds at 5M pages: a temp table
 
     def check(self, snaps: list[Snapshot]) -> None:
         for s in snaps:
@@ -322,6 +324,7 @@ class _SmapsWithPages(_Smaps):
     does, and is added to the smaps figures of the other processes of the group."""
     columns = _Smaps.columns + _PAGE_ONLY + ("from_pages",)
     kept = _Smaps.kept + ("unknown_frames",)
+    read_once = False  # notes() reads unknown_frames of the facts
 
     def __init__(self, low: list[tuple], snaps: list[Snapshot]):
         with_pages = {(s.host, s.snapshot_id) for s in snaps if s.has_pages}
@@ -475,7 +478,8 @@ def sizes(store: Store, snaps: list[Snapshot], *, by: str = "process", source: s
         if low:
             src = _SmapsWithPages(low, snaps)
     res.rows = _query(store.con, view, src, snaps, numeric,
-                      dict(processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter))
+                      dict(processfilter=processfilter, userfilter=userfilter, mapfilter=mapfilter),
+                      inline=src.read_once and store.engine_name == "duckdb")
     if "starttime" in dict(view.keys):
         add_started(store.con, snaps, res.rows)
     res.notes += src.notes(store.con)
@@ -486,8 +490,12 @@ def sizes(store: Store, snaps: list[Snapshot], *, by: str = "process", source: s
     return res
 
 
-def _query(con, view: View, src, snaps: list[Snapshot], numeric: bool, filters: dict) -> list[dict]:
-    """The rows of ``view``: facts per mapping -> stage 1 per process (x mapping) -> stage 2 per group."""
+def _query(con, view: View, src, snaps: list[Snapshot], numeric: bool, filters: dict,
+           inline: bool = False) -> list[dict]:
+    """The rows of ``view``: facts per mapping -> stage 1 per process (x mapping) -> stage 2 per group.  The
+    facts are the temp table ``_facts``, or (``inline``: nothing else reads them) a ``WITH _facts AS (...)``
+    of the one statement: DuckDB then stores no row of them (the smaps facts of 1,000 processes, 116k rows:
+    35-100 ms to store against 10-20 ms to compute)."""
     md = sa.MetaData()
     f = sa.Table("_facts", md, *[sa.Column(c) for c in dict.fromkeys(src.columns)])
     procs = _processes_table(md)
@@ -498,7 +506,8 @@ def _query(con, view: View, src, snaps: list[Snapshot], numeric: bool, filters: 
     used = {c.name for c in sa.sql.visitors.iterate(stage1) if isinstance(c, sa.Column) and c.table is f}
     cols = ", ".join(f'"{c}"' for c in dict.fromkeys(src.columns) if c in used or c in src.kept)  # "map": quoted
     sql, params = src.facts_sql(cols, snaps)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _facts AS {sql}", params)
+    if not inline:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _facts AS {sql}", params)
     s1 = stage1.subquery("s1")
     cmds = sa.Table("process_commands", md, *[sa.Column(c) for c in ("host", "snapshot_id", "pid", "command")])
     groups = {name: (cmds.c.command if col == _PROGRAM else procs.c[col] if col in procs.c else s1.c[col])
@@ -516,13 +525,34 @@ def _query(con, view: View, src, snaps: list[Snapshot], numeric: bool, filters: 
                                  cmds.c.pid == procs.c.pid))
     stmt = sa.select(*sel).select_from(j).where(*_process_filters(procs, filters)).group_by(
         procs.c.snapshot_id, procs.c.host, *groups.values())
-    cur = con.execute(*_compile(stmt))
+    text, args = _compile(stmt)
+    if inline:
+        sql, params = _positional(sql, params)
+        text, args = f"WITH _facts AS (\n{sql}\n)\n{text}", params + args
+    cur = con.execute(text, args)
     names = [d[0] for d in cur.description]
     rows = [dict(zip(names, r)) for r in cur.fetchall()]
     for r in rows:
         for a in view.amounts:
             r.setdefault(a.name, _average(r, a.average_of) if a.average_of else None)
     return rows
+
+
+_NAMED = re.compile(r"\$([A-Za-z_]\w*)")
+
+
+def _positional(sql: str, params: dict) -> tuple[str, list]:
+    """``sql`` with each ``$name`` of ``params`` as ``?`` and the values in their order, to go in one statement
+    with sqlcore's ``?`` parameters (DuckDB takes one style per statement).  The texts are memsnap's own
+    (queries/, this module); a ``$`` that names no parameter is left as it is."""
+    values: list = []
+
+    def one(m):
+        if m[1] not in params:
+            return m[0]
+        values.append(params[m[1]])
+        return "?"
+    return _NAMED.sub(one, sql), values
 
 
 def started_times(con, snaps: list[Snapshot]) -> dict:

@@ -17,13 +17,12 @@ import shutil
 import tempfile
 import weakref
 
-import duckdb
-
 from common.errors import MemsnapError, SchemaMismatch, StoreCorrupt, StoreError
 from common import catalog, layout, objstore
 from schema import SCHEMA_VERSION, TABLES, duck_type
 
 from . import queries, snapshots
+from .duck import engine as duckdb  # the C++ engine; the relation layer on first use (analyzer/duck.py)
 from .snapshots import Snapshot
 
 

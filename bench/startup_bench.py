@@ -6,8 +6,9 @@
 Every row runs in a fresh process, interleaved (one round runs every row once), and reports the median of
 ``--repeat`` rounds after one warm-up round (which also writes the bytecode caches, as an installed package
 has them; PYTHONDONTWRITEBYTECODE is cleared for the children).  Floors, measured in the same run: the bare
-interpreter (``python -c pass``), and ``import X`` for each library a command may load (typer, duckdb,
-sqlalchemy, pyarrow).  Then the commands: ``memsnap --help`` (target, issue 15: at most 0.15 s), a command's
+interpreter (``python -c pass``), ``import X`` for each library a command may load (typer, duckdb,
+sqlalchemy, pyarrow), and what every analysis command pays before it reads a file: duckdb's engine as the
+analyzer loads it (``analyzer/duck.py``) with a connection, alone and with typer.  Then the commands: ``memsnap --help`` (target, issue 15: at most 0.15 s), a command's
 ``--help``, ``snapshots`` and ``sizes`` on a small store, and an error on a store that does not exist; and
 ``sizes`` against ``smem -S`` on one synthetic capture of ``--procs`` processes (``bench/synth.py``, written as a
 store and as the smem tree of the same numbers; issue 15's target: memsnap at least 10x faster, whole process
@@ -30,7 +31,7 @@ from pathlib import Path
 from benchutil import ROOT, child_env, loadavg, log, med, memsnap_cmd, run
 
 TARGET_HELP_S = 0.15
-LIBS = ("typer", "duckdb", "sqlalchemy", "pyarrow", "numpy", "duckdb_engine", "pydantic", "matplotlib")
+LIBS = ("typer", "duckdb", "_duckdb", "sqlalchemy", "pyarrow", "numpy", "duckdb_engine", "pydantic", "matplotlib")
 
 
 def rows(store: str, synth: tuple[str, str] | None = None) -> list[tuple[str, list[str]]]:
@@ -42,6 +43,11 @@ def rows(store: str, synth: tuple[str, str] | None = None) -> list[tuple[str, li
     return [
         ("python -c pass", py + ["pass"]),
         *[(f"python -c 'import {m}'", py + [f"import {m}"]) for m in ("typer", "duckdb", "sqlalchemy", "pyarrow")],
+        # the floors of `sizes`: duckdb's engine as the analyzer loads it (analyzer/duck.py), with a connection,
+        # and with typer too: what any analysis command pays before it reads a file
+        ("python -c 'duckdb engine + connect'", py + ["from analyzer.duck import engine; engine.connect(':memory:')"]),
+        ("python -c 'typer + duckdb engine + connect'",
+         py + ["import typer; from analyzer.duck import engine; engine.connect(':memory:')"]),
         ("memsnap --help", ms + ["--help"]),
         ("memsnap sizes --help", ms + ["sizes", "--help"]),
         ("memsnap snapshots (missing store)", ms + ["snapshots", "/nonexistent-memsnap-store"]),
@@ -55,7 +61,7 @@ def imports(argv: list[str], env: dict) -> dict[str, float]:
     """Cumulative seconds of each library of LIBS the command imported (top-level entries of -X importtime)."""
     res = run(argv[:1] + ["-X", "importtime"] + argv[1:] if argv[0] == sys.executable else
               [sys.executable, "-X", "importtime", "-c", "import sys; from cli import main; sys.argv[0] = 'memsnap'; "
-               "main()"] + argv[1:], env=env, check=False)
+               "main()"] + argv[1:], env=env, check=False, cwd="/")  # not the cwd: `-c` puts it before PYTHONPATH
     out: dict[str, float] = {}
     for line in res["stderr"].splitlines():
         m = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\s*)(\S+)$", line)
@@ -128,6 +134,12 @@ def measure(a, table: list) -> None:
         md += [f"`memsnap sizes` against `smem -S` on the same synthetic capture ({a.procs} processes, "
                f"{a.pages} pages): smem {sm:.3f} s / memsnap {ms:.3f} s = **{sm / ms:.1f}×** (target ≥ 10×: "
                f"{'met' if sm / ms >= 10 else 'NOT met'})."]
+        fl = res["median_s"]["python -c 'typer + duckdb engine + connect'"]
+        res["smem_over_floor"] = sm / fl
+        (out / "startup.json").write_text(json.dumps(res, indent=1))
+        md += [f"Its floor, the interpreter with typer, duckdb's engine and a connection (no file read): {fl:.3f} s, "
+               f"so at most **{sm / fl:.1f}×** smem for any command built on them; memsnap's work beyond it: "
+               f"{ms - fl:.3f} s."]
     (out / "startup.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

@@ -34,7 +34,7 @@ class _Commands(dict):
 
     def get(self, name, default=None):
         if name in COMMANDS and dict.get(self, name) is None:
-            self.update(commands_of(COMMANDS[name]))
+            self.update(commands_of(COMMANDS[name], only=name))
         return dict.get(self, name, default)
 
     # whoever reads the commands themselves (click, tests, completion) gets them built
@@ -82,19 +82,27 @@ def _infos(module: str) -> list:
     return out
 
 
+def _name(kind: str, info) -> str:
+    """The name a registered command (``kind`` ``"command"``) or sub-group has on the command line."""
+    from typer.main import get_command_name, solve_typer_info_defaults
+
+    return solve_typer_info_defaults(info).name if kind == "group" else \
+        info.name or get_command_name(info.callback.__name__)
+
+
 def _listing(cmd_name: str):
     """A command without options, carrying what ``--help``'s command list shows of ``cmd_name``."""
     import inspect
 
     from typer.core import TyperCommand
-    from typer.main import get_command_name, solve_typer_info_defaults
+    from typer.main import solve_typer_info_defaults
 
     for kind, info in _infos(COMMANDS[cmd_name]):
+        name = _name(kind, info)
         if kind == "group":
             info = solve_typer_info_defaults(info)
-            name, help_ = info.name, info.help
+            help_ = info.help
         else:
-            name = info.name or get_command_name(info.callback.__name__)
             help_ = inspect.getdoc(info.callback) if info.help is None else inspect.cleandoc(info.help)
         if name == cmd_name:
             return TyperCommand(name=name, help=help_, short_help=info.short_help, hidden=bool(info.hidden),
@@ -102,12 +110,15 @@ def _listing(cmd_name: str):
     return None
 
 
-def commands_of(module: str) -> dict:
-    """Import ``cli.<module>`` and build the click commands (and sub-groups) its decorators registered."""
+def commands_of(module: str, only: str | None = None) -> dict:
+    """Import ``cli.<module>`` and build the click commands (and sub-groups) its decorators registered; ``only``:
+    that one alone (``memsnap sizes`` builds no option of diff, trend, report, ...: 2-3 ms each)."""
     from typer.main import get_command_from_info, get_group_from_info
 
     built = {}
     for kind, info in _infos(module):
+        if only is not None and _name(kind, info) != only:
+            continue
         if kind == "command":
             cmd = get_command_from_info(info, pretty_exceptions_short=app.pretty_exceptions_short,
                                         rich_markup_mode=app.rich_markup_mode)

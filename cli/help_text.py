@@ -16,10 +16,24 @@ HELP_ARGS = (["--help"], ["-h"])
 WIDTH = 78
 
 
-def _click_width() -> int:
-    import shutil
+def _columns() -> int:
+    """The terminal's columns as ``shutil.get_terminal_size().columns`` gives them (what click renders at):
+    $COLUMNS, else stdout's terminal, else 80.  Not shutil itself: its import (with bz2, lzma, zlib) was the
+    largest part of this path beyond the interpreter's own start."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return columns
 
-    return max(min(shutil.get_terminal_size().columns, 80) - 2, 50)
+
+def _click_width() -> int:
+    return max(min(_columns(), 80) - 2, 50)
 
 
 def serve(argv: list[str]) -> bool:

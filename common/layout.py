@@ -15,7 +15,6 @@ among themselves; which file of a snapshot is visible is decided by :mod:`common
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from datetime import datetime
@@ -48,6 +47,8 @@ ID_TIME_LEN = 21  # len("20261130T015500123456")
 def new_snapshot_id(start: datetime, host: str, boot_id: str, pid: int | None = None) -> str:
     """UTC capture start (so ids sort by time), a hash of host and boot, and the writer's pid: unique across
     hosts and across recorders running at the same time."""
+    import hashlib  # here: the analyzer, which only reads ids, does not load OpenSSL (3-5 ms)
+
     h = hashlib.sha1(f"{host}\0{boot_id}".encode()).hexdigest()[:8]
     return f"{start.strftime(ID_TIME)}Z-{h}-{os.getpid() if pid is None else pid}"
 

@@ -49,10 +49,14 @@ named AS (
     FROM procs p JOIN matched m ON m.interpreter = p.interpreter AND m.argv0 = p.argv0
     JOIN progs g ON g.cmdline = p.cmdline AND g.pri = m.pri
 ),
+-- the first rule whose program is not empty: empty ones are ordered last and left out after the window, not
+-- filtered before it (a filter on program there is pushed below progs' DISTINCT, and its regex then runs per
+-- process: 75 against 36 ms at 1,000 processes)
 firsts AS (
     SELECT host, snapshot_id, pid, rule, program,
-           row_number() OVER (PARTITION BY host, snapshot_id, pid ORDER BY pri) AS n
-    FROM named WHERE program <> ''
+           row_number() OVER (PARTITION BY host, snapshot_id, pid ORDER BY coalesce(program, '') = '', pri) AS n
+    FROM named
 )
 SELECT p.host, p.snapshot_id, p.pid, coalesce(f.program, p.comm) AS command, f.rule, p.interpreter
 FROM procs p LEFT JOIN firsts f ON f.host = p.host AND f.snapshot_id = p.snapshot_id AND f.pid = p.pid AND f.n = 1
+    AND f.program <> ''

@@ -63,3 +63,28 @@ def test_a_look_at_the_catalog_lists_the_named_views(sql):
     with open_store(str(SAMPLE_STORE)) as st:
         listed = {r[0] for r in st.execute(sql).fetchall()}
         assert {n for n, k in NAMED.items() if k == "view"} <= listed
+
+
+def test_relations_and_cursors_work_on_a_store_opened_on_the_engine_alone():
+    """Opening a store loads duckdb's C++ engine without its Python relation layer (analyzer/duck.py); what
+    needs that layer (``st.sql`` relations, ``st.query``, SQLAlchemy's cursor) loads it on first use, on the
+    connection already open.  In a fresh process: pytest's own has imported duckdb long before."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = f"""
+import importlib.util, sys
+from analyzer import open_store
+st = open_store({str(SAMPLE_STORE)!r})
+n = st.execute("SELECT count(*) FROM processes").fetchall()[0][0]
+if importlib.util.find_spec("_duckdb") is not None:
+    assert "duckdb" not in sys.modules, "opening a store loaded duckdb's relation layer"
+assert st.sql("SELECT count(*) AS n FROM processes").to_arrow_table().to_pylist() == [{{"n": n}}]
+assert len(st.query("snapshot_list").fetchall()) == 2
+assert st.con.cursor().execute("SELECT count(*) FROM processes").fetchall()[0][0] == n
+print("ok")
+"""
+    cp = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert cp.returncode == 0 and cp.stdout.strip() == "ok", cp.stderr[-2000:]
