@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import importlib.util
 import os
+import shutil
 import sys
 from datetime import datetime, timedelta, timezone
 
@@ -58,7 +59,8 @@ def stores(moto, tmp_path_factory):
     s3fs(moto, allow_bucket_creation=True).create_dir(bucket)
     url, local = f"s3://{bucket}/central", str(base / "central")
     env = s3_env(moto)
-    for src in (str(SAMPLE_STORE), str(base / "synth")):
+    shutil.copytree(SAMPLE_STORE, base / "sample")  # push takes a lock in its source: not in the repository
+    for src in (str(base / "sample"), str(base / "synth")):
         for dest in (url, local):
             memsnap("push", src, dest, env=env)
     return url, local
