@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, needs_root, read_table
-from test_push import bucket, download, moto, s3_env  # noqa: F401  (fixtures: moto's S3 server, a bucket)
+from conftest import download, s3_env  # moto and bucket: fixtures in conftest (moto's S3 server, a bucket)
 
 pytestmark = pytest.mark.slow
 
