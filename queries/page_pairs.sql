@@ -3,10 +3,12 @@
 -- description: diff --source pages in one pass over both snapshots' pages: each snapshot's present pages counted per (pid, mapping, kind of frame) with their PSS share (the rows of page_mapping_facts' `k`, host and snapshot_id set), and per process present in both with the same identity its page transitions in kB (rows with host NULL; the rules of page_transitions).
 -- params: from_host: host of the earlier snapshot; from_id: earlier snapshot id; to_host: host of the later snapshot; to_id: later snapshot id; parts: number of process partitions to split the work into (each part is one run of the query, with a fraction of the memory), or NULL for 1; part: number of the partition this run computes, 0 to parts-1, or NULL for 0
 -- Why (issue 15): `diff --source pages` needs both snapshots' sizes and the transitions between them.  Apart,
--- each snapshot's pages are joined to its frames twice (once for the facts, once for the pairing); here once,
--- and the per-mapping counts come from the pairs: at 5.2M pages, 7.4-8.6 CPU s against 6.3-6.7 for
--- page_transitions alone plus 5.7-6.6 for page_mapping_facts of both.  The frame kinds (cls) and shares are
--- page_mapping_facts' (queries/page_mapping_facts.sql, `f`); the transitions page_transitions' rules.
+-- each snapshot's pages are joined to its frames twice (once for page_mapping_facts, once for the pairing of
+-- page_transitions); here once, and the per-mapping counts come from the pairs (analyzer/diff.py `_pairs`, and
+-- sizes.page_facts_table with `kinds`).  At 5.2M pages, in process: 6.6-7.0 CPU s, against 6.3-6.7 for
+-- page_transitions alone and 5.7-6.6 more for page_mapping_facts of both snapshots.  The frame kinds (cls) and
+-- shares are page_mapping_facts' (`f`), the transitions page_transitions' rules; the pages are grouped by
+-- (pid, mapping and kind before, after, transition), a few keys and three sums per row.
 WITH
 pb AS (SELECT pid, starttime_ticks FROM processes WHERE host = $from_host AND snapshot_id = $from_id),
 pa AS (SELECT pid, starttime_ticks FROM processes WHERE host = $to_host AND snapshot_id = $to_id),
@@ -59,8 +61,9 @@ a AS (
     LEFT JOIN fa f ON ((p.entry >> 63) & 1) = 1 AND f.pfn = p.entry & 36028797018963967
     WHERE coalesce($parts, 1) = 1 OR hash(p.pid) % $parts::UBIGINT = $part::UBIGINT
 ),
--- the pairs by (pid, vpn), each with its transition t, the rules of page_transitions (they exclude each other):
--- 1 became private, 2 became shared, 3 new, 4 gone, 5 swapped out, 6 swapped in, 0 none
+-- the pairs by (pid, vpn), each with its transition t, the rules of page_transitions, which exclude each other
+-- (a pagemap entry is present, bit 63, or swapped, bit 62, never both): 1 became private, 2 became shared,
+-- 3 new, 4 gone, 5 swapped out, 6 swapped in, 0 none
 j AS (
     SELECT coalesce(a.pid, b.pid) AS pid, b.k AS bk, a.k AS ak, b.pss_fp AS bpss, a.pss_fp AS apss,
            CASE WHEN b.entry IS NULL THEN 3
@@ -81,13 +84,14 @@ g AS (
     FROM j
     GROUP BY pid, bk, ak, t
 )
-SELECT $from_host AS host, $from_id AS snapshot_id, pid, bk // 128 AS idx, bk % 128 AS cls, sum(n)::BIGINT AS pages,
+SELECT $from_host AS host, $from_id AS snapshot_id, pid, (bk // 128)::INTEGER AS idx, (bk % 128)::INTEGER AS cls,
+       sum(n)::BIGINT AS pages,
        CASE WHEN bk % 128 >= 64 THEN sum(n) * ((SELECT ps FROM psb) << 12) ELSE sum(bpss) END::BIGINT AS pss_fp,
        NULL::BIGINT AS became_private_kb, NULL::BIGINT AS became_shared_kb, NULL::BIGINT AS new_pages_kb,
        NULL::BIGINT AS gone_pages_kb, NULL::BIGINT AS swapped_out_kb, NULL::BIGINT AS swapped_in_kb
 FROM g WHERE bk IS NOT NULL GROUP BY pid, bk
 UNION ALL
-SELECT $to_host, $to_id, pid, ak // 128, ak % 128, sum(n)::BIGINT,
+SELECT $to_host, $to_id, pid, (ak // 128)::INTEGER, (ak % 128)::INTEGER, sum(n)::BIGINT,
        CASE WHEN ak % 128 >= 64 THEN sum(n) * ((SELECT ps FROM psa) << 12) ELSE sum(apss) END::BIGINT,
        NULL, NULL, NULL, NULL, NULL, NULL
 FROM g WHERE ak IS NOT NULL GROUP BY pid, ak
