@@ -115,18 +115,22 @@ GROUP BY pid
 WITH cmds AS (
 {commands_a}
 ),
-mem AS (
+named AS (
     SELECT p.pid, coalesce(c.command, p.comm, '?') AS grp
     FROM read_parquet({processes_a}) p LEFT JOIN cmds c USING (pid)
     WHERE NOT coalesce(p.kernel_thread, false) AND p.status IN ('ok', 'partial')
 ),
+-- each group as a small number (the (group, frame) aggregate then hashes integers, not names)
+mem AS (SELECT pid, grp, dense_rank() OVER (ORDER BY grp) AS g FROM named),
 fr AS (
-    SELECT mem.grp, p.entry & {mask} AS pfn, count(*) AS n, any_value(f.mapcount) AS mapcount
+    SELECT mem.g, p.entry & {mask} AS pfn, count(*) AS n, any_value(f.mapcount) AS mapcount
     FROM read_parquet({pages_a}) p JOIN mem USING (pid) JOIN read_parquet({frames_a}) f ON f.pfn = p.entry & {mask}
     WHERE p.entry >= {present} AND (f.flags >> 24) & 1 = 0 AND (f.flags >> 17) & 1 = 0
-    GROUP BY mem.grp, p.entry & {mask}
+    GROUP BY mem.g, p.entry & {mask}
 )
-SELECT grp AS "group", count(*) FILTER (WHERE n >= mapcount) * {ps} // 1024 AS uss_kb FROM fr GROUP BY grp
+SELECT (SELECT any_value(grp) FROM mem WHERE mem.g = fr.g) AS "group",
+       count(*) FILTER (WHERE n >= mapcount) * {ps} // 1024 AS uss_kb
+FROM fr GROUP BY g
 """,
 }
 
