@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from common.errors import MemsnapError
 
 from . import queries
-from .sizes import SizesResult, sizes
+from .sizes import SizesResult, page_facts_table, sizes
 from .snapshots import Snapshot
 from .store import Store
 
@@ -107,13 +107,22 @@ def diff(store: Store, before: Snapshot, after: Snapshot, *, by: str = "process"
             "PIDs and start times only identify a process within one boot",
             hint="use --by command, --by user, --by cgroup or --by mapping")
     view = view_of(by, before, after)
-    b, a = sized or _sized_pair(store, before, after, by=view, source=source, processfilter=processfilter,
-                                userfilter=userfilter, mapfilter=mapfilter)
+    want_trans = view == "process" and before.has_pages and after.has_pages
+    pairs = sized is None and want_trans and source == "pages" and not mapfilter
+    try:
+        trans = _pairs(store, before, after) if pairs else None
+        b, a = sized or _sized_pair(store, before, after, by=view, source=source, processfilter=processfilter,
+                                    userfilter=userfilter, mapfilter=mapfilter, facts=_FACTS if trans else None)
+    finally:
+        if pairs:
+            for t in (_PAIRS, _FACTS):
+                store.con.execute(f'DROP TABLE IF EXISTS "{t}"')
     keycols, show = KEYS[view] if view in KEYS else (KEYS_OF_GROUP[by], KEYS_OF_GROUP[by])
     key = _matcher(keycols, view == "pmap", normalize)
     bi, ai = _index(b.rows, key), _index(a.rows, key)
-    want_trans = view == "process" and before.has_pages and after.has_pages
-    trans, notes = _transitions(store, before, after, mapfilter) if want_trans else ({}, [])
+    notes = []
+    if trans is None:
+        trans, notes = _transitions(store, before, after, mapfilter) if want_trans else ({}, [])
     if view == "process" and not want_trans:
         notes.append("page-level transitions need PFNs and kpage data in both snapshots; not computed")
     counted = by != "process" and view != "pmap"
@@ -176,6 +185,28 @@ def _index(rows: list[dict], key) -> dict:
         else:
             out[k] = dict(r)
     return out
+
+
+#: the temp tables of :func:`_pairs`: queries/page_pairs.sql's rows, and both snapshots' page facts from them
+_PAIRS, _FACTS = "_diff_page_pairs", "_diff_page_facts"
+
+
+def _pairs(store: Store, before: Snapshot, after: Snapshot) -> dict | None:
+    """``diff --source pages`` by process, in one pass over both snapshots' pages (queries/page_pairs.sql): the
+    page transitions per pid, and both snapshots' page facts into the temp table ``_FACTS`` (for :func:`sizes`
+    ``facts=``), each snapshot's pages joined to its frames once rather than twice.  None (nothing made) when the
+    pairing needs process partitions (:func:`transition_parts`): :func:`_transitions` then runs them."""
+    if transition_parts(before, after, store.memory_limit_bytes()) > 1:
+        return None
+    q = queries.get("page_pairs")
+    params = {"from_host": before.host, "from_id": before.snapshot_id, "to_host": after.host,
+              "to_id": after.snapshot_id, "parts": 1, "part": 0}
+    store.con.execute(f'CREATE OR REPLACE TEMP TABLE "{_PAIRS}" AS {q.sql}', {k: params[k] for k in q.params})
+    cur = store.con.execute(f'SELECT pid, {", ".join(TRANSITIONS)} FROM "{_PAIRS}" WHERE host IS NULL')
+    names = [d[0] for d in cur.description]
+    trans = {r[0]: dict(zip(names, r)) for r in cur.fetchall()}
+    page_facts_table(store.con, [before, after], _FACTS, kinds=_PAIRS)
+    return trans
 
 
 def _transitions(store: Store, before: Snapshot, after: Snapshot, mapfilter: str | None) -> tuple[dict, list]:

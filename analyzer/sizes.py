@@ -304,12 +304,24 @@ class _PagesFrom(_Pages):
         return f'SELECT {cols} FROM "{self.table}" WHERE {_CHOSEN}', _chosen(snaps)
 
 
-def page_facts_table(con, snaps: list[Snapshot], table: str) -> str:
+def page_facts_table(con, snaps: list[Snapshot], table: str, kinds: str | None = None) -> str:
     """``page_mapping_facts`` of ``snaps`` (one statement for all of them) into the temp table ``table``, for
-    :func:`sizes` ``facts=table``."""
-    con.execute(f'CREATE OR REPLACE TEMP TABLE "{table}" AS SELECT * FROM (\n{queries.get("page_mapping_facts").sql}'
-                f"\n) WHERE {_CHOSEN}", _chosen(snaps))
+    :func:`sizes` ``facts=table``.  ``kinds``: a table holding the statement's per (pid, mapping, kind of frame)
+    counts of the snapshots already (``host, snapshot_id, pid, idx, cls, pages, pss_fp``: the rows of
+    ``queries/page_pairs.sql`` with a host), read instead of joining the pages to the frames again."""
+    sql = queries.get("page_mapping_facts").sql
+    if kinds:
+        sql, n = _KINDS_CTE.subn(lambda m: m.group(1) + (
+            f'    SELECT snap.sk, k.pid, k.idx, k.cls, k.pages AS n, k.pss_fp FROM "{kinds}" k\n'
+            "    JOIN snap ON snap.host = k.host AND snap.snapshot_id = k.snapshot_id\n"), sql, count=1)
+        if n != 1:
+            raise AssertionError("queries/page_mapping_facts.sql: no CTE `k AS (` ... `),` to read the kinds from")
+    con.execute(f'CREATE OR REPLACE TEMP TABLE "{table}" AS SELECT * FROM (\n{sql}\n) WHERE {_CHOSEN}', _chosen(snaps))
     return table
+
+
+#: page_mapping_facts' CTE ``k`` (pages per pid, mapping and kind of frame), its body replaced by page_facts_table
+_KINDS_CTE = re.compile(r"^(k AS \(\n).*?(?=^\),$)", re.M | re.S)
 
 
 SOURCES = {s.name: s for s in (_Smaps(), _Pages())}

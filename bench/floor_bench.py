@@ -29,6 +29,9 @@ What it does:
      swapped in (kB), the rules of ``queries/page_transitions.sql``.
    * shared: present, counted pages of the non-kernel-thread processes JOIN frames, grouped by (command,
      pfn); a group's USS = frames whose mapcount all comes from the group (``queries/shared_groups.sql``).
+     The command is memsnap's name for the process (``queries/process_commands.sql``, its text run over the
+     snapshot's processes file: for an interpreter the program it runs, else comm), so both group the same
+     processes under the same keys.
 
    The floors do not exclude pages of VM_PFNMAP/VM_IO/hugetlb mappings (VmFlags pf, io, ht), nor pages
    outside every mapping, as memsnap does with its page -> mapping join: on recorder (and synth.py) output no
@@ -109,17 +112,25 @@ FROM j WHERE pid IN (SELECT pid FROM same)
 GROUP BY pid
 """,
     "shared": """
-WITH mem AS (
-    SELECT pid, coalesce(comm, '?') AS grp FROM read_parquet({processes_a})
-    WHERE NOT coalesce(kernel_thread, false) AND status IN ('ok', 'partial')
+WITH cmds AS (
+{commands_a}
 ),
+named AS (
+    SELECT p.pid, coalesce(c.command, p.comm, '?') AS grp
+    FROM read_parquet({processes_a}) p LEFT JOIN cmds c USING (pid)
+    WHERE NOT coalesce(p.kernel_thread, false) AND p.status IN ('ok', 'partial')
+),
+-- each group as a small number (the (group, frame) aggregate then hashes integers, not names)
+mem AS (SELECT pid, grp, dense_rank() OVER (ORDER BY grp) AS g FROM named),
 fr AS (
-    SELECT mem.grp, p.entry & {mask} AS pfn, count(*) AS n, any_value(f.mapcount) AS mapcount
+    SELECT mem.g, p.entry & {mask} AS pfn, count(*) AS n, any_value(f.mapcount) AS mapcount
     FROM read_parquet({pages_a}) p JOIN mem USING (pid) JOIN read_parquet({frames_a}) f ON f.pfn = p.entry & {mask}
     WHERE p.entry >= {present} AND (f.flags >> 24) & 1 = 0 AND (f.flags >> 17) & 1 = 0
-    GROUP BY mem.grp, p.entry & {mask}
+    GROUP BY mem.g, p.entry & {mask}
 )
-SELECT grp AS "group", count(*) FILTER (WHERE n >= mapcount) * {ps} // 1024 AS uss_kb FROM fr GROUP BY grp
+SELECT (SELECT any_value(grp) FROM mem WHERE mem.g = fr.g) AS "group",
+       count(*) FILTER (WHERE n >= mapcount) * {ps} // 1024 AS uss_kb
+FROM fr GROUP BY g
 """,
 }
 
@@ -148,6 +159,12 @@ def floor_sql(store: str, op: str, ps: int) -> str:
         for side, sid in (("a", a), ("b", b)):
             if sid:
                 lists[f"{t}_{side}"] = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files(store, t, sid)) + "]"
+    # the group names of `shared --groups command`: memsnap's own rule (queries/process_commands.sql: the program
+    # an interpreter runs, else comm), its text run over the snapshot's processes file, so the keys are the same
+    rule = (ROOT / "queries" / "process_commands.sql").read_text()
+    assert rule.count("FROM processes\n") == 1, "queries/process_commands.sql: expected one `FROM processes`"
+    lists["commands_a"] = rule.replace("FROM processes\n", f"FROM read_parquet({lists['processes_a']}, "
+                                                          "hive_partitioning = true)\n")
     return FLOOR_SQL[op].format(ps=ps, mask=MASK, present=PRESENT, **lists)
 
 

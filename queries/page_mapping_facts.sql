@@ -29,46 +29,55 @@ m AS (
 -- Pages join mappings on (pid, map_idx = idx) (schema 4; older stores' map_idx comes by address from the
 -- `pages` view): pages and frames are aggregated per (pid, map_idx) first, and the mapping's flags (pf/io,
 -- ht), the same for all its pages, applied to the aggregate; no page row is joined to a mapping at all.
-p AS (
-    SELECT snap.sk, p.pid, p.map_idx AS idx, snap.ps,
-           ((p.entry >> 63) & 1) = 1 AS present,
-           ((p.entry >> 62) & 1) = 1 AS swapped,
-           p.entry & 36028797018963967 AS pfn_or_swap
-    FROM pages p JOIN snap USING (host, snapshot_id)
-    WHERE p.map_idx IS NOT NULL
-),
+-- Everything a page adds depends on its frame only, so it is worked out once per frame (f: the kind of the
+-- frame as bits, and its PSS share), not once per page; the pages are counted per (pid, mapping, kind of
+-- frame) with two aggregates (k), and the 13 figures per mapping come from those few rows (agg0): at 5.2M
+-- pages, 2.3 s of CPU against 3.0 s for 13 filtered aggregates over the page rows (issue 15).
+-- cls bits: 1 counted (not the zero page, kpageflags bit 24, nor hugetlb, bit 17), 2 private (mapcount <= 1),
+-- 4 anon (bit 12), 8 shmem (bit 14 without 12), 16 hugetlb (bit 17), 32 THP (bit 22), 64 no mapcount.  A page
+-- without a frames row (kpage read failed) is 67 = counted, private, no mapcount, its share a whole page.
 f AS (
-    SELECT snap.sk, f.pfn, f.mapcount, f.flags FROM frames f JOIN snap USING (host, snapshot_id)
+    SELECT snap.sk, f.pfn,
+           CASE WHEN (f.flags IS NULL OR ((f.flags >> 24) & 1) = 0) AND (f.flags IS NULL OR ((f.flags >> 17) & 1) = 0)
+                THEN 1 ELSE 0 END
+           + CASE WHEN coalesce(f.mapcount, 0) <= 1 THEN 2 ELSE 0 END
+           + CASE WHEN ((f.flags >> 12) & 1) = 1 THEN 4 ELSE 0 END
+           + CASE WHEN ((f.flags >> 12) & 1) = 0 AND ((f.flags >> 14) & 1) = 1 THEN 8 ELSE 0 END
+           + CASE WHEN ((f.flags >> 17) & 1) = 1 THEN 16 ELSE 0 END
+           + CASE WHEN ((f.flags >> 22) & 1) = 1 THEN 32 ELSE 0 END
+           + CASE WHEN f.mapcount IS NULL THEN 64 ELSE 0 END AS cls,
+           CASE WHEN f.mapcount >= 2 THEN (snap.ps << 12) // f.mapcount ELSE snap.ps << 12 END AS pss_fp
+    FROM frames f JOIN snap USING (host, snapshot_id)
 ),
--- per page: counted unless the zero page (24) or hugetlb (17); the mapping's pf/io and ht come after
-pf AS (
-    SELECT p.sk, p.pid, p.idx, f.mapcount, f.flags,
-           (f.flags IS NULL OR ((f.flags >> 24) & 1) = 0) AND (f.flags IS NULL OR ((f.flags >> 17) & 1) = 0)
-               AS counted,
-           coalesce(((f.flags >> 17) & 1) = 1, false) AS huge,
-           coalesce(((f.flags >> 12) & 1) = 1, false) AS is_anon,
-           coalesce(((f.flags >> 12) & 1) = 0 AND ((f.flags >> 14) & 1) = 1, false) AS is_shmem,
-           CASE WHEN f.mapcount >= 2 THEN (p.ps << 12) // f.mapcount ELSE p.ps << 12 END AS pss_fp
-    FROM p LEFT JOIN f ON f.sk = p.sk AND f.pfn = p.pfn_or_swap
-    WHERE p.present
+-- present pages (bit 63); the swapped ones (bit 62) are read again below, which costs less than keeping them
+p AS (
+    SELECT snap.sk, p.pid, p.map_idx AS idx, snap.ps, p.entry & 36028797018963967 AS pfn
+    FROM pages p JOIN snap USING (host, snapshot_id)
+    WHERE p.map_idx IS NOT NULL AND ((p.entry >> 63) & 1) = 1
+),
+k AS (
+    SELECT p.sk, p.pid, p.idx, coalesce(f.cls, 67) AS cls, count(*) AS n,
+           sum(coalesce(f.pss_fp, p.ps << 12))::BIGINT AS pss_fp
+    FROM p LEFT JOIN f ON f.sk = p.sk AND f.pfn = p.pfn
+    GROUP BY p.sk, p.pid, p.idx, coalesce(f.cls, 67)
 ),
 agg0 AS (
     SELECT
         sk, pid, idx,
-        count(*) AS present_pages,
-        count(*) FILTER (WHERE counted) AS rss_pages,
-        coalesce(sum(pss_fp) FILTER (WHERE counted), 0)::BIGINT AS pss_fp,
-        count(*) FILTER (WHERE counted AND coalesce(mapcount, 0) <= 1) AS uss_pages,
-        count(*) FILTER (WHERE counted AND is_anon) AS anon_pages,
-        count(*) FILTER (WHERE counted AND NOT is_anon AND NOT is_shmem) AS file_pages,
-        count(*) FILTER (WHERE counted AND is_shmem) AS shmem_pages,
-        coalesce(sum(pss_fp) FILTER (WHERE counted AND is_anon), 0)::BIGINT AS pss_anon_fp,
-        coalesce(sum(pss_fp) FILTER (WHERE counted AND NOT is_anon AND NOT is_shmem), 0)::BIGINT AS pss_file_fp,
-        coalesce(sum(pss_fp) FILTER (WHERE counted AND is_shmem), 0)::BIGINT AS pss_shmem_fp,
-        count(*) FILTER (WHERE huge) AS huge_pages,
-        count(*) FILTER (WHERE counted AND ((flags >> 22) & 1) = 1) AS thp_pages,
-        count(*) FILTER (WHERE mapcount IS NULL) AS unknown_frames
-    FROM pf
+        sum(n)::BIGINT AS present_pages,
+        sum(CASE WHEN (cls & 1) = 1 THEN n ELSE 0 END)::BIGINT AS rss_pages,
+        sum(CASE WHEN (cls & 1) = 1 THEN pss_fp ELSE 0 END)::BIGINT AS pss_fp,
+        sum(CASE WHEN (cls & 3) = 3 THEN n ELSE 0 END)::BIGINT AS uss_pages,
+        sum(CASE WHEN (cls & 5) = 5 THEN n ELSE 0 END)::BIGINT AS anon_pages,
+        sum(CASE WHEN (cls & 13) = 1 THEN n ELSE 0 END)::BIGINT AS file_pages,
+        sum(CASE WHEN (cls & 9) = 9 THEN n ELSE 0 END)::BIGINT AS shmem_pages,
+        sum(CASE WHEN (cls & 5) = 5 THEN pss_fp ELSE 0 END)::BIGINT AS pss_anon_fp,
+        sum(CASE WHEN (cls & 13) = 1 THEN pss_fp ELSE 0 END)::BIGINT AS pss_file_fp,
+        sum(CASE WHEN (cls & 9) = 9 THEN pss_fp ELSE 0 END)::BIGINT AS pss_shmem_fp,
+        sum(CASE WHEN (cls & 16) = 16 THEN n ELSE 0 END)::BIGINT AS huge_pages,
+        sum(CASE WHEN (cls & 33) = 33 THEN n ELSE 0 END)::BIGINT AS thp_pages,
+        sum(CASE WHEN (cls & 64) = 64 THEN n ELSE 0 END)::BIGINT AS unknown_frames
+    FROM k
     GROUP BY sk, pid, idx
 ),
 -- the mapping's flags: a pf/io or ht mapping counts nothing (its pages all go to *_Hugetlb when ht); a pf/io
@@ -90,7 +99,9 @@ agg AS (
     FROM agg0 a JOIN m USING (sk, pid, idx)
 ),
 sw AS (
-    SELECT sk, pid, idx, ps, pfn_or_swap FROM p WHERE swapped
+    SELECT snap.sk, p.pid, p.map_idx AS idx, snap.ps, p.entry & 36028797018963967 AS pfn_or_swap
+    FROM pages p JOIN snap USING (host, snapshot_id)
+    WHERE p.map_idx IS NOT NULL AND ((p.entry >> 62) & 1) = 1
 ),
 swrefs AS (
     SELECT sk, pfn_or_swap, count(*) AS refs FROM sw GROUP BY sk, pfn_or_swap

@@ -243,8 +243,18 @@ MUTANTS = [
      '"uss_kb": r["members_uss_kb"], "pss_kb": r["pss_kb"],', ["tests/test_report.py", "-k", "what_things_cost"]),
     # the Spark engine (tests/test_spark.py): one restructuring of the shared text undone, one translation step
     # dropped, the unsigned view of 64-bit results dropped
-    ("spark-bit63-compared-signed", "queries/page_mapping_facts.sql", "((p.entry >> 63) & 1) = 1 AS present",
-     "(p.entry >> 63) = 1 AS present", ["tests/test_spark.py", "-k", "sizes_equal and process-pages"]),
+    ("spark-bit63-compared-signed", "queries/page_mapping_facts.sql",
+     "WHERE p.map_idx IS NOT NULL AND ((p.entry >> 63) & 1) = 1", "WHERE p.map_idx IS NOT NULL AND (p.entry >> 63) = 1", ["tests/test_spark.py", "-k", "sizes_equal and process-pages"]),
+    # issue 15: the page facts counted per frame kind, and diff --source pages in one pass (queries/page_pairs.sql)
+    ("i15-facts-private-is-mapcount-0", "queries/page_mapping_facts.sql",
+     "+ CASE WHEN coalesce(f.mapcount, 0) <= 1 THEN 2 ELSE 0 END", "+ CASE WHEN coalesce(f.mapcount, 0) < 1 THEN 2 ELSE 0 END",
+     ["tests/test_queries.py", "-k", "page_mapping_facts_equal_smaps"]),
+    ("i15-pairs-swapped-out-as-in", "queries/page_pairs.sql",
+     "WHEN ((b.entry >> 63) & 1) = 1 AND ((a.entry >> 62) & 1) = 1 THEN 5",
+     "WHEN ((b.entry >> 63) & 1) = 1 AND ((a.entry >> 62) & 1) = 1 THEN 6", ["tests/test_queries.py", "-k", "one_pass"]),
+    ("i15-pairs-no-frame-share-dropped", "queries/page_pairs.sql",
+     "CASE WHEN bk % 128 >= 64 THEN sum(n) * ((SELECT ps FROM psb) << 12) ELSE sum(bpss) END",
+     "sum(bpss)", ["tests/test_queries.py", "-k", "one_pass"]),
     ("spark-ordered-list-unsorted", "analyzer/spark.py",
      'return fn(this="array_sort", expressions=[fn(this=agg, expressions=[inner])])',
      'return fn(this="reverse", expressions=[fn(this=agg, expressions=[inner])])',
