@@ -83,8 +83,6 @@ def s3a_conf() -> dict[str, str]:
     """The Hadoop settings for a store on S3 (``s3a://``), from the AWS environment memsnap's own S3 access
     reads (common/objstore.py): the endpoint, path-style, with TLS as its scheme says; the keys, when set,
     through S3A's provider for them (Hadoop 3.5's default list names AWS SDK v2 classes only)."""
-    from common import objstore
-
     conf = dict(S3A_PLAIN)
     e = objstore.endpoint()
     if e:
